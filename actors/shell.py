@@ -1,0 +1,138 @@
+"""The shell every WallTrack actor runs in: persist first, then act; stash while a write is in flight.
+
+A subclass implements `handle(message)` and calls `self.persist(op, then)` for a write whose result
+matters: `op()` returns a Future; until it completes, new messages are stashed (as Akka's persist does),
+so the actor never decides on state that is not yet stored. A failed write is retried with capped
+backoff — the operations are idempotent — and `then(result)` runs once it is stored.
+
+A BaseException (trio.Cancelled, a solders PanicException, KeyboardInterrupt) raised in a handler is
+contained as an ordinary `ActorCrash`: it fails this actor only, never every actor in the process.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import pykka
+import structlog
+
+from actors.messages import ChildFailed, Persisted
+from actors.ports import Scheduler
+
+log = structlog.get_logger("actors")
+
+_tokens = itertools.count(1)
+
+
+class ActorCrash(Exception):
+    """A BaseException raised inside an actor, contained so it fails that actor only."""
+
+
+def contain(exc: BaseException) -> Exception:
+    if isinstance(exc, Exception):
+        return exc
+    crash = ActorCrash(f"{type(exc).__name__}: {exc}")
+    crash.__cause__ = exc
+    return crash
+
+
+class Shell(pykka.ThreadingActor):
+    child_id: tuple[str, str] = ("actor", "?")
+    retry_initial = 0.2
+    retry_max = 10.0
+
+    def __init__(self, scheduler: Scheduler, parent: pykka.ActorRef | None) -> None:
+        super().__init__()
+        self._scheduler = scheduler
+        self._parent = parent
+        self._stash: deque[Any] = deque()
+        self._inflight: tuple[int, Callable[[], Future], Callable[[Any], None], float] | None = None
+
+    # pykka entry point -----------------------------------------------------------------------
+    def on_receive(self, message: Any) -> Any:
+        try:
+            if isinstance(message, Persisted):
+                return self._on_persisted(message)
+            if isinstance(message, _Resubmit):
+                if self._inflight is not None and self._inflight[0] == message.token:
+                    self._submit(message.token, self._inflight[1])
+                return None
+            if self._inflight is not None and not self.bypass_stash(message):
+                self._stash.append(message)
+                return None
+            return self.handle(message)
+        except Exception:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - contained, see module docstring
+            raise contain(exc) from exc
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        log.error("actor_failed", actor=self.child_id[0], id=self.child_id[1], error=repr(exception_value))
+        if self._parent is not None:
+            try:
+                self._parent.tell(ChildFailed(self.child_id, repr(exception_value)))
+            except pykka.ActorDeadError:
+                pass
+
+    # for subclasses ----------------------------------------------------------------------------
+    def handle(self, message: Any) -> Any:
+        raise NotImplementedError
+
+    def bypass_stash(self, message: Any) -> bool:
+        """Messages that are answered even while a write is in flight (read-only queries)."""
+        return False
+
+    def persist(self, op: Callable[[], Future], then: Callable[[Any], None]) -> None:
+        assert self._inflight is None, "one write at a time"
+        token = next(_tokens)
+        self._inflight = (token, op, then, self.retry_initial)
+        self._submit(token, op)
+
+    # internals ---------------------------------------------------------------------------------
+    def _submit(self, token: int, op: Callable[[], Future]) -> None:
+        ref = self.actor_ref
+
+        def deliver(f: Future) -> None:
+            exc = f.exception() if not f.cancelled() else RuntimeError("cancelled")
+            try:
+                ref.tell(Persisted(token, exc if exc is not None else f.result()))
+            except pykka.ActorDeadError:
+                pass
+
+        try:
+            op().add_done_callback(deliver)
+        except Exception as exc:  # the adapter refused at once (e.g. its loop is gone): retry
+            ref.tell(Persisted(token, exc))
+
+    def _on_persisted(self, msg: Persisted) -> None:
+        if self._inflight is None or self._inflight[0] != msg.token:
+            return None  # a stale outcome from before a restart
+        token, op, then, delay = self._inflight
+        if isinstance(msg.result, BaseException):
+            log.warning("write_retry", actor=self.child_id[0], id=self.child_id[1], delay_s=delay, error=repr(msg.result))
+            self._inflight = (token, op, then, min(delay * 2, self.retry_max))
+            ref = self.actor_ref
+            self._scheduler.call_later(delay, lambda: self._resubmit(ref, token))
+            return None
+        self._inflight = None
+        then(msg.result)
+        while self._stash and self._inflight is None:
+            self.on_receive(self._stash.popleft())
+        return None
+
+    def _resubmit(self, ref: pykka.ActorRef, token: int) -> None:
+        # Runs on the scheduler's thread: hop back into the mailbox.
+        try:
+            ref.tell(_Resubmit(token))
+        except pykka.ActorDeadError:
+            pass
+
+
+class _Resubmit:
+    __slots__ = ("token",)
+
+    def __init__(self, token: int) -> None:
+        self.token = token

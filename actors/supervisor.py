@@ -1,0 +1,166 @@
+"""The root supervisor: owns the wallet and position actors, routes messages to them, restarts them.
+
+Children are indexed by ("wallet", address) and ("position", id) in our own dict (pykka's registry is a
+linear list). A child that is starting or restarting gets its messages buffered, in order, until it
+runs. A restart builds a fresh actor from persisted state: a wallet from its open positions, a position
+from its journal.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import pykka
+import structlog
+
+from actors.messages import (
+    ChildFailed,
+    ChildRecovered,
+    Deliver,
+    GetStats,
+    JournalEvent,
+    Observation,
+    PositionClosed,
+    StartPosition,
+    SwapObserved,
+    ToPosition,
+    WatchlistChanged,
+)
+from actors.ports import Ports
+from actors.position import PositionActor
+from actors.wallet import WalletActor, WalletState
+
+log = structlog.get_logger("supervisor")
+
+ChildId = tuple[str, str]
+
+
+class RootSupervisor(pykka.ThreadingActor):
+    def __init__(self, ports: Ports) -> None:
+        super().__init__()
+        self._ports = ports
+        self._children: dict[ChildId, pykka.ActorRef] = {}
+        self._pending: dict[ChildId, list[Any]] = {}
+        self._watchlist: frozenset[str] = frozenset()
+        self.restarts = 0
+
+    # -- start-up from persisted state (called by the composition root before traffic) --------------
+    def adopt_wallet(self, wallet: str, open_by_token: dict[str, frozenset[int]]) -> None:
+        self._watchlist |= {wallet}
+        self._spawn(("wallet", wallet), open_by_token)
+
+    def adopt_position(self, position_id: int, journal: tuple[JournalEvent, ...]) -> None:
+        self._spawn(("position", str(position_id)), journal)
+
+    def on_receive(self, message: Any) -> Any:
+        handler = self._handlers().get(type(message))
+        if handler is None:
+            raise LookupError(f"root: unknown message {type(message).__name__}")
+        return handler(message)
+
+    def _handlers(self) -> dict[type, Callable[[Any], Any]]:
+        return {
+            Deliver: self._deliver,
+            WatchlistChanged: self._watchlist_changed,
+            StartPosition: lambda m: self._spawn(("position", str(m.position_id)), m.journal),
+            ToPosition: lambda m: self._send(("position", str(m.position_id)), m.message),
+            PositionClosed: self._position_closed,
+            ChildFailed: self._child_failed,
+            ChildRecovered: lambda m: self._spawn(m.child, m.snapshot),
+            GetStats: lambda m: self.stats(),
+        }
+
+    def stats(self) -> dict[str, int]:
+        kinds = [k for k, _ in self._children]
+        return {"wallets": kinds.count("wallet"), "positions": kinds.count("position"), "restarts": self.restarts}
+
+    # -- routing -----------------------------------------------------------------------------------
+    def _deliver(self, m: Deliver) -> None:
+        for wallet in m.wallets:
+            if wallet in self._watchlist:
+                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload))
+            else:  # removed since the delivery was stored: close its books on this transaction
+                self._ports.store.record_observation(Observation(m.signature, wallet, "unwatched"))
+
+    def _send(self, child: ChildId, message: Any) -> None:
+        ref = self._children.get(child)
+        if ref is not None:
+            try:
+                ref.tell(message)
+                return
+            except pykka.ActorDeadError:
+                self._children.pop(child, None)
+        if child in self._pending:
+            self._pending[child].append(message)
+        else:
+            log.warning("undeliverable", child=f"{child[0]}:{child[1]}", message=type(message).__name__)
+
+    def _watchlist_changed(self, m: WatchlistChanged) -> None:
+        added, removed = m.wallets - self._watchlist, self._watchlist - m.wallets
+        self._watchlist = m.wallets
+        for wallet in sorted(removed):
+            self._pending.pop(("wallet", wallet), None)
+            ref = self._children.pop(("wallet", wallet), None)
+            if ref is not None:
+                ref.stop(block=False)
+            log.info("wallet_unwatched", wallet=wallet)
+        for wallet in sorted(added):
+            log.info("wallet_watched", wallet=wallet)
+            self._recover(("wallet", wallet))
+
+    def _position_closed(self, m: PositionClosed) -> None:
+        ref = self._children.pop(("position", str(m.position_id)), None)
+        if ref is not None:
+            ref.stop(block=False)
+        self._send(("wallet", m.wallet), m)
+
+    # -- supervision -------------------------------------------------------------------------------
+    def _child_failed(self, m: ChildFailed) -> None:
+        self._children.pop(m.child, None)
+        if m.child[0] == "wallet" and m.child[1] not in self._watchlist:
+            return
+        self.restarts += 1
+        log.warning("child_restart", child=f"{m.child[0]}:{m.child[1]}", error=m.error, restarts=self.restarts)
+        self._recover(m.child)
+
+    def _recover(self, child: ChildId) -> None:
+        """Rebuild a child from persisted state; buffer its messages until it runs."""
+        self._pending.setdefault(child, [])
+        kind, key = child
+        store = self._ports.store
+        future: Future = store.wallet_open_positions(key) if kind == "wallet" else store.position_journal(int(key))
+        me = self.actor_ref
+
+        def done(f: Future) -> None:
+            if f.exception() is not None:
+                log.warning("recover_retry", child=f"{kind}:{key}", error=repr(f.exception()))
+                self._ports.scheduler.call_later(1.0, lambda: me.tell(ChildFailed(child, "recovery read failed")))
+                return
+            try:
+                me.tell(ChildRecovered(child, f.result()))
+            except pykka.ActorDeadError:
+                pass
+
+        future.add_done_callback(done)
+
+    def _spawn(self, child: ChildId, snapshot: Any) -> None:
+        kind, key = child
+        if child in self._children or (kind == "wallet" and key not in self._watchlist):
+            return
+        me = self.actor_ref
+        if kind == "wallet":
+            ref = WalletActor.start(WalletState(key, open_by_token=dict(snapshot)), self._ports, me)
+        else:
+            ref = PositionActor.start(int(key), tuple(snapshot), self._ports, me)
+        self._children[child] = ref
+        for message in self._pending.pop(child, []):
+            ref.tell(message)
+
+    def on_stop(self) -> None:
+        for ref in self._children.values():
+            try:
+                ref.stop(block=True, timeout=5)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+        self._children.clear()

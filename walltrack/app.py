@@ -1,0 +1,210 @@
+"""The composition root: settings → logging → database → store → supervisor → gateway, and back.
+
+`App.start()` starts every part in order and `App.stop()` stops them in reverse; `run()` is the
+foreground `walltrack run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from functools import partial
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+import pykka
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from actors.messages import Deliver, GetStats, WatchlistChanged
+from actors.ports import CopyRules, Ports
+from actors.supervisor import RootSupervisor
+from gateway.app import Delivery, GatewayDeps, create_app
+from walltrack import store as repo
+from walltrack.bridge import AsyncioThread, TrioThread, ask, trio_await
+from walltrack.db import EmbeddedPostgres, database_url, migrate
+from walltrack.logs import Redactor, configure_logging
+from walltrack.settings import Settings, webhook_secret
+
+log = structlog.get_logger("walltrack")
+
+
+class App:
+    def __init__(self, settings: Settings, redactor: Redactor | None = None) -> None:
+        self.settings = settings
+        self.redactor = redactor or Redactor(settings.secrets())
+        self.started_at = time.time()
+        self.pg: EmbeddedPostgres | None = None
+        self.loop: AsyncioThread | None = None
+        self.store: repo.Store | None = None
+        self.root: pykka.ActorRef | None = None
+        self.gateway: TrioThread | None = None
+        self.watched: frozenset[str] = frozenset()
+        self.breaker: dict[str, Any] = {"state": "closed", "reason": None, "tripped_at": None}
+        self._listener: asyncpg.Connection | None = None
+        self._reconcile: asyncio.Task | None = None
+        self.gateway_port: int | None = None
+
+    # -- start, in order ---------------------------------------------------------------------------
+    def start(self) -> "App":
+        s = self.settings
+        secret = webhook_secret(s)
+        self.redactor.add(secret)
+        url, self.pg = database_url(s)
+        self.loop = AsyncioThread()
+        self.store = repo.Store.open(self.loop, url)
+        applied = self.store.run(migrate)
+        log.info("database_ready", embedded=self.pg is not None, migrations_applied=applied)
+
+        ports = Ports(self.store, self.loop, CopyRules(s.copy_fixed_sol, s.copy_fixed_usd))
+        self.root = RootSupervisor.start(ports)
+        root = self.root.proxy()
+        wallets = self.store.run(repo.active_wallets)
+        for w in wallets:
+            root.adopt_wallet(w, self.store.wallet_open_positions(w).result(30)).get()
+        positions = self.store.run(repo.open_positions)
+        for pid, journal in positions:
+            root.adopt_position(pid, journal).get()
+        self.watched = frozenset(wallets)
+        pending = self.store.run(repo.pending_deliveries)
+        for signature, payload, todo in pending:
+            self.root.tell(Deliver(signature, payload, todo))
+        log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
+
+        self.loop.run(self._start_watchlist_listener(url), timeout=30)
+        self.gateway = TrioThread(self._serve_gateway(secret), name="walltrack-gateway")
+        self.gateway.start()
+        log.info("gateway_listening", host=s.gateway_host, port=self.gateway_port)
+        return self
+
+    # -- stop, in reverse --------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.loop is not None:
+            self.loop.run(self._stop_watchlist_listener(), timeout=10)
+        if self.root is not None:
+            try:
+                self.root.stop(block=True, timeout=15)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+        if self.store is not None:
+            self.store.close()
+        if self.loop is not None:
+            self.loop.stop()
+        if self.pg is not None:
+            self.pg.close()
+        log.info("stopped")
+
+    # -- the watchlist: the CLI and the panel change the table; LISTEN/NOTIFY and a slow poll bring it here
+    async def _start_watchlist_listener(self, url: str) -> None:
+        self._listener = await asyncpg.connect(url)
+        await self._listener.add_listener(repo.WATCHLIST_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_watchlist()))
+        self._reconcile = asyncio.ensure_future(self._reconcile_loop())
+
+    async def _stop_watchlist_listener(self) -> None:
+        if self._reconcile is not None:
+            self._reconcile.cancel()
+        if self._listener is not None:
+            await self._listener.close(timeout=5)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(15)
+            try:
+                await self._reload_watchlist()
+            except Exception as exc:  # noqa: BLE001 - the next round retries
+                log.warning("watchlist_reload_failed", error=repr(exc))
+
+    async def _reload_watchlist(self) -> None:
+        assert self.store is not None and self.root is not None
+        async with self.store.pool.acquire() as conn:
+            wallets = frozenset(await repo.active_wallets(conn))
+        if wallets != self.watched:
+            self.watched = wallets
+            self.root.tell(WatchlistChanged(wallets))
+
+    # -- the gateway ---------------------------------------------------------------------------------
+    def _serve_gateway(self, secret: str):  # noqa: ANN202
+        assert self.store is not None and self.root is not None
+        store, root = self.store, self.root
+
+        async def store_deliveries(items: list[Delivery]) -> set[str]:
+            return await trio_await(store.store_deliveries(items))
+
+        def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
+            root.tell(Deliver(signature, payload, wallets))
+
+        deps = GatewayDeps(
+            secret=secret,
+            max_bytes=self.settings.webhook_max_bytes,
+            watched=lambda: self.watched,
+            store_deliveries=store_deliveries,
+            dispatch=dispatch,
+            health=self._health,
+        )
+        app = create_app(deps)
+        config = HypercornConfig()
+        config.bind = [f"{self.settings.gateway_host}:{self.settings.gateway_port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
+
+        async def main(task_status=trio.TASK_STATUS_IGNORED) -> None:  # noqa: ANN001
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(partial(serve, app, config))
+                self.gateway_port = int(str(bound[0]).rsplit(":", 1)[1]) if bound else self.settings.gateway_port
+                task_status.started(bound)
+
+        return main
+
+    async def _health(self) -> tuple[dict[str, Any], int]:
+        assert self.store is not None and self.root is not None
+        body: dict[str, Any] = {"status": "ok", "database": "connected", "uptime_s": round(time.time() - self.started_at, 1)}
+        try:
+            with trio.fail_after(2):
+                db = await trio_await(self.store.health())
+            body.update(
+                last_webhook_at=_iso(db["last_webhook"]),
+                last_signal_at=_iso(db["last_signal"]),
+                inbox_pending=db["inbox_pending"],
+            )
+        except Exception:  # noqa: BLE001
+            body.update(status="unavailable", database="unreachable", last_webhook_at=None, last_signal_at=None)
+        body["circuit_breaker"] = dict(self.breaker)
+        try:
+            body["actors"] = await ask(self.root, GetStats(), timeout=2)
+        except Exception:  # noqa: BLE001
+            body["actors"] = None
+            body["status"] = "degraded" if body["status"] == "ok" else body["status"]
+        if self.breaker["state"] != "closed" and body["status"] == "ok":
+            body["status"] = "degraded"
+        return body, 200 if body["database"] == "connected" else 503
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.astimezone(timezone.utc).isoformat() if v is not None else None
+
+
+def run(settings: Settings) -> int:
+    """`walltrack run`: everything in the foreground until Ctrl-C or SIGTERM."""
+    redactor = Redactor(settings.secrets())
+    configure_logging(redactor, settings.log_level, settings.log_dir, settings.log_max_bytes, settings.log_backups)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    app = App(settings, redactor)
+    try:
+        app.start()
+        while not stop.wait(1.0):
+            if app.gateway is not None and app.gateway.failed is not None:
+                log.error("gateway_failed", error=repr(app.gateway.failed))
+                return 1
+    finally:
+        app.stop()
+    return 0

@@ -1,0 +1,147 @@
+"""The one bridge between runtimes (ARCHITECTURE.md, "Runtimes").
+
+- `AsyncioThread`: the asyncio loop that owns asyncpg; other threads submit coroutines and get a
+  `concurrent.futures.Future` back.
+- `notify(future, fn)`: run `fn(result_or_exception)` when a future completes, from any thread — how an
+  actor gets the outcome of I/O as a message instead of blocking on it.
+- `trio_await(future)`: await a concurrent future from trio without a thread per wait.
+- `ask(ref, msg, timeout)`: an actor ask from trio, off the event loop.
+- `contain(exc)`: turn a BaseException that must not escape an actor (trio.Cancelled, a solders
+  PanicException, KeyboardInterrupt in a worker) into an ordinary `ActorCrash`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any, Awaitable, Callable, TypeVar
+
+import trio
+
+from actors.shell import ActorCrash, contain  # noqa: F401 - the containment lives beside the actor shell
+
+T = TypeVar("T")
+
+
+class AsyncioThread:
+    """An asyncio event loop on a dedicated daemon thread."""
+
+    def __init__(self, name: str = "walltrack-asyncio") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+
+    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+        """Blocking call, for the composition root and the CLI only (never from an actor or trio)."""
+        return self.submit(coro).result(timeout)
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
+        self.loop.call_soon_threadsafe(self.loop.call_later, delay, fn)
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+def notify(future: concurrent.futures.Future[T], fn: Callable[[T | BaseException], None]) -> None:
+    """Call fn with the future's result, or its exception, once it completes (on the completing thread)."""
+
+    def done(f: concurrent.futures.Future[T]) -> None:
+        if f.cancelled():
+            fn(concurrent.futures.CancelledError())
+            return
+        exc = f.exception()
+        fn(exc if exc is not None else f.result())
+
+    future.add_done_callback(done)
+
+
+async def trio_await(future: concurrent.futures.Future[T]) -> T:
+    """Await a concurrent future under trio; cancelling the trio task cancels the future."""
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+
+    def wake(_: object) -> None:
+        try:
+            token.run_sync_soon(done.set)
+        except trio.RunFinishedError:
+            pass
+
+    future.add_done_callback(wake)
+    try:
+        await done.wait()
+    except trio.Cancelled:
+        future.cancel()
+        raise
+    return future.result()
+
+
+async def ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
+    """Ask an actor from trio with a timeout, on a worker thread so the loop never blocks."""
+    future = ref.ask(message, block=False)
+    return await trio.to_thread.run_sync(lambda: future.get(timeout=timeout), abandon_on_cancel=True)
+
+
+class TrioThread:
+    """A trio event loop on its own thread, running `main(task_status)` until `stop()`.
+
+    `main` is started with `nursery.start`, so `start()` returns once it reports ready (for the gateway:
+    once its sockets are bound) and raises what it raised if it failed to get there.
+    """
+
+    def __init__(self, main: Callable[..., Awaitable[Any]], name: str = "walltrack-trio") -> None:
+        self._main = main
+        self._name = name
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._cancel: trio.CancelScope | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.started_value: Any = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self, timeout: float = 30) -> Any:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"{self._name} did not start in {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self.started_value
+
+    def _run(self) -> None:
+        async def runner() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            with trio.CancelScope() as scope:
+                self._cancel = scope
+                async with trio.open_nursery() as nursery:
+                    self.started_value = await nursery.start(self._main)
+                    self._ready.set()
+
+        try:
+            trio.run(runner)
+        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def stop(self, timeout: float = 10) -> None:
+        if self._token is not None and self._cancel is not None:
+            try:
+                self._token.run_sync_soon(self._cancel.cancel)
+            except trio.RunFinishedError:
+                pass
+        self._thread.join(timeout)
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._error

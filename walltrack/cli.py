@@ -1,0 +1,194 @@
+"""`walltrack` command line. Bad input gets one clear message on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+import asyncpg
+
+from actors.trades import InvalidTransaction, check_shape, classify, is_base58_pubkey
+from walltrack.db import database_url, migrate, migration_status
+from walltrack.settings import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _with_db(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[T]], apply_migrations: bool = True) -> T:
+    """Run one coroutine on one connection to the configured (or embedded) database."""
+    from walltrack.store import _init_connection
+
+    url, pg = database_url(settings)
+
+    async def go() -> T:
+        conn = await asyncpg.connect(url)
+        try:
+            await _init_connection(conn)
+            if apply_migrations:
+                await migrate(conn)
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _address(value: str) -> str:
+    if not is_base58_pubkey(value):
+        raise UsageError(f"not a Solana address (base58 public key): {value!r}")
+    return value
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from walltrack.app import run
+
+    return run(settings)
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.db_command == "migrate":
+        applied = _with_db(settings, migrate, apply_migrations=False)
+        print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+        return 0
+    rows = _with_db(settings, migration_status, apply_migrations=False)
+    for r in rows:
+        flag = "" if r["checksum_ok"] in (None, True) else "  (file changed since applied!)"
+        print(f"{r['version']}  {r['name']:<30} {r['state']:<8} {r['applied_at'] or ''}{flag}")
+    return 0
+
+
+def cmd_wallets(args: argparse.Namespace, settings: Settings) -> int:
+    from walltrack import store
+
+    if args.wallets_command == "add":
+        address = _address(args.address)
+        added = _with_db(settings, lambda c: store.add_wallet(c, address, args.label))
+        print(f"{'added' if added else 'updated'} {address}")
+    elif args.wallets_command == "remove":
+        address = _address(args.address)
+        if not _with_db(settings, lambda c: store.remove_wallet(c, address)):
+            raise UsageError(f"not on the watchlist: {address}")
+        print(f"removed {address}")
+    else:
+        rows = _with_db(settings, store.list_wallets)
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                print(f"{r['address']}  {r['status']:<7} {r['label'] or ''}")
+    return 0
+
+
+def cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
+    from walltrack import store
+
+    rows = _with_db(settings, store.list_signals)
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['created_at']}  {r['wallet'][:8]}  {r['side']:<4} {r['token_mint'][:8]}  {r['decision']:<7} {r['reason']}")
+    return 0
+
+
+def cmd_positions(args: argparse.Namespace, settings: Settings) -> int:
+    from walltrack import store
+
+    rows = _with_db(settings, store.list_positions)
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"#{r['id']}  {r['status']:<7} {r['wallet'][:8]}  {r['token_mint'][:8]}  entry {r['entry_quote_amount']}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings | None) -> int:
+    wallet = _address(args.wallet)
+    try:
+        data = json.loads(Path(args.file).read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(f"{args.file} is not valid JSON") from None
+    txs = data if isinstance(data, list) else [data]
+    for i, tx in enumerate(txs):
+        try:
+            check_shape(tx, f"transaction[{i}]")
+        except InvalidTransaction as exc:
+            raise UsageError(f"{args.file}: {exc}") from None
+        trade = classify(tx, wallet)
+        if trade is not None:
+            print(json.dumps(trade.as_json()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="walltrack", description="Self-hosted Solana copy-trading bot.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run everything in the foreground (Ctrl-C to stop)").set_defaults(fn=cmd_run)
+
+    db = sub.add_parser("db", help="database migrations")
+    dbs = db.add_subparsers(dest="db_command", required=True)
+    dbs.add_parser("migrate", help="apply pending migrations")
+    dbs.add_parser("status", help="list applied and pending migrations")
+    db.set_defaults(fn=cmd_db)
+
+    w = sub.add_parser("wallets", help="the watchlist")
+    ws = w.add_subparsers(dest="wallets_command", required=True)
+    add = ws.add_parser("add", help="watch a wallet")
+    add.add_argument("address")
+    add.add_argument("--label")
+    rm = ws.add_parser("remove", help="stop watching a wallet")
+    rm.add_argument("address")
+    ls = ws.add_parser("list", help="list watched wallets")
+    ls.add_argument("--json", action="store_true")
+    w.set_defaults(fn=cmd_wallets)
+
+    for name, fn, text in (("signals", cmd_signals, "signals recorded"), ("positions", cmd_positions, "positions")):
+        c = sub.add_parser(name, help=f"list {text}")
+        c.add_argument("--json", action="store_true", help="print a JSON array")
+        c.set_defaults(fn=fn)
+
+    ex = sub.add_parser("explain", help="classify the trades of a wallet in a webhook body")
+    ex.add_argument("file", help="a Helius enhanced webhook body: an array or a single transaction")
+    ex.add_argument("--wallet", required=True, help="the watched wallet's address")
+    ex.set_defaults(fn=cmd_explain, needs_settings=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings() if getattr(args, "needs_settings", True) else None
+        if settings is not None and args.command != "run":
+            from walltrack.logs import Redactor, configure_logging
+
+            configure_logging(Redactor(settings.secrets()), "WARNING", stream=sys.stderr)
+        return args.fn(args, settings)
+    except (ConfigError, UsageError) as exc:
+        print(f"walltrack: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

