@@ -154,7 +154,7 @@ class PositionActor(Shell):
         before, self.state = self.state, after
         for ev in events:
             log.info("position_event", position_id=after.id, wallet=after.wallet, token_mint=after.token_mint,
-                     event=ev.kind, seq=ev.seq, **{k: v for k, v in ev.data.items() if k in ("reason", "signature")})
+                     journal_event=ev.kind, seq=ev.seq, **{k: v for k, v in ev.data.items() if k in ("reason", "signature")})
         if before.status != "closed" and after.status == "closed":
             log.info("position_closed", position_id=after.id, wallet=after.wallet, reason=after.exit_reason,
                      realized_pnl_quote=after.realized_pnl_quote, quote_mint=after.quote_mint)

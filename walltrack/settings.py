@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     trading_mode: Literal["paper", "live"] = "paper"
     gateway_host: str = "127.0.0.1"
-    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    gateway_port: int = Field(default=8000, ge=0, le=65535)  # 0: any free port
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     copy_fixed_sol: Decimal = Field(default=Decimal("0.1"), gt=0)

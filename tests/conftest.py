@@ -1,0 +1,109 @@
+"""Shared fixtures: one embedded PostgreSQL for the session, a fresh database per test, a running App."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import asyncpg
+import pykka
+import pytest
+
+from walltrack.app import App
+from walltrack.db import EmbeddedPostgres
+from walltrack.settings import load_settings
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # real payloads, copied from shared/fixtures
+
+SECRET = "test-webhook-secret-7f3a"
+# A throwaway keypair, generated for the tests: it must never show up in logs or the database.
+WALLET_KEY = "8NNrSWUqML3798uWMTEVUpkGbQUs3xRPRvJpeJgfG5Tqt5X7qGeW3Ze5byHLmuUEc3h9TCvk8NRgZakvrDDRabi"
+PUMP_WALLET = "9JGuVmjXTeMea6VY6fpsu8783YeJME8bewyy9qv9UBxh"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll a condition until it holds (synchronisation on an observable outcome, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    yield pg
+    pg.close()
+
+
+@pytest.fixture
+def db_url(pg_server: EmbeddedPostgres) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+
+    async def create() -> None:
+        conn = await asyncpg.connect(pg_server.url)
+        await conn.execute(f"CREATE DATABASE {name}")
+        await conn.close()
+
+    asyncio.run(create())
+    return pg_server.url.replace("/postgres?", f"/{name}?", 1)
+
+
+def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, db_url: str) -> Callable[..., Any]:
+    def make(**overrides: Any):  # noqa: ANN202
+        values = dict(
+            walltrack_data_dir=tmp_path / "data",
+            database_url=db_url,
+            helius_webhook_secret=SECRET,
+            wallet_private_key=WALLET_KEY,
+            gateway_port=0,
+            _env_file=None,
+        )
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def app(make_settings: Callable[..., Any]) -> Iterator[App]:
+    a = App(make_settings()).start()
+    try:
+        yield a
+    finally:
+        a.stop()
+        pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build settings explicitly; the developer's environment and .env must not leak in."""
+    for var in ("DATABASE_URL", "HELIUS_WEBHOOK_SECRET", "WALLET_PRIVATE_KEY", "TRADING_MODE", "GATEWAY_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    os.environ.setdefault("WALLTRACK_TEST", "1")
