@@ -96,28 +96,31 @@ def cmd_wallets(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
-    from walltrack import store
+def _listing(query: str, line: Callable[[dict[str, Any]], str]) -> Callable[[argparse.Namespace, Settings], int]:
+    """A `signals`/`positions` command: the rows as a JSON array with --json, else one line each."""
 
-    rows = _with_db(settings, store.list_signals)
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['created_at']}  {r['wallet'][:8]}  {r['side']:<4} {r['token_mint'][:8]}  {r['decision']:<7} {r['reason']}")
-    return 0
+    def command(args: argparse.Namespace, settings: Settings) -> int:
+        from walltrack import store
+
+        rows = _with_db(settings, getattr(store, query))
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                print(line(r))
+        return 0
+
+    return command
 
 
-def cmd_positions(args: argparse.Namespace, settings: Settings) -> int:
-    from walltrack import store
-
-    rows = _with_db(settings, store.list_positions)
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"#{r['id']}  {r['status']:<7} {r['wallet'][:8]}  {r['token_mint'][:8]}  entry {r['entry_quote_amount']}")
-    return 0
+cmd_signals = _listing(
+    "list_signals",
+    lambda r: f"{r['created_at']}  {r['wallet'][:8]}  {r['side']:<4} {r['token_mint'][:8]}  {r['decision']:<7} {r['reason']}",
+)
+cmd_positions = _listing(
+    "list_positions",
+    lambda r: f"#{r['id']}  {r['status']:<7} {r['wallet'][:8]}  {r['token_mint'][:8]}  entry {r['entry_quote_amount']}",
+)
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings | None) -> int:
