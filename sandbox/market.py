@@ -1,0 +1,368 @@
+"""A deterministic simulated market: tokens in constant-product pools, simulated traders moving prices,
+leader wallets with trading styles, and the hazards a copy-trader must survive.
+
+Everything is driven by one seeded `random.Random` and a fixed step, so a seed always produces the same
+market. `step_to(t)` advances simulated time; the leaders' trades it returns are what the Helius poster
+delivers. All amounts are raw integers (lamports, atomic token units). Thread-safe: the HTTP servers read
+it from their own thread under `lock`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+import base58
+
+WSOL_MINT = "So11111111111111111111111111111111111111112"
+USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+LAMPORTS = 10**9
+USDC_UNITS = 10**6
+POOL_FEE_BPS = 25
+
+Quote = Literal["SOL", "USDC"]
+Style = Literal["flipper", "holder", "scaler"]
+
+
+@dataclass
+class Hazards:
+    rug_at: float | None = None  # sim seconds after start: the dev dumps most of the supply into the pool
+    honeypot: bool = False  # sells revert: no route back to SOL
+    mint_authority: bool = False
+    freeze_authority: bool = False
+    permanent_delegate: bool = False
+    transfer_fee_bps: int = 0
+    transfer_hook: bool = False
+    default_frozen: bool = False
+    concentrated: bool = False  # a few wallets hold most of the supply
+    thin: bool = False  # tiny liquidity
+
+    @property
+    def token2022(self) -> bool:
+        return self.permanent_delegate or self.transfer_fee_bps > 0 or self.transfer_hook or self.default_frozen
+
+    def names(self) -> list[str]:
+        out = [k for k in ("honeypot", "mint_authority", "freeze_authority", "permanent_delegate", "transfer_hook",
+                           "default_frozen", "concentrated", "thin") if getattr(self, k)]
+        if self.transfer_fee_bps:
+            out.append("transfer_fee")
+        if self.rug_at is not None:
+            out.append("rug")
+        return out
+
+
+@dataclass
+class Pool:
+    address: str
+    base_vault: str  # the pool's token account for the token
+    quote_vault: str  # ... and for the quote asset
+    base_reserve: int
+    quote_reserve: int
+    created_at: float  # unix seconds
+    dex: str  # "raydium", "pumpswap", "meteora"
+
+
+@dataclass
+class SimToken:
+    mint: str
+    symbol: str
+    name: str
+    decimals: int
+    supply: int
+    quote: Quote
+    pool: Pool
+    hazards: Hazards
+    drift: float  # expected log-return per simulated minute from simulated traders
+    vol: float  # per-minute volatility
+    creator: str
+    holders: dict[str, int] = field(default_factory=dict)  # owner -> raw amount, outside the pool
+    rugged: bool = False
+
+    @property
+    def quote_mint(self) -> str:
+        return WSOL_MINT if self.quote == "SOL" else USDC_MINT
+
+    @property
+    def quote_decimals(self) -> int:
+        return 9 if self.quote == "SOL" else 6
+
+    def price_quote(self) -> float:
+        """Price of one whole token in whole quote units."""
+        p = self.pool
+        return (p.quote_reserve / 10**self.quote_decimals) / (p.base_reserve / 10**self.decimals)
+
+    def swap_out(self, amount_in: int, buy: bool) -> int:
+        """Constant-product output for `amount_in` (quote in when buy, token in when sell), after the pool fee."""
+        p = self.pool
+        r_in, r_out = (p.quote_reserve, p.base_reserve) if buy else (p.base_reserve, p.quote_reserve)
+        eff = amount_in * (10_000 - POOL_FEE_BPS)
+        return (eff * r_out) // (r_in * 10_000 + eff)
+
+    def apply_swap(self, amount_in: int, buy: bool) -> int:
+        out = self.swap_out(amount_in, buy)
+        p = self.pool
+        if buy:
+            p.quote_reserve += amount_in
+            p.base_reserve -= out
+        else:
+            p.base_reserve += amount_in
+            p.quote_reserve -= out
+        return out
+
+
+@dataclass
+class Leader:
+    address: str
+    label: str
+    style: Style
+    rng_seed: int
+    next_action_at: float = 0.0
+    holdings: dict[str, int] = field(default_factory=dict)  # mint -> raw tokens
+    plans: list[tuple[float, str, float]] = field(default_factory=list)  # (at, mint, fraction of holding to sell)
+
+
+@dataclass(frozen=True)
+class LeaderTrade:
+    """One trade by a leader, as it happened on the simulated chain."""
+
+    signature: str
+    slot: int
+    timestamp: int
+    leader: str
+    mint: str
+    side: Literal["buy", "sell"]
+    token_amount: int
+    quote_mint: str
+    quote_amount: int
+    decimals: int
+    token_account: str  # the leader's token account for the mint
+    pool: str
+    base_vault: str
+    quote_vault: str
+    dex: str
+    holding_before: int  # the leader's token holding before this trade (for proportional copy sells)
+
+
+def pubkey(seed: str) -> str:
+    """A deterministic base58 address from a seed string (32 bytes)."""
+    return base58.b58encode(hashlib.sha256(seed.encode()).digest()).decode()
+
+
+def signature(seed: str) -> str:
+    """A deterministic base58 transaction signature (64 bytes)."""
+    return base58.b58encode(hashlib.sha512(seed.encode()).digest()).decode()
+
+
+# The cast of tokens: each hazard the analyzer must catch, and clean tokens with different price paths.
+# (symbol, quote, hazards, drift per minute, volatility per minute)
+CAST: list[tuple[str, Quote, Hazards, float, float]] = [
+    ("MOON", "SOL", Hazards(), 0.012, 0.02),  # a pump: climbs steadily
+    ("STDY", "SOL", Hazards(), 0.002, 0.015),
+    ("CHOP", "SOL", Hazards(), 0.0, 0.04),  # volatile, no trend
+    ("SINK", "SOL", Hazards(), -0.01, 0.02),  # bleeds
+    ("USDX", "USDC", Hazards(), 0.004, 0.02),  # a clean token quoted in USDC
+    ("RUGR", "SOL", Hazards(rug_at=600.0), 0.01, 0.02),  # pumps, then the dev dumps
+    ("HONY", "SOL", Hazards(honeypot=True), 0.01, 0.01),
+    ("MNTA", "SOL", Hazards(mint_authority=True), 0.003, 0.02),
+    ("FRZA", "SOL", Hazards(freeze_authority=True), 0.003, 0.02),
+    ("PDEL", "SOL", Hazards(permanent_delegate=True), 0.003, 0.02),
+    ("TFEE", "SOL", Hazards(transfer_fee_bps=500), 0.003, 0.02),
+    ("WHAL", "SOL", Hazards(concentrated=True), 0.003, 0.02),
+    ("THIN", "SOL", Hazards(thin=True), 0.003, 0.03),
+]
+
+
+class Market:
+    step_seconds = 1.0
+
+    def __init__(self, seed: int = 7, start: float = 1_767_225_600.0, sol_usd: float = 150.0) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.start = start
+        self.now = start
+        self.slot = 300_000_000
+        self.sol_usd = sol_usd
+        self.lock = threading.RLock()
+        self.tokens: dict[str, SimToken] = {}
+        self.by_symbol: dict[str, SimToken] = {}
+        self.leaders: list[Leader] = []
+        self._n = 0
+        for symbol, quote, hazards, drift, vol in CAST:
+            self._add_token(symbol, quote, hazards, drift, vol)
+        for i, style in enumerate(["flipper", "flipper", "holder", "scaler", "holder", "flipper"]):
+            addr = pubkey(f"{seed}:leader:{i}")
+            self.leaders.append(Leader(addr, f"{style}-{i}", style, self.rng.randrange(2**32),  # type: ignore[arg-type]
+                                       next_action_at=start + self.rng.uniform(5, 60)))
+
+    # -- construction --------------------------------------------------------------------------------
+    def _add_token(self, symbol: str, quote: Quote, hz: Hazards, drift: float, vol: float) -> None:
+        s = self.seed
+        decimals = 6
+        supply = 1_000_000_000 * 10**decimals
+        in_pool = supply * 8 // 10
+        liq_usd = 300.0 if hz.thin else self.rng.uniform(40_000, 120_000)  # quote side of the pool, in USD
+        quote_reserve = int(liq_usd / self.sol_usd * LAMPORTS) if quote == "SOL" else int(liq_usd * USDC_UNITS)
+        mint = pubkey(f"{s}:mint:{symbol}")
+        pool = Pool(
+            address=pubkey(f"{s}:pool:{symbol}"),
+            base_vault=pubkey(f"{s}:vault:{symbol}:base"),
+            quote_vault=pubkey(f"{s}:vault:{symbol}:quote"),
+            base_reserve=in_pool,
+            quote_reserve=quote_reserve,
+            created_at=self.start - self.rng.uniform(2 * 3600, 72 * 3600),
+            dex=self.rng.choice(["raydium", "pumpswap", "meteora"]),
+        )
+        creator = pubkey(f"{s}:creator:{symbol}")
+        rest = supply - in_pool
+        if hz.concentrated:
+            holders = {creator: rest * 6 // 10, pubkey(f"{s}:whale:{symbol}:1"): rest * 3 // 10}
+            holders[pubkey(f"{s}:whale:{symbol}:2")] = rest - sum(holders.values())
+        else:
+            n = 40
+            holders = {pubkey(f"{s}:holder:{symbol}:{i}"): rest // n for i in range(n)}
+            holders[creator] = holders.get(creator, 0) + rest - sum(holders.values())
+        token = SimToken(mint, symbol, f"{symbol.title()} Token", decimals, supply, quote, pool, hz, drift, vol, creator, holders)
+        self.tokens[mint] = token
+        self.by_symbol[symbol] = token
+
+    # -- prices and routes (what Jupiter and DexScreener report) ----------------------------------------
+    def price_usd(self, mint: str) -> float | None:
+        t = self.tokens.get(mint)
+        if t is None:
+            return {WSOL_MINT: self.sol_usd, USDC_MINT: 1.0}.get(mint)
+        return t.price_quote() * (self.sol_usd if t.quote == "SOL" else 1.0)
+
+    def liquidity_usd(self, mint: str) -> float:
+        t = self.tokens[mint]
+        q = t.pool.quote_reserve / 10**t.quote_decimals * (self.sol_usd if t.quote == "SOL" else 1.0)
+        return 2 * q
+
+    def quote(self, input_mint: str, output_mint: str, amount: int) -> tuple[int, float, SimToken] | None:
+        """(out amount, price impact fraction, token) for a direct route through a token's pool, or None."""
+        with self.lock:
+            if output_mint in self.tokens:
+                t, buy = self.tokens[output_mint], True
+                if input_mint != t.quote_mint:
+                    return None
+            elif input_mint in self.tokens:
+                t, buy = self.tokens[input_mint], False
+                if output_mint != t.quote_mint or t.hazards.honeypot:
+                    return None  # a honeypot has no way back
+            else:
+                return None
+            if amount <= 0:
+                return None
+            out = t.swap_out(amount, buy)
+            p = t.pool
+            spot = (p.base_reserve / p.quote_reserve) if buy else (p.quote_reserve / p.base_reserve)
+            ideal = amount * spot
+            impact = max(0.0, 1 - out / ideal) if ideal > 0 else 1.0
+            return out, impact, t
+
+    # -- time ----------------------------------------------------------------------------------------
+    def step_to(self, t: float) -> list[LeaderTrade]:
+        trades: list[LeaderTrade] = []
+        with self.lock:
+            while self.now + self.step_seconds <= t:
+                self.now += self.step_seconds
+                self.slot += int(self.step_seconds / 0.4)
+                for token in self.tokens.values():
+                    self._noise(token)
+                    if token.hazards.rug_at is not None and not token.rugged and self.now - self.start >= token.hazards.rug_at:
+                        self._rug(token)
+                for leader in self.leaders:
+                    trades.extend(self._leader_act(leader))
+        return trades
+
+    def _noise(self, t: SimToken) -> None:
+        """Simulated traders: a log-normal move of the pool price per step, executed as one swap."""
+        dt_min = self.step_seconds / 60
+        ret = t.drift * dt_min + t.vol * math.sqrt(dt_min) * self.rng.gauss(0, 1)
+        if t.hazards.honeypot:
+            ret = abs(ret)  # nobody can sell a honeypot
+        if t.rugged:
+            ret = min(ret, 0.0) * 0.2
+        # For x*y=k, moving the price by factor f needs quote_in = q * (sqrt(f) - 1) on a buy.
+        f = math.exp(ret)
+        p = t.pool
+        if f >= 1:
+            t.apply_swap(int(p.quote_reserve * (math.sqrt(f) - 1)) + 1, buy=True)
+        else:
+            t.apply_swap(int(p.base_reserve * (1 / math.sqrt(f) - 1)) + 1, buy=False)
+
+    def _rug(self, t: SimToken) -> None:
+        """The creator pulls 95% of the liquidity, then dumps its own bag into what is left."""
+        p = t.pool
+        p.base_reserve //= 20
+        p.quote_reserve //= 20
+        t.apply_swap(t.holders.pop(t.creator, 0), buy=False)
+        t.rugged = True
+
+    def _leader_act(self, leader: Leader) -> list[LeaderTrade]:
+        out: list[LeaderTrade] = []
+        due = [p for p in leader.plans if p[0] <= self.now]
+        for plan in due:
+            leader.plans.remove(plan)
+            _, mint, fraction = plan
+            held = leader.holdings.get(mint, 0)
+            amount = held if fraction >= 1 else int(held * fraction)
+            if amount > 0 and not self.tokens[mint].hazards.honeypot:
+                out.append(self._trade(leader, mint, "sell", amount))
+        if self.now >= leader.next_action_at:
+            rng = random.Random(leader.rng_seed ^ int(self.now))
+            choices = [m for m in self.tokens if m not in leader.holdings]
+            if choices:
+                mint = rng.choice(sorted(choices))
+                t = self.tokens[mint]
+                usd = rng.uniform(75, 750)
+                size = int(usd / self.sol_usd * LAMPORTS) if t.quote == "SOL" else int(usd * USDC_UNITS)
+                trade = self._trade(leader, mint, "buy", size)
+                out.append(trade)
+                if trade.side == "buy" and leader.style == "flipper":
+                    leader.plans.append((self.now + rng.uniform(120, 420), mint, 1.0))
+                elif leader.style == "holder":
+                    leader.plans.append((self.now + rng.uniform(900, 2400), mint, 1.0))
+                else:  # the scaler sells in three parts
+                    first = self.now + rng.uniform(180, 400)
+                    leader.plans += [(first, mint, 0.3), (first + 240, mint, 0.5), (first + 480, mint, 1.0)]
+            gap = {"flipper": (60, 180), "holder": (240, 600), "scaler": (180, 420)}[leader.style]
+            leader.next_action_at = self.now + rng.uniform(*gap)
+        return out
+
+    def _trade(self, leader: Leader, mint: str, side: Literal["buy", "sell"], amount: int) -> LeaderTrade:
+        t = self.tokens[mint]
+        before = leader.holdings.get(mint, 0)
+        out = t.apply_swap(amount, buy=(side == "buy"))
+        if side == "buy":
+            token_amount, quote_amount = out, amount
+            leader.holdings[mint] = before + out
+        else:
+            token_amount, quote_amount = amount, out
+            left = before - amount
+            if left > 0:
+                leader.holdings[mint] = left
+            else:
+                leader.holdings.pop(mint, None)
+        self._n += 1
+        return LeaderTrade(
+            signature=signature(f"{self.seed}:tx:{self._n}"),
+            slot=self.slot,
+            timestamp=int(self.now),
+            leader=leader.address,
+            mint=mint,
+            side=side,
+            token_amount=token_amount,
+            quote_mint=t.quote_mint,
+            quote_amount=quote_amount,
+            decimals=t.decimals,
+            token_account=pubkey(f"ata:{leader.address}:{mint}"),
+            pool=t.pool.address,
+            base_vault=t.pool.base_vault,
+            quote_vault=t.pool.quote_vault,
+            dex=t.pool.dex,
+            holding_before=before,
+        )
