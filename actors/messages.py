@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from actors.trades import Trade
@@ -53,6 +54,7 @@ class Observation:
     reason: str | None = None
     entry: PaperEntry | None = None
     mirror_to: tuple[int, ...] = ()
+    safety: dict[str, Any] | None = field(default=None, hash=False)  # the verdict behind a buy decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +132,22 @@ class ChildRecovered:
 @dataclass(frozen=True, slots=True)
 class GetStats:
     kind: Literal["get_stats"] = "get_stats"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTick:
+    """A price observation for one token. `usd` is None when no source knows it (unknown, never zero)."""
+
+    mint: str
+    usd: Decimal | None
+    sol_usd: Decimal | None
+    source: str | None
+    at: float
+    stale: bool = False
+    kind: Literal["price_tick"] = "price_tick"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTicks:
+    ticks: tuple[PriceTick, ...]
+    kind: Literal["price_ticks"] = "price_ticks"

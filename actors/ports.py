@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
+import time
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
@@ -22,6 +23,12 @@ class Store(Protocol):
     def wallet_open_positions(self, wallet: str) -> Future[dict[str, frozenset[int]]]: ...
 
     def position_journal(self, position_id: int) -> Future[tuple[JournalEvent, ...]]: ...
+
+
+class Safety(Protocol):
+    """Token safety verdicts: a future of an object with `.passed`, `.reason` and `.as_json()`."""
+
+    def assess(self, mint: str) -> Future[Any]: ...
 
 
 class Scheduler(Protocol):
@@ -41,3 +48,5 @@ class Ports:
     store: Store
     scheduler: Scheduler
     rules: CopyRules = CopyRules()
+    safety: Safety | None = None  # None: no safety screening (tests of the bare spine)
+    clock: Callable[[], float] = time.time

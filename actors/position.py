@@ -7,7 +7,9 @@ applies them. Replaying the journal after a restart yields the same state.
 |--------|--------------|----------------------------------------|--------|
 | open   | leader_sold  | closed(mirror_sell) at the leader's price | closed |
 |        |              | or mirror_unpriced (other quote asset) | open   |
+| open   | price_tick   | — (the last tick is kept as the mark)  | open   |
 | closed | leader_sold  | —                                      | closed |
+| closed | price_tick   | —                                      | closed |
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Callable
 import pykka
 import structlog
 
-from actors.messages import JournalEvent, LeaderSold, PositionClosed
+from actors.messages import JournalEvent, LeaderSold, PositionClosed, PriceTick
 from actors.ports import Ports
 from actors.shell import Shell
 
@@ -113,7 +115,9 @@ def ignore(s: PositionState, cmd: Any) -> list[tuple[str, dict[str, Any]]]:
 
 TABLE: dict[tuple[str, type], Callable[[PositionState, Any], list[tuple[str, dict[str, Any]]]]] = {
     ("open", LeaderSold): on_leader_sold_open,
+    ("open", PriceTick): ignore,  # marks the position (the shell keeps the last tick); exits arrive with the engine
     ("closed", LeaderSold): ignore,
+    ("closed", PriceTick): ignore,
 }
 
 
@@ -129,12 +133,15 @@ class PositionActor(Shell):
         super().__init__(ports.scheduler, root)
         self.child_id = ("position", str(position_id))
         self.state = fold(position_id, journal)
+        self.mark: PriceTick | None = None
         self._ports = ports
         self._root = root
 
     def handle(self, message: Any) -> Any:
         if message == "state":
             return self.state
+        if isinstance(message, PriceTick):
+            self.mark = message if message.usd is not None else self.mark  # unknown never replaces a price
         events = decide(self.state, message)
         if not events:
             return None
@@ -148,7 +155,7 @@ class PositionActor(Shell):
         return None
 
     def bypass_stash(self, message: Any) -> bool:
-        return message == "state"
+        return message == "state" or isinstance(message, PriceTick)
 
     def _applied(self, events: tuple[JournalEvent, ...], after: PositionState) -> None:
         before, self.state = self.state, after

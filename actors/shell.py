@@ -4,6 +4,8 @@ A subclass implements `handle(message)` and calls `self.persist(op, then)` for a
 matters: `op()` returns a Future; until it completes, new messages are stashed (as Akka's persist does),
 so the actor never decides on state that is not yet stored. A failed write is retried with capped
 backoff — the operations are idempotent — and `then(result)` runs once it is stored.
+`self.request(op, then)` is the same for a read whose answer the next decision needs (a safety verdict):
+not retried; `then` receives the result or the exception, and decides what a failure means.
 
 A BaseException (trio.Cancelled, a solders PanicException, KeyboardInterrupt) raised in a handler is
 contained as an ordinary `ActorCrash`: it fails this actor only, never every actor in the process.
@@ -49,7 +51,7 @@ class Shell(pykka.ThreadingActor):
         self._scheduler = scheduler
         self._parent = parent
         self._stash: deque[Any] = deque()
-        self._inflight: tuple[int, Callable[[], Future], Callable[[Any], None], float] | None = None
+        self._inflight: tuple[int, Callable[[], Future], Callable[[Any], None], float | None] | None = None
 
     # pykka entry point -----------------------------------------------------------------------
     def on_receive(self, message: Any) -> Any:
@@ -86,9 +88,15 @@ class Shell(pykka.ThreadingActor):
         return False
 
     def persist(self, op: Callable[[], Future], then: Callable[[Any], None]) -> None:
-        assert self._inflight is None, "one write at a time"
+        self._start_io(op, then, self.retry_initial)
+
+    def request(self, op: Callable[[], Future], then: Callable[[Any], None]) -> None:
+        self._start_io(op, then, None)
+
+    def _start_io(self, op: Callable[[], Future], then: Callable[[Any], None], retry: float | None) -> None:
+        assert self._inflight is None, "one I/O step at a time"
         token = next(_tokens)
-        self._inflight = (token, op, then, self.retry_initial)
+        self._inflight = (token, op, then, retry)
         self._submit(token, op)
 
     # internals ---------------------------------------------------------------------------------
@@ -111,7 +119,7 @@ class Shell(pykka.ThreadingActor):
         if self._inflight is None or self._inflight[0] != msg.token:
             return None  # a stale outcome from before a restart
         token, op, then, delay = self._inflight
-        if isinstance(msg.result, BaseException):
+        if isinstance(msg.result, BaseException) and delay is not None:
             log.warning("write_retry", actor=self.child_id[0], id=self.child_id[1], delay_s=delay, error=repr(msg.result))
             self._inflight = (token, op, then, min(delay * 2, self.retry_max))
             ref = self.actor_ref

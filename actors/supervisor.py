@@ -22,13 +22,14 @@ from actors.messages import (
     JournalEvent,
     Observation,
     PositionClosed,
+    PriceTicks,
     StartPosition,
     SwapObserved,
     ToPosition,
     WatchlistChanged,
 )
 from actors.ports import Ports
-from actors.position import PositionActor
+from actors.position import PositionActor, fold
 from actors.wallet import WalletActor, WalletState
 
 log = structlog.get_logger("supervisor")
@@ -43,6 +44,8 @@ class RootSupervisor(pykka.ThreadingActor):
         self._children: dict[ChildId, pykka.ActorRef] = {}
         self._pending: dict[ChildId, list[Any]] = {}
         self._watchlist: frozenset[str] = frozenset()
+        self._by_mint: dict[str, set[int]] = {}  # open positions per token, for price ticks
+        self.open_mints: frozenset[str] = frozenset()  # published for the price monitor (read from trio)
         self.restarts = 0
 
     # -- start-up from persisted state (called by the composition root before traffic) --------------
@@ -66,6 +69,7 @@ class RootSupervisor(pykka.ThreadingActor):
             StartPosition: lambda m: self._spawn(("position", str(m.position_id)), m.journal),
             ToPosition: lambda m: self._send(("position", str(m.position_id)), m.message),
             PositionClosed: self._position_closed,
+            PriceTicks: self._price_ticks,
             ChildFailed: self._child_failed,
             ChildRecovered: lambda m: self._spawn(m.child, m.snapshot),
             GetStats: lambda m: self.stats(),
@@ -113,7 +117,20 @@ class RootSupervisor(pykka.ThreadingActor):
         ref = self._children.pop(("position", str(m.position_id)), None)
         if ref is not None:
             ref.stop(block=False)
+        self._track_mint(m.token_mint, m.position_id, open_=False)
         self._send(("wallet", m.wallet), m)
+
+    def _price_ticks(self, m: PriceTicks) -> None:
+        for tick in m.ticks:
+            for pid in sorted(self._by_mint.get(tick.mint, ())):
+                self._send(("position", str(pid)), tick)
+
+    def _track_mint(self, mint: str, position_id: int, open_: bool) -> None:
+        ids = self._by_mint.setdefault(mint, set())
+        (ids.add if open_ else ids.discard)(position_id)
+        if not ids:
+            del self._by_mint[mint]
+        self.open_mints = frozenset(self._by_mint)
 
     # -- supervision -------------------------------------------------------------------------------
     def _child_failed(self, m: ChildFailed) -> None:
@@ -150,9 +167,14 @@ class RootSupervisor(pykka.ThreadingActor):
             return
         me = self.actor_ref
         if kind == "wallet":
-            ref = WalletActor.start(WalletState(key, open_by_token=dict(snapshot)), self._ports, me)
+            state = WalletState(key, open_by_token=dict(snapshot), screen=self._ports.safety is not None)
+            ref = WalletActor.start(state, self._ports, me)
         else:
-            ref = PositionActor.start(int(key), tuple(snapshot), self._ports, me)
+            journal = tuple(snapshot)
+            ref = PositionActor.start(int(key), journal, self._ports, me)
+            state = fold(int(key), journal)  # pure: no ask to the child
+            if state.status == "open":
+                self._track_mint(state.token_mint, int(key), open_=True)
         self._children[child] = ref
         for message in self._pending.pop(child, []):
             ref.tell(message)

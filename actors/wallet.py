@@ -2,11 +2,12 @@
 
 Transition table (state, event) -> handler; the handlers are pure and return (state', effects):
 
-| state    | event            | next     | effects                                      |
-|----------|------------------|----------|----------------------------------------------|
-| watching | swap_observed    | watching | Record(observation)                          |
-| watching | recorded         | watching | StartPosition for an entry; LeaderSold routes |
-| watching | position_closed  | watching | —                                            |
+| state    | event            | next     | effects                                               |
+|----------|------------------|----------|-------------------------------------------------------|
+| watching | swap_observed    | watching | a buy: AssessSafety(mint); else Record(observation)   |
+| watching | safety_assessed  | watching | Record(observation: taken, or skipped with the reason) |
+| watching | recorded         | watching | StartPosition for an entry; LeaderSold routes          |
+| watching | position_closed  | watching | —                                                     |
 """
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ class WalletState:
     wallet: str
     status: str = "watching"
     open_by_token: dict[str, frozenset[int]] = field(default_factory=dict)
+    screen: bool = False  # ask for a token safety verdict before every buy
+
+
+@dataclass(frozen=True)
+class AssessSafety:
+    signature: str
+    trade: Trade
+
+
+@dataclass(frozen=True)
+class SafetyAssessed:
+    signature: str
+    trade: Trade
+    report: Any  # a SafetyReport (`.passed`, `.reason`, `.as_json()`), or the exception that prevented one
 
 
 @dataclass(frozen=True)
@@ -74,14 +89,22 @@ def paper_entry(trade: Trade, rules: CopyRules) -> PaperEntry | None:
     return PaperEntry(quote_amount=size, token_amount=tokens) if tokens > 0 else None
 
 
-def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyRules) -> Observation:
+def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyRules, report: Any = None) -> Observation:
     if trade is None:
         return Observation(signature, state.wallet, "no_trade")
     if trade.side == "buy":
+        skip = lambda reason, safety=None: Observation(  # noqa: E731
+            signature, state.wallet, "signal", trade, "skipped", reason, safety=safety)
+        if state.screen:
+            if isinstance(report, BaseException) or report is None:
+                return skip("safety:unavailable")  # fail closed: no verdict, no buy
+            if not report.passed:
+                return skip(report.reason, report.as_json())
+        safety = report.as_json() if report is not None else None
         entry = paper_entry(trade, rules)
         if entry is None:
-            return Observation(signature, state.wallet, "signal", trade, "skipped", "unpriceable_trade")
-        return Observation(signature, state.wallet, "signal", trade, "taken", "copy_buy", entry=entry)
+            return skip("unpriceable_trade", safety)
+        return Observation(signature, state.wallet, "signal", trade, "taken", "copy_buy", entry=entry, safety=safety)
     open_ids = state.open_by_token.get(trade.token_mint, frozenset())
     if not open_ids:
         return Observation(signature, state.wallet, "signal", trade, "skipped", "no_open_position")
@@ -90,7 +113,13 @@ def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyR
 
 def on_swap_observed(state: WalletState, ev: SwapObserved, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
     trade = classify(json.loads(ev.payload), state.wallet)
+    if trade is not None and trade.side == "buy" and state.screen:
+        return state, [AssessSafety(ev.signature, trade)]
     return state, [Record(decide(state, ev.signature, trade, rules))]
+
+
+def on_safety_assessed(state: WalletState, ev: SafetyAssessed, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
+    return state, [Record(decide(state, ev.signature, ev.trade, rules, ev.report))]
 
 
 def on_recorded(state: WalletState, ev: Recorded, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
@@ -119,6 +148,7 @@ def on_position_closed(state: WalletState, ev: PositionClosed, rules: CopyRules)
 
 TABLE: dict[tuple[str, type], Callable[[WalletState, Any, CopyRules], tuple[WalletState, list[Effect]]]] = {
     ("watching", SwapObserved): on_swap_observed,
+    ("watching", SafetyAssessed): on_safety_assessed,
     ("watching", Recorded): on_recorded,
     ("watching", PositionClosed): on_position_closed,
 }
@@ -151,6 +181,11 @@ class WalletActor(Shell):
                     lambda obs=obs: self._ports.store.record_observation(obs),
                     lambda result, obs=obs: self._recorded(obs, result),
                 )
+            elif isinstance(effect, AssessSafety):
+                assert self._ports.safety is not None
+                safety, e = self._ports.safety, effect
+                self.request(lambda: safety.assess(e.trade.token_mint),
+                             lambda report: self._step(SafetyAssessed(e.signature, e.trade, report)))
             else:
                 self._root.tell(effect)
 

@@ -105,6 +105,7 @@ class TrioThread:
         self._name = name
         self._token: trio.lowlevel.TrioToken | None = None
         self._cancel: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.started_value: Any = None
@@ -124,6 +125,7 @@ class TrioThread:
             with trio.CancelScope() as scope:
                 self._cancel = scope
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     self.started_value = await nursery.start(self._main)
                     self._ready.set()
 
@@ -133,6 +135,32 @@ class TrioThread:
             self._error = exc
         finally:
             self._ready.set()
+
+    def submit(self, fn: Callable[..., Awaitable[T]], *args: Any) -> concurrent.futures.Future[T]:
+        """Run `await fn(*args)` as a task on this trio loop, from any thread; the outcome lands in a future.
+
+        This is how an actor asks for trio-side I/O (a safety verdict, a quote) without blocking."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        async def task() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(await fn(*args))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+                future.set_exception(exc)
+            except trio.Cancelled:
+                future.set_exception(RuntimeError("cancelled: the trio runtime is stopping"))
+                raise
+
+        if self._token is None or self._nursery is None:
+            future.set_exception(RuntimeError(f"{self._name} is not running"))
+            return future
+        try:
+            self._token.run_sync_soon(self._nursery.start_soon, task)
+        except trio.RunFinishedError:
+            future.set_exception(RuntimeError(f"{self._name} has stopped"))
+        return future
 
     def stop(self, timeout: float = 10) -> None:
         if self._token is not None and self._cancel is not None:

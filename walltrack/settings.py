@@ -42,6 +42,29 @@ class Settings(BaseSettings):
     copy_fixed_sol: Decimal = Field(default=Decimal("0.1"), gt=0)
     copy_fixed_usd: Decimal = Field(default=Decimal("20"), gt=0)
 
+    # outbound services (mainnet defaults; the sandbox points these at itself)
+    jupiter_base_url: str = "https://api.jup.ag"
+    jupiter_tier: Literal["keyless", "free", "developer", "launch", "pro"] = "keyless"
+    dexscreener_base_url: str = "https://api.dexscreener.com"
+    rugcheck_base_url: str | None = None  # set to https://api.rugcheck.xyz to add RugCheck to the safety score
+    solana_rpc_url: str = "https://api.mainnet-beta.solana.com"
+    http_timeout_s: float = Field(default=5.0, gt=0)
+    price_poll_s: float = Field(default=5.0, gt=0)
+    price_max_age_s: float = Field(default=60.0, gt=0)
+
+    # token safety (walltrack/safety.py): score threshold, limits, and the checks that reject on their own
+    safety_enabled: bool = True
+    safety_threshold: float = Field(default=0.7, ge=0, le=1)
+    safety_hard_checks: str = "freeze_authority,sell_route,permanent_delegate,default_frozen,mint_authority"
+    safety_min_liquidity_usd: float = Field(default=10_000, ge=0)
+    safety_min_market_cap_usd: float = Field(default=10_000, ge=0)
+    safety_max_market_cap_usd: float = Field(default=100_000_000, gt=0)
+    safety_max_pool_age_hours: float = Field(default=720, gt=0)
+    safety_max_top10_pct: float = Field(default=30, gt=0, le=100)
+    safety_max_price_impact_pct: float = Field(default=3, gt=0)
+    safety_source_timeout_s: float = Field(default=3, gt=0)
+    safety_ttl_s: float = Field(default=300, ge=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
     log_backups: int = Field(default=5, ge=0)

@@ -101,10 +101,10 @@ async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> Rec
         if obs.outcome == "signal" and t is not None:
             signal_id = await conn.fetchval(
                 """INSERT INTO signals (signature, wallet, side, token_mint, token_amount, token_decimals,
-                                        quote_mint, quote_amount, source, decision, reason)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
+                                        quote_mint, quote_amount, source, decision, reason, safety)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id""",
                 obs.signature, obs.wallet, t.side, t.token_mint, t.token_amount, t.token_decimals,
-                t.quote_mint, t.quote_amount, t.source, obs.decision, obs.reason,
+                t.quote_mint, t.quote_amount, t.source, obs.decision, obs.reason, obs.safety,
             )
             if obs.entry is not None:
                 e = obs.entry
@@ -245,3 +245,22 @@ def _jsonable(row: asyncpg.Record) -> dict[str, Any]:
             v = format(v, "f")  # raw integer amounts stay exact, as plain digit strings
         out[k] = v
     return out
+
+
+async def save_safety(conn: asyncpg.Connection, report: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO token_safety (mint, score, passed, reason, checks, checked_at)
+           VALUES ($1, $2, $3, $4, $5, now())
+           ON CONFLICT (mint) DO UPDATE SET score = EXCLUDED.score, passed = EXCLUDED.passed,
+                  reason = EXCLUDED.reason, checks = EXCLUDED.checks, checked_at = now()""",
+        report["mint"], report["score"], report["passed"], report["reason"], report["checks"],
+    )
+
+
+async def save_prices(conn: asyncpg.Connection, rows: list[tuple[str, Any, str | None, bool]]) -> None:
+    await conn.executemany(
+        """INSERT INTO token_prices (mint, usd, source, stale, priced_at) VALUES ($1, $2, $3, $4, now())
+           ON CONFLICT (mint) DO UPDATE SET usd = coalesce(EXCLUDED.usd, token_prices.usd),
+                  source = EXCLUDED.source, stale = EXCLUDED.stale, priced_at = now()""",
+        rows,
+    )
