@@ -39,7 +39,7 @@ class PaperEntry:
 
     quote_amount: int
     token_amount: int
-    mode: Literal["paper"] = "paper"
+    mode: Literal["paper", "shadow"] = "paper"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,21 +37,28 @@ log = structlog.get_logger("supervisor")
 ChildId = tuple[str, str]
 
 
+class Published:
+    """What the root publishes for other runtimes to read without asking it (replaced whole, never mutated)."""
+
+    def __init__(self) -> None:
+        self.open_mints: frozenset[str] = frozenset()
+
+
 class RootSupervisor(pykka.ThreadingActor):
-    def __init__(self, ports: Ports) -> None:
+    def __init__(self, ports: Ports, published: Published | None = None) -> None:
         super().__init__()
         self._ports = ports
+        self.published = published or Published()
         self._children: dict[ChildId, pykka.ActorRef] = {}
         self._pending: dict[ChildId, list[Any]] = {}
         self._watchlist: frozenset[str] = frozenset()
         self._by_mint: dict[str, set[int]] = {}  # open positions per token, for price ticks
-        self.open_mints: frozenset[str] = frozenset()  # published for the price monitor (read from trio)
         self.restarts = 0
 
     # -- start-up from persisted state (called by the composition root before traffic) --------------
-    def adopt_wallet(self, wallet: str, open_by_token: dict[str, frozenset[int]]) -> None:
+    def adopt_wallet(self, wallet: str, books: dict[str, dict[str, frozenset[int]]]) -> None:
         self._watchlist |= {wallet}
-        self._spawn(("wallet", wallet), open_by_token)
+        self._spawn(("wallet", wallet), books)
 
     def adopt_position(self, position_id: int, journal: tuple[JournalEvent, ...]) -> None:
         self._spawn(("position", str(position_id)), journal)
@@ -130,7 +137,7 @@ class RootSupervisor(pykka.ThreadingActor):
         (ids.add if open_ else ids.discard)(position_id)
         if not ids:
             del self._by_mint[mint]
-        self.open_mints = frozenset(self._by_mint)
+        self.published.open_mints = frozenset(self._by_mint)
 
     # -- supervision -------------------------------------------------------------------------------
     def _child_failed(self, m: ChildFailed) -> None:
@@ -167,7 +174,8 @@ class RootSupervisor(pykka.ThreadingActor):
             return
         me = self.actor_ref
         if kind == "wallet":
-            state = WalletState(key, open_by_token=dict(snapshot), screen=self._ports.safety is not None)
+            state = WalletState(key, open_by_token=dict(snapshot["open"]), shadow_by_token=dict(snapshot["shadow"]),
+                                screen=self._ports.safety is not None)
             ref = WalletActor.start(state, self._ports, me)
         else:
             journal = tuple(snapshot)

@@ -3,7 +3,8 @@
 Ground truth is `accountData` (shared/API-FORMATS.md §1.6), in exact integers:
 - W's SOL delta is the `nativeBalanceChange` of W and of every token account W owns in this transaction
   (ATA rent moves between W and its own accounts and nets out; a WSOL account's lamports are W's SOL),
-  plus the fee when W paid it. SOL and WSOL are one quote asset, reported as the WSOL mint.
+  plus the fee when W paid it. A token account whose lamports `nativeTransfers` show coming from, or
+  going back to, someone else (a relayer paying the rent) is not W's SOL. SOL and WSOL are one quote asset, reported as the WSOL mint.
 - W's token deltas are the `rawTokenAmount` changes whose `userAccount` is W, summed per mint.
 - A buy is exactly one fungible non-quote mint up and a quote asset down; a sell is the reverse. Anything
   else (an airdrop, a transfer, an NFT, a fill W did not pay for, token-for-token) is not a trade.
@@ -122,6 +123,20 @@ def accounts_touched(tx: dict[str, Any]) -> set[str]:
     return out
 
 
+def _funded_by_others(tx: dict[str, Any], wallet: str, own: set[str]) -> set[str]:
+    """W's token accounts whose lamports moved to or from a third party (e.g. a relayer paid the rent)."""
+    out: set[str] = set()
+    transfers = tx.get("nativeTransfers")
+    for t in transfers if isinstance(transfers, list) else []:
+        if not isinstance(t, dict):
+            continue
+        src, dst = t.get("fromUserAccount"), t.get("toUserAccount")
+        for acct, other in ((dst, src), (src, dst)):
+            if acct in own and acct != wallet and isinstance(other, str) and other not in own:
+                out.add(acct)
+    return out
+
+
 def classify(tx: dict[str, Any], wallet: str) -> Trade | None:
     """The trade `wallet` made in `tx`, or None when it made none. `tx` must pass `check_shape`."""
     data = tx["accountData"]
@@ -140,7 +155,9 @@ def classify(tx: dict[str, Any], wallet: str) -> Trade | None:
             token_delta[mint] = token_delta.get(mint, 0) + _int(raw["tokenAmount"], "tokenAmount")
             decimals[mint] = _int(raw["decimals"], "decimals")
 
-    sol = sum(_int(e.get("nativeBalanceChange", 0), "nativeBalanceChange") for e in data if e["account"] in own_accounts)
+    funded_by_others = _funded_by_others(tx, wallet, own_accounts)
+    sol = sum(_int(e.get("nativeBalanceChange", 0), "nativeBalanceChange") for e in data
+              if e["account"] in own_accounts and e["account"] not in funded_by_others)
     fee = tx.get("fee")
     if tx.get("feePayer") == wallet and isinstance(fee, int) and not isinstance(fee, bool) and fee > 0:
         sol += fee

@@ -44,7 +44,8 @@ STABLE_UNITS = 10**6  # USDC and USDT have 6 decimals
 class WalletState:
     wallet: str
     status: str = "watching"
-    open_by_token: dict[str, frozenset[int]] = field(default_factory=dict)
+    open_by_token: dict[str, frozenset[int]] = field(default_factory=dict)  # paper/live positions
+    shadow_by_token: dict[str, frozenset[int]] = field(default_factory=dict)  # skipped signals followed on paper
     screen: bool = False  # ask for a token safety verdict before every buy
 
 
@@ -93,22 +94,27 @@ def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyR
     if trade is None:
         return Observation(signature, state.wallet, "no_trade")
     if trade.side == "buy":
-        skip = lambda reason, safety=None: Observation(  # noqa: E731
-            signature, state.wallet, "signal", trade, "skipped", reason, safety=safety)
+        entry = paper_entry(trade, rules)
+        if entry is None:
+            return Observation(signature, state.wallet, "signal", trade, "skipped", "unpriceable_trade")
+
+        def skip(reason: str, safety: dict[str, Any] | None = None) -> Observation:
+            # A skipped buy is followed as a shadow position: what taking it would have made or lost.
+            shadow = PaperEntry(entry.quote_amount, entry.token_amount, mode="shadow")
+            return Observation(signature, state.wallet, "signal", trade, "skipped", reason, entry=shadow, safety=safety)
+
         if state.screen:
             if isinstance(report, BaseException) or report is None:
                 return skip("safety:unavailable")  # fail closed: no verdict, no buy
             if not report.passed:
                 return skip(report.reason, report.as_json())
         safety = report.as_json() if report is not None else None
-        entry = paper_entry(trade, rules)
-        if entry is None:
-            return skip("unpriceable_trade", safety)
         return Observation(signature, state.wallet, "signal", trade, "taken", "copy_buy", entry=entry, safety=safety)
-    open_ids = state.open_by_token.get(trade.token_mint, frozenset())
-    if not open_ids:
-        return Observation(signature, state.wallet, "signal", trade, "skipped", "no_open_position")
-    return Observation(signature, state.wallet, "signal", trade, "taken", "mirror_sell", mirror_to=tuple(sorted(open_ids)))
+    real = state.open_by_token.get(trade.token_mint, frozenset())
+    everyone = tuple(sorted(real | state.shadow_by_token.get(trade.token_mint, frozenset())))  # shadows mirror too
+    if not real:
+        return Observation(signature, state.wallet, "signal", trade, "skipped", "no_open_position", mirror_to=everyone)
+    return Observation(signature, state.wallet, "signal", trade, "taken", "mirror_sell", mirror_to=everyone)
 
 
 def on_swap_observed(state: WalletState, ev: SwapObserved, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
@@ -127,23 +133,29 @@ def on_recorded(state: WalletState, ev: Recorded, rules: CopyRules) -> tuple[Wal
     if res.duplicate or obs.trade is None:
         return state, []
     effects: list[Effect] = []
-    opened = dict(state.open_by_token)
-    if res.position_id is not None:
-        mint = obs.trade.token_mint
-        opened[mint] = opened.get(mint, frozenset()) | {res.position_id}
+    if res.position_id is not None and obs.entry is not None:
+        mint, key = obs.trade.token_mint, ("shadow_by_token" if obs.entry.mode == "shadow" else "open_by_token")
+        book = dict(getattr(state, key))
+        book[mint] = book.get(mint, frozenset()) | {res.position_id}
+        state = replace(state, **{key: book})
         effects.append(StartPosition(res.position_id, state.wallet, res.journal))
     for pid in obs.mirror_to:
         t = obs.trade
         effects.append(ToPosition(pid, LeaderSold(pid, obs.signature, state.wallet, t.token_amount, t.quote_mint, t.quote_amount)))
-    return replace(state, open_by_token=opened), effects
+    return state, effects
+
+
+def _without(book: dict[str, frozenset[int]], mint: str, position_id: int) -> dict[str, frozenset[int]]:
+    ids = book.get(mint, frozenset()) - {position_id}
+    out = {k: v for k, v in book.items() if k != mint}
+    if ids:
+        out[mint] = ids
+    return out
 
 
 def on_position_closed(state: WalletState, ev: PositionClosed, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
-    ids = state.open_by_token.get(ev.token_mint, frozenset()) - {ev.position_id}
-    opened = {k: v for k, v in state.open_by_token.items() if k != ev.token_mint}
-    if ids:
-        opened[ev.token_mint] = ids
-    return replace(state, open_by_token=opened), []
+    return replace(state, open_by_token=_without(state.open_by_token, ev.token_mint, ev.position_id),
+                   shadow_by_token=_without(state.shadow_by_token, ev.token_mint, ev.position_id)), []
 
 
 TABLE: dict[tuple[str, type], Callable[[WalletState, Any, CopyRules], tuple[WalletState, list[Effect]]]] = {

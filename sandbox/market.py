@@ -203,7 +203,7 @@ class Market:
         s = self.seed
         decimals = 6
         supply = 1_000_000_000 * 10**decimals
-        in_pool = supply * 8 // 10
+        in_pool = supply * 4 // 10 if hz.concentrated else supply * 8 // 10
         liq_usd = 300.0 if hz.thin else self.rng.uniform(40_000, 120_000)  # quote side of the pool, in USD
         quote_reserve = int(liq_usd / self.sol_usd * LAMPORTS) if quote == "SOL" else int(liq_usd * USDC_UNITS)
         mint = pubkey(f"{s}:mint:{symbol}")
@@ -242,15 +242,20 @@ class Market:
         return 2 * q
 
     def quote(self, input_mint: str, output_mint: str, amount: int) -> tuple[int, float, SimToken] | None:
-        """(out amount, price impact fraction, token) for a direct route through a token's pool, or None."""
+        """(out amount, price impact fraction, token) through a token's pool, or None when there is no route.
+
+        SOL reaches a USDC-quoted token through a SOL/USDC leg at the market's SOL price (as Jupiter
+        routes through USDC), so every token can be bought with and sold back to SOL."""
         with self.lock:
             if output_mint in self.tokens:
                 t, buy = self.tokens[output_mint], True
-                if input_mint != t.quote_mint:
+                if input_mint == WSOL_MINT and t.quote == "USDC":
+                    amount = int(amount / LAMPORTS * self.sol_usd * USDC_UNITS)
+                elif input_mint != t.quote_mint:
                     return None
             elif input_mint in self.tokens:
                 t, buy = self.tokens[input_mint], False
-                if output_mint != t.quote_mint or t.hazards.honeypot:
+                if t.hazards.honeypot or output_mint not in (t.quote_mint, WSOL_MINT):
                     return None  # a honeypot has no way back
             else:
                 return None
@@ -261,6 +266,8 @@ class Market:
             spot = (p.base_reserve / p.quote_reserve) if buy else (p.quote_reserve / p.base_reserve)
             ideal = amount * spot
             impact = max(0.0, 1 - out / ideal) if ideal > 0 else 1.0
+            if not buy and output_mint == WSOL_MINT and t.quote == "USDC":
+                out = int(out / USDC_UNITS / self.sol_usd * LAMPORTS)
             return out, impact, t
 
     # -- time ----------------------------------------------------------------------------------------
@@ -366,3 +373,19 @@ class Market:
             dex=t.pool.dex,
             holding_before=before,
         )
+
+
+class SimClock:
+    """Simulated time: `start` plus wall time elapsed since creation, times `speed`. The bot uses the same
+    clock in the demo, so time-based rules (pool age, time stops) see simulated time."""
+
+    def __init__(self, start: float, speed: float) -> None:
+        import time
+
+        self.start = start
+        self.speed = speed
+        self._monotonic = time.monotonic
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.start + (self._monotonic() - self._t0) * self.speed

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
 from sandbox.faults import FaultBoard, Faults
@@ -27,6 +27,7 @@ from sandbox.faults import FaultBoard, Faults
 async def apply_faults(faults: Faults) -> Response | None:
     """Run before a service's handler: returns a faulty response, or None to answer normally."""
     faults.count()
+    await request.get_data()  # read the body first: an unread body would stall the kept-alive connection
     if faults.latency_s:
         await trio.sleep(faults.latency_s)
     if faults.timeout:

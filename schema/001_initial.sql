@@ -55,7 +55,8 @@ CREATE TABLE positions (
     token_mint         text NOT NULL,
     token_decimals     integer NOT NULL,
     quote_mint         text NOT NULL,
-    mode               text NOT NULL CHECK (mode IN ('paper', 'live')),
+    -- shadow: a signal we skipped, followed on paper to show what the rule cost or saved
+    mode               text NOT NULL CHECK (mode IN ('paper', 'live', 'shadow')),
     status             text NOT NULL,
     entry_quote_amount numeric(40, 0) NOT NULL,
     entry_token_amount numeric(40, 0) NOT NULL,

@@ -82,6 +82,7 @@ def make_settings(tmp_path: Path, db_url: str) -> Callable[..., Any]:
             helius_webhook_secret=SECRET,
             wallet_private_key=WALLET_KEY,
             gateway_port=0,
+            safety_enabled=False,  # the spine's tests; the safety path is tested against the sandbox
             _env_file=None,
         )
         values.update(overrides)

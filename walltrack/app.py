@@ -1,4 +1,5 @@
-"""The composition root: settings → logging → database → store → supervisor → gateway, and back.
+"""The composition root: settings → logging → database → store → trio runtime and adapters →
+supervisor and actors → inbox replay → watchlist listener → price monitor → gateway, and back.
 
 `App.start()` starts every part in order and `App.stop()` stops them in reverse; `run()` is the
 foreground `walltrack run`.
@@ -24,10 +25,11 @@ from hypercorn.trio import serve
 
 from actors.messages import Deliver, GetStats, WatchlistChanged
 from actors.ports import CopyRules, Ports
-from actors.supervisor import RootSupervisor
+from actors.supervisor import Published, RootSupervisor
 from gateway.app import Delivery, GatewayDeps, create_app
 from walltrack import store as repo
-from walltrack.bridge import AsyncioThread, TrioThread, ask, trio_await
+from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
+from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings, webhook_secret
@@ -36,15 +38,19 @@ log = structlog.get_logger("walltrack")
 
 
 class App:
-    def __init__(self, settings: Settings, redactor: Redactor | None = None) -> None:
+    def __init__(self, settings: Settings, redactor: Redactor | None = None, clock: Any = time.time) -> None:
         self.settings = settings
+        self.clock = clock
         self.redactor = redactor or Redactor(settings.secrets())
         self.started_at = time.time()
         self.pg: EmbeddedPostgres | None = None
         self.loop: AsyncioThread | None = None
         self.store: repo.Store | None = None
         self.root: pykka.ActorRef | None = None
-        self.gateway: TrioThread | None = None
+        self.trio: TrioThread | None = None
+        self.services: Services | None = None
+        self.gateway: Service | None = None
+        self.monitor: Service | None = None
         self.watched: frozenset[str] = frozenset()
         self.breaker: dict[str, Any] = {"state": "closed", "reason": None, "tripped_at": None}
         self._listener: asyncpg.Connection | None = None
@@ -63,8 +69,12 @@ class App:
         applied = self.store.run(migrate)
         log.info("database_ready", embedded=self.pg is not None, migrations_applied=applied)
 
-        ports = Ports(self.store, self.loop, CopyRules(s.copy_fixed_sol, s.copy_fixed_usd))
-        self.root = RootSupervisor.start(ports)
+        self.trio = TrioThread(name="walltrack-trio").start()
+        self.services = Services(s, self.trio, self.store, self.clock)
+        ports = Ports(self.store, self.loop, CopyRules(s.copy_fixed_sol, s.copy_fixed_usd),
+                      safety=self.services.safety_port(), clock=self.clock)
+        self.published = Published()
+        self.root = RootSupervisor.start(ports, self.published)
         root = self.root.proxy()
         wallets = self.store.run(repo.active_wallets)
         for w in wallets:
@@ -79,22 +89,27 @@ class App:
         log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
-        self.gateway = TrioThread(self._serve_gateway(secret), name="walltrack-gateway")
-        self.gateway.start()
+        self.monitor = self.trio.start_service(self.services.price_monitor(self.root, self.published))
+        self.gateway = self.trio.start_service(self._serve_gateway(secret))
         log.info("gateway_listening", host=s.gateway_host, port=self.gateway_port)
         return self
 
     # -- stop, in reverse --------------------------------------------------------------------------
     def stop(self) -> None:
-        if self.gateway is not None:
-            self.gateway.stop()
-        if self.loop is not None:
+        for service in (self.gateway, self.monitor):
+            if service is not None:
+                service.stop()
+        if self.loop is not None and self.root is not None:
             self.loop.run(self._stop_watchlist_listener(), timeout=10)
         if self.root is not None:
             try:
                 self.root.stop(block=True, timeout=15)
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
+        if self.services is not None:
+            self.services.close()
+        if self.trio is not None:
+            self.trio.stop()
         if self.store is not None:
             self.store.close()
         if self.loop is not None:
@@ -184,6 +199,8 @@ class App:
         except Exception:  # noqa: BLE001
             body.update(status="unavailable", database="unreachable", last_webhook_at=None, last_signal_at=None)
         body["circuit_breaker"] = dict(self.breaker)
+        if self.services is not None:
+            body["providers"] = self.services.provider_states()
         try:
             body["actors"] = await ask(self.root, GetStats(), timeout=2)
         except Exception:  # noqa: BLE001
@@ -209,9 +226,10 @@ def run(settings: Settings) -> int:
     try:
         app.start()
         while not stop.wait(1.0):
-            if app.gateway is not None and app.gateway.failed is not None:
-                log.error("gateway_failed", error=repr(app.gateway.failed))
-                return 1
+            for name, service in (("gateway", app.gateway), ("price_monitor", app.monitor)):
+                if service is not None and not service.running:
+                    log.error("service_failed", service=name, error=repr(service.error))
+                    return 1
     finally:
         app.stop()
     return 0

@@ -94,52 +94,52 @@ async def ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
 
 
 class TrioThread:
-    """A trio event loop on its own thread, running `main(task_status)` until `stop()`.
+    """The trio runtime: one trio loop on its own thread, running services until `stop()`.
 
-    `main` is started with `nursery.start`, so `start()` returns once it reports ready (for the gateway:
-    once its sockets are bound) and raises what it raised if it failed to get there.
+    `start_service(fn)` starts `fn(task_status)` in the runtime's nursery under its own cancel scope and
+    returns, once the service reports ready (for the gateway: once its sockets are bound), a handle with
+    the value it reported and a `stop()`. `submit(fn, *args)` runs one task and hands back its outcome
+    in a concurrent future — how an actor asks for trio-side I/O without blocking.
     """
 
-    def __init__(self, main: Callable[..., Awaitable[Any]], name: str = "walltrack-trio") -> None:
+    def __init__(self, main: Callable[..., Awaitable[Any]] | None = None, name: str = "walltrack-trio") -> None:
         self._main = main
         self._name = name
         self._token: trio.lowlevel.TrioToken | None = None
-        self._cancel: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.started_value: Any = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self, timeout: float = 30) -> Any:
+        """Start the loop. With a `main` given at construction, also start it as a service and return the
+        value it reported when ready (e.g. a server's port); without one, return the runtime."""
         self._thread.start()
         if not self._ready.wait(timeout):
             raise TimeoutError(f"{self._name} did not start in {timeout} s")
         if self._error is not None:
             raise self._error
-        return self.started_value
+        if self._main is not None:
+            return self.start_service(self._main, timeout).value
+        return self
 
     def _run(self) -> None:
         async def runner() -> None:
             self._token = trio.lowlevel.current_trio_token()
-            with trio.CancelScope() as scope:
-                self._cancel = scope
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    self.started_value = await nursery.start(self._main)
-                    self._ready.set()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._ready.set()
+                await trio.sleep_forever()
 
         try:
             trio.run(runner)
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+        except BaseException as exc:  # noqa: BLE001 - reported to whoever asks
             self._error = exc
         finally:
             self._ready.set()
 
     def submit(self, fn: Callable[..., Awaitable[T]], *args: Any) -> concurrent.futures.Future[T]:
-        """Run `await fn(*args)` as a task on this trio loop, from any thread; the outcome lands in a future.
-
-        This is how an actor asks for trio-side I/O (a safety verdict, a quote) without blocking."""
+        """Run `await fn(*args)` as a task on this trio loop, from any thread; the outcome lands in a future."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         async def task() -> None:
@@ -153,23 +153,67 @@ class TrioThread:
                 future.set_exception(RuntimeError("cancelled: the trio runtime is stopping"))
                 raise
 
+        self._spawn(task, future)
+        return future
+
+    def start_service(self, fn: Callable[..., Awaitable[Any]], timeout: float = 30) -> "Service":
+        service = Service(self)
+        started: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        async def task() -> None:
+            with trio.CancelScope() as scope:
+                service._scope = scope
+                try:
+                    async with trio.open_nursery() as nursery:
+                        started.set_result(await nursery.start(fn))
+                except Exception as exc:  # noqa: BLE001 - failed to start, or failed later
+                    if not started.done():
+                        started.set_exception(exc)
+                    else:
+                        service.error = exc
+            service._done.set()
+
+        self._spawn(task, started)
+        service.value = started.result(timeout)
+        return service
+
+    def _spawn(self, task: Callable[[], Awaitable[None]], future: concurrent.futures.Future[Any]) -> None:
         if self._token is None or self._nursery is None:
             future.set_exception(RuntimeError(f"{self._name} is not running"))
-            return future
+            return
         try:
             self._token.run_sync_soon(self._nursery.start_soon, task)
         except trio.RunFinishedError:
             future.set_exception(RuntimeError(f"{self._name} has stopped"))
-        return future
 
-    def stop(self, timeout: float = 10) -> None:
-        if self._token is not None and self._cancel is not None:
+    def cancel(self, scope: trio.CancelScope) -> None:
+        if self._token is not None:
             try:
-                self._token.run_sync_soon(self._cancel.cancel)
+                self._token.run_sync_soon(scope.cancel)
             except trio.RunFinishedError:
                 pass
+
+    def stop(self, timeout: float = 10) -> None:
+        if self._token is not None and self._nursery is not None:
+            self.cancel(self._nursery.cancel_scope)
         self._thread.join(timeout)
 
+
+class Service:
+    """A service running in a `TrioThread`: `value` is what it reported when ready."""
+
+    def __init__(self, runtime: TrioThread) -> None:
+        self._runtime = runtime
+        self._scope: trio.CancelScope | None = None
+        self._done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
     @property
-    def failed(self) -> BaseException | None:
-        return self._error
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    def stop(self, timeout: float = 10) -> None:
+        if self._scope is not None:
+            self._runtime.cancel(self._scope)
+        self._done.wait(timeout)

@@ -62,6 +62,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings)
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from walltrack.demo import run_demo
+
+    if args.minutes is not None and args.minutes <= 0:
+        raise UsageError("--minutes must be positive")
+    if args.speed <= 0:
+        raise UsageError("--speed must be positive")
+    if args.headless and args.minutes is None:
+        raise UsageError("--headless needs --minutes (how long to simulate)")
+    return run_demo(settings, args.headless, args.minutes, args.speed, args.seed)
+
+
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     if args.db_command == "migrate":
         applied = _with_db(settings, migrate, apply_migrations=False)
@@ -148,6 +160,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run everything in the foreground (Ctrl-C to stop)").set_defaults(fn=cmd_run)
 
+    demo = sub.add_parser("demo", help="run the bot against the offline sandbox market (paper mode)")
+    demo.add_argument("--headless", action="store_true", help="no panel; print a JSON summary at the end")
+    demo.add_argument("--minutes", type=float, help="simulated minutes to run (default: until Ctrl-C)")
+    demo.add_argument("--speed", type=float, default=10.0, help="simulated seconds per wall second (default 10)")
+    demo.add_argument("--seed", type=int, default=7, help="market seed: the same seed, the same market")
+    demo.set_defaults(fn=cmd_demo)
+
     db = sub.add_parser("db", help="database migrations")
     dbs = db.add_subparsers(dest="db_command", required=True)
     dbs.add_parser("migrate", help="apply pending migrations")
@@ -181,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = load_settings() if getattr(args, "needs_settings", True) else None
-        if settings is not None and args.command != "run":
+        if settings is not None and args.command not in ("run", "demo"):
             from walltrack.logs import Redactor, configure_logging
 
             configure_logging(Redactor(settings.secrets()), "WARNING", stream=sys.stderr)

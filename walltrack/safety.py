@@ -99,15 +99,20 @@ class SafetyReport:
                 "checked_at": self.checked_at, "checks": [asdict(c) for c in self.checks]}
 
 
+# Checks that reject a token on their own, whatever the score.
+DEFAULT_HARD = ("freeze_authority", "sell_route", "permanent_delegate", "default_frozen", "mint_authority",
+                "transfer_hook", "transfer_fee")
+
+
 @dataclass(frozen=True)
 class SafetyConfig:
-    threshold: float = 0.7
+    threshold: float = 0.9
     weights: dict[str, float] = field(default_factory=lambda: {
         "mint_authority": 2.0, "freeze_authority": 2.0, "permanent_delegate": 2.0, "transfer_hook": 1.0,
-        "transfer_fee": 1.5, "default_frozen": 2.0, "liquidity": 2.0, "market_cap": 0.5, "pool_age": 0.5,
-        "top_holders": 1.5, "sell_route": 2.0, "rugcheck": 1.0,
+        "transfer_fee": 1.5, "default_frozen": 2.0, "liquidity": 3.0, "market_cap": 0.5, "pool_age": 0.5,
+        "top_holders": 3.0, "sell_route": 2.0, "rugcheck": 2.0,
     })
-    hard: frozenset[str] = frozenset({"freeze_authority", "sell_route", "permanent_delegate", "default_frozen", "mint_authority"})
+    hard: frozenset[str] = frozenset(DEFAULT_HARD)
     min_liquidity_usd: float = 10_000.0
     min_market_cap_usd: float = 10_000.0
     max_market_cap_usd: float = 100_000_000.0
@@ -126,9 +131,10 @@ class SafetyConfig:
         "pAMMBay6oceH9fJKBRHGP5D4bD4sWpmSwMn52FMfXEA",  # PumpSwap AMM
     })
 
-# Which failing check names the skip reason when several fail: the most dangerous first.
-PRIORITY = ("freeze_authority", "sell_route", "permanent_delegate", "default_frozen", "mint_authority", "transfer_hook",
-            "transfer_fee", "rugcheck", "liquidity", "top_holders", "market_cap", "pool_age")
+# Which failing check names the skip reason when several fail: the root cause first (a thin pool also has
+# a ruinous sell route, but liquidity is what is wrong with it).
+PRIORITY = ("freeze_authority", "permanent_delegate", "default_frozen", "mint_authority", "transfer_hook", "transfer_fee",
+            "liquidity", "sell_route", "top_holders", "rugcheck", "market_cap", "pool_age")
 
 
 def _ok(name: str, reason: str, score: float = 1.0) -> CheckResult:
@@ -235,7 +241,13 @@ def evaluate(mint: str, cfg: SafetyConfig, now: float, facts: dict[str, Any], ru
     if not passed:
         order = {n: i for i, n in enumerate(PRIORITY)}
         worst = sorted(hard_fail or failed or ["score"], key=lambda n: order.get(n, 99))[0]
-        reason = f"safety:{worst}" if worst != "score" else "safety:low_score"
+        unverified = {c.name for c in checks if c.passed is None}
+        if worst == "score":
+            reason = "safety:low_score"
+        elif worst in unverified:  # never blame a hazard we could not see: say what we could not check
+            reason = f"safety:{worst}_unverified"
+        else:
+            reason = f"safety:{worst}"
     return SafetyReport(mint, score, passed, reason, tuple(checks), now)
 
 

@@ -54,8 +54,8 @@ class Settings(BaseSettings):
 
     # token safety (walltrack/safety.py): score threshold, limits, and the checks that reject on their own
     safety_enabled: bool = True
-    safety_threshold: float = Field(default=0.7, ge=0, le=1)
-    safety_hard_checks: str = "freeze_authority,sell_route,permanent_delegate,default_frozen,mint_authority"
+    safety_threshold: float = Field(default=0.9, ge=0, le=1)
+    safety_hard_checks: str = "freeze_authority,sell_route,permanent_delegate,default_frozen,mint_authority,transfer_hook,transfer_fee"
     safety_min_liquidity_usd: float = Field(default=10_000, ge=0)
     safety_min_market_cap_usd: float = Field(default=10_000, ge=0)
     safety_max_market_cap_usd: float = Field(default=100_000_000, gt=0)

@@ -52,7 +52,7 @@ class Store:
     def close(self) -> None:
         self._loop.run(self.pool.close(), timeout=10)
 
-    def _submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Future[T]:
+    def submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Future[T]:
         async def run() -> T:
             try:
                 async with self.pool.acquire(timeout=5) as conn:
@@ -63,28 +63,28 @@ class Store:
         return self._loop.submit(run())
 
     def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], timeout: float = 30) -> T:
-        return self._submit(fn).result(timeout)
+        return self.submit(fn).result(timeout)
 
     # -- the actors' port ------------------------------------------------------------------------
     def record_observation(self, obs: Observation) -> Future[RecordResult]:
-        return self._submit(lambda conn: _record_observation(conn, obs))
+        return self.submit(lambda conn: _record_observation(conn, obs))
 
     def append_position_events(self, position_id: int, events: tuple[JournalEvent, ...], projection: dict[str, Any]) -> Future[None]:
-        return self._submit(lambda conn: _append_events(conn, position_id, events, projection))
+        return self.submit(lambda conn: _append_events(conn, position_id, events, projection))
 
-    def wallet_open_positions(self, wallet: str) -> Future[dict[str, frozenset[int]]]:
-        return self._submit(lambda conn: _wallet_open_positions(conn, wallet))
+    def wallet_open_positions(self, wallet: str) -> Future[dict[str, dict[str, frozenset[int]]]]:
+        return self.submit(lambda conn: _wallet_open_positions(conn, wallet))
 
     def position_journal(self, position_id: int) -> Future[tuple[JournalEvent, ...]]:
-        return self._submit(lambda conn: _journal(conn, position_id))
+        return self.submit(lambda conn: _journal(conn, position_id))
 
     # -- the gateway -------------------------------------------------------------------------------
     def store_deliveries(self, items: list[tuple[str, str, list[str]]]) -> Future[set[str]]:
         """Store (signature, payload JSON, watched wallets) rows; returns the signatures not seen before."""
-        return self._submit(lambda conn: _store_deliveries(conn, items))
+        return self.submit(lambda conn: _store_deliveries(conn, items))
 
     def health(self) -> Future[dict[str, Any]]:
-        return self._submit(_health)
+        return self.submit(_health)
 
 
 async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> RecordResult:
@@ -144,12 +144,17 @@ async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[Journ
         )
 
 
-async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, frozenset[int]]:
+async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, dict[str, frozenset[int]]]:
+    """{"open": mint -> ids, "shadow": mint -> ids} of the wallet's positions not yet closed."""
     rows = await conn.fetch(
-        "SELECT token_mint, array_agg(id) AS ids FROM positions WHERE wallet = $1 AND closed_at IS NULL GROUP BY token_mint",
+        """SELECT mode = 'shadow' AS shadow, token_mint, array_agg(id) AS ids FROM positions
+            WHERE wallet = $1 AND closed_at IS NULL GROUP BY 1, 2""",
         wallet,
     )
-    return {r["token_mint"]: frozenset(r["ids"]) for r in rows}
+    books: dict[str, dict[str, frozenset[int]]] = {"open": {}, "shadow": {}}
+    for r in rows:
+        books["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
+    return books
 
 
 async def _journal(conn: asyncpg.Connection, pid: int) -> tuple[JournalEvent, ...]:

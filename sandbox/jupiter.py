@@ -1,0 +1,290 @@
+"""The sandbox's Jupiter: Price v3, Quote and Swap v1 in the real wire formats (shared/API-FORMATS.md §2),
+served from the simulated market. Mount it at `/jupiter`; clients use `http://127.0.0.1:PORT/jupiter` as
+their Jupiter base URL, exactly where they would use `https://api.jup.ag`.
+
+    GET  /price/v3?ids=a,b          ≤ 50 ids; object keyed by mint; unknown mints and `faults.missing` omitted
+    GET  /swap/v1/quote             ExactIn through the token's pool; no route → 400 COULD_NOT_FIND_ANY_ROUTE
+    POST /swap/v1/swap              {quoteResponse, userPublicKey} → an unsigned VersionedTransaction (base64)
+
+Not modelled: ExactOut, multi-hop routes, platform fees, `mostReliableAmmsQuoteReport`. `priceImpactPct`
+is served as a fraction in a string ("0.0123" = 1.23 %), as integrators read Jupiter's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from sandbox.faults import Faults
+from sandbox.market import POOL_FEE_BPS, USDC_MINT, WSOL_MINT, Market
+from sandbox.server import faulty
+
+MAX_PRICE_IDS = 50
+
+# How Jupiter labels each sandbox dex in `routePlan[].swapInfo.label`.
+DEX_LABELS = {"raydium": "Raydium", "pumpswap": "Pump.fun Amm", "meteora": "Meteora DLMM"}
+
+# Quote assets are not pool tokens in the sandbox: fixed metadata, as Price v3 would report them.
+_BASE_ASSETS = {
+    WSOL_MINT: {"decimals": 9, "createdAt": "2024-06-05T08:55:25.527Z", "liquidity": 621_679_197.67},
+    USDC_MINT: {"decimals": 6, "createdAt": "2024-06-05T08:55:25.527Z", "liquidity": 522_175_174.66},
+}
+
+MEMO_PROGRAM = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"
+
+
+class PriceHistory:
+    """Prices sampled (on simulated time) whenever a sandbox service reads them, to report changes over
+    windows (Price v3 `priceChange24h`, DexScreener `priceChange`). The market keeps no history itself."""
+
+    def __init__(self, market: Market, keep_s: float = 25 * 3600, every_s: float = 10.0) -> None:
+        self.market = market
+        self.keep_s = keep_s
+        self.every_s = every_s
+        self._samples: dict[str, list[tuple[float, float]]] = {}
+        self._lock = threading.Lock()
+        with market.lock:
+            for mint in market.tokens:
+                price = market.price_usd(mint)
+                if price is not None:
+                    self.observe(mint, price)
+
+    def observe(self, mint: str, price: float) -> None:
+        now = self.market.now
+        with self._lock:
+            samples = self._samples.setdefault(mint, [])
+            if not samples or now - samples[-1][0] >= self.every_s:
+                samples.append((now, price))
+            while samples and samples[0][0] < now - self.keep_s:
+                samples.pop(0)
+
+    def change_pct(self, mint: str, window_s: float, price: float) -> float | None:
+        """Percent change from the oldest sample within the window (None with no sample)."""
+        now = self.market.now
+        with self._lock:
+            base = next((p for t, p in self._samples.get(mint, []) if t >= now - window_s), None)
+        if base is None or base <= 0:
+            return None
+        return (price / base - 1) * 100
+
+
+def _iso_ms(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _error(message: str, code: str, status: int = 400) -> Response:
+    return _json({"error": message, "errorCode": code}, status)
+
+
+def price_entry(market: Market, history: PriceHistory, mint: str) -> dict[str, Any] | None:
+    """One Price v3 entry, or None when the market has no price for the mint. Call under `market.lock`."""
+    price = market.price_usd(mint)
+    if price is None or price <= 0:
+        return None
+    history.observe(mint, price)
+    change = history.change_pct(mint, 24 * 3600, price)
+    token = market.tokens.get(mint)
+    if token is not None:
+        decimals, created, liquidity = token.decimals, _iso_ms(token.pool.created_at), round(market.liquidity_usd(mint), 2)
+    else:
+        meta = _BASE_ASSETS[mint]
+        decimals, created, liquidity = meta["decimals"], meta["createdAt"], meta["liquidity"]
+    return {
+        "createdAt": created,
+        "liquidity": liquidity,
+        "usdPrice": price,
+        "blockId": market.slot,
+        "decimals": decimals,
+        "priceChange24h": round(change, 4) if change is not None else None,
+    }
+
+
+def _fee_lamports(option: Any, compute_units: int) -> int:
+    """What `prioritizationFeeLamports` in a swap request resolves to, in lamports."""
+    levels = {"medium": 10_000, "high": 50_000, "veryHigh": 200_000}
+    if isinstance(option, bool):
+        return 5_000
+    if isinstance(option, int):
+        return max(0, option)
+    if isinstance(option, dict):
+        if "priorityLevelWithMaxLamports" in option:
+            o = option["priorityLevelWithMaxLamports"] or {}
+            return min(levels.get(str(o.get("priorityLevel")), 10_000), int(o.get("maxLamports", 10**9)))
+        if "jitoTipLamports" in option:
+            return int(option["jitoTipLamports"])
+        if "jitoTipLamportsWithPayer" in option:
+            return int((option["jitoTipLamportsWithPayer"] or {}).get("lamports", 0))
+    return 5_000  # "auto" and anything else
+
+
+def build_placeholder_swap(market: Market, user: str, quote: dict[str, Any], compute_units: int,
+                           fee_lamports: int) -> str:
+    """A base64, serialized, UNSIGNED v0 `VersionedTransaction` with the user as fee payer: compute-budget
+    instructions and a memo naming the swap.
+
+    This is a stand-in: it does not move tokens. Real swap execution in the sandbox (a transaction the
+    sandbox RPC's litesvm executes against the pool) comes later; so does agreeing the recent blockhash
+    with the sandbox RPC. Until then this is only good for decoding, fee-payer and signing checks.
+    """
+    from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
+    from solders.hash import Hash
+    from solders.instruction import AccountMeta, Instruction
+    from solders.message import MessageV0
+    from solders.pubkey import Pubkey
+    from solders.signature import Signature
+    from solders.transaction import VersionedTransaction
+
+    payer = Pubkey.from_string(user)
+    memo = (f"walltrack-sandbox swap {quote['inAmount']} {quote['inputMint']} -> "
+            f"{quote['outAmount']} {quote['outputMint']}").encode()
+    micro_lamports = fee_lamports * 1_000_000 // max(1, compute_units)
+    instructions = [
+        set_compute_unit_limit(compute_units),
+        set_compute_unit_price(micro_lamports),
+        Instruction(Pubkey.from_string(MEMO_PROGRAM), memo, [AccountMeta(payer, is_signer=True, is_writable=True)]),
+    ]
+    blockhash = Hash(hashlib.sha256(f"{market.seed}:blockhash:{market.slot}".encode()).digest())
+    message = MessageV0.try_compile(payer, instructions, [], blockhash)
+    tx = VersionedTransaction.populate(message, [Signature.default()] * message.header.num_required_signatures)
+    return base64.b64encode(bytes(tx)).decode()
+
+
+def _valid_pubkey(value: Any) -> bool:
+    from solders.pubkey import Pubkey
+
+    if not isinstance(value, str) or not 32 <= len(value) <= 44:
+        return False
+    try:
+        Pubkey.from_string(value)
+    except ValueError:
+        return False
+    return True
+
+
+_QUOTE_FIELDS = ("inputMint", "inAmount", "outputMint", "outAmount", "otherAmountThreshold", "swapMode",
+                 "slippageBps", "routePlan")
+
+
+def blueprint(market: Market, faults: Faults, history: PriceHistory | None = None) -> Blueprint:
+    """The Jupiter blueprint, wrapped with the service's faults. Mount at `/jupiter`."""
+    bp = Blueprint("jupiter", __name__)
+    hist = history or PriceHistory(market)
+
+    @bp.get("/price/v3")
+    async def price_v3() -> Response:
+        raw = request.args.get("ids", "")
+        ids = list(dict.fromkeys(i.strip() for i in raw.split(",") if i.strip()))
+        if not ids:
+            return _json({"error": "Query parameter ids is required"}, 400)
+        if len(ids) > MAX_PRICE_IDS:
+            return _json({"error": f"Too many ids: at most {MAX_PRICE_IDS} per request"}, 400)
+        out: dict[str, Any] = {}
+        with market.lock:
+            for mint in ids:
+                if mint in faults.missing:
+                    continue  # Jupiter omits mints it cannot price: no key, no null, no error
+                entry = price_entry(market, hist, mint)
+                if entry is not None:
+                    out[mint] = entry
+        return _json(out)
+
+    @bp.get("/swap/v1/quote")
+    async def quote() -> Response:
+        started = time.perf_counter()
+        args = request.args
+        input_mint, output_mint = args.get("inputMint", ""), args.get("outputMint", "")
+        if not input_mint or not output_mint:
+            return _error("inputMint and outputMint are required", "INVALID_REQUEST")
+        try:
+            amount = int(args.get("amount", ""))
+            slippage_bps = int(args.get("slippageBps", "50"))
+        except ValueError:
+            return _error("amount and slippageBps must be integers", "INVALID_REQUEST")
+        if amount <= 0 or not 0 <= slippage_bps <= 10_000:
+            return _error("amount must be > 0 and slippageBps within 0..10000", "INVALID_REQUEST")
+        swap_mode = args.get("swapMode", "ExactIn")
+        if swap_mode != "ExactIn":
+            return _error("the sandbox quotes swapMode=ExactIn only", "INVALID_REQUEST")
+        if input_mint == output_mint:
+            return _error("inputMint and outputMint must differ", "CIRCULAR_ARBITRAGE_IS_DISABLED")
+        with market.lock:
+            routed = market.quote(input_mint, output_mint, amount)
+            slot = market.slot
+        if routed is None:
+            return _error("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
+        out, impact, token = routed
+        if out <= 0:
+            return _error("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
+        body = {
+            "inputMint": input_mint,
+            "inAmount": str(amount),
+            "outputMint": output_mint,
+            "outAmount": str(out),
+            "otherAmountThreshold": str(out * (10_000 - slippage_bps) // 10_000),
+            "swapMode": swap_mode,
+            "slippageBps": slippage_bps,
+            "platformFee": None,
+            "priceImpactPct": f"{impact:.10f}".rstrip("0").rstrip(".") or "0",
+            "routePlan": [{
+                "swapInfo": {
+                    "ammKey": token.pool.address,
+                    "label": DEX_LABELS.get(token.pool.dex, token.pool.dex),
+                    "inputMint": input_mint,
+                    "outputMint": output_mint,
+                    "inAmount": str(amount),
+                    "outAmount": str(out),
+                    "feeAmount": str(amount * POOL_FEE_BPS // 10_000),
+                    "feeMint": input_mint,
+                },
+                "percent": 100,
+            }],
+            "contextSlot": slot,
+            "timeTaken": round(time.perf_counter() - started, 9),
+        }
+        return _json(body)
+
+    @bp.post("/swap/v1/swap")
+    async def swap() -> Response:
+        body = await request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return _error("request body must be a JSON object", "INVALID_REQUEST")
+        user, q = body.get("userPublicKey"), body.get("quoteResponse")
+        if not _valid_pubkey(user):
+            return _error("userPublicKey must be a base58 public key", "INVALID_REQUEST")
+        if not isinstance(q, dict) or any(k not in q for k in _QUOTE_FIELDS):
+            return _error(f"quoteResponse must be the quote object ({', '.join(_QUOTE_FIELDS)})", "INVALID_REQUEST")
+        if not all(isinstance(q[k], str) and q[k].isdigit() for k in ("inAmount", "outAmount", "otherAmountThreshold")):
+            return _error("quoteResponse amounts must be raw integer strings", "INVALID_REQUEST")
+        if not (_valid_pubkey(q["inputMint"]) and _valid_pubkey(q["outputMint"])) or not isinstance(q["routePlan"], list):
+            return _error("quoteResponse mints or routePlan are invalid", "INVALID_REQUEST")
+        compute_units = 200_000 if body.get("dynamicComputeUnitLimit") else 1_400_000
+        fee = _fee_lamports(body.get("prioritizationFeeLamports", "auto"), compute_units)
+        with market.lock:
+            tx = build_placeholder_swap(market, user, q, compute_units, fee)  # type: ignore[arg-type]
+            last_valid = market.slot + 150  # sandbox block height tracks the slot; the RPC will own this later
+        micro = fee * 1_000_000 // compute_units
+        return _json({
+            "swapTransaction": tx,
+            "lastValidBlockHeight": last_valid,
+            "prioritizationFeeLamports": fee,
+            "computeUnitLimit": compute_units,
+            "prioritizationType": {"computeBudget": {"microLamports": micro, "estimatedMicroLamports": micro}},
+            "dynamicSlippageReport": None,
+            "simulationError": None,
+        })
+
+    return faulty(bp, faults)
+
+
+__all__ = ["DEX_LABELS", "MAX_PRICE_IDS", "PriceHistory", "blueprint", "price_entry"]

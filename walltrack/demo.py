@@ -1,0 +1,227 @@
+"""`walltrack demo`: the sandbox market, the bot watching its leaders in paper mode, on the embedded
+database — everything offline. `--headless --minutes N` runs N simulated minutes and prints a summary
+as the last line of stdout.
+
+The demo always uses its own database (`walltrack_demo`, recreated each run) on the embedded server in
+the data directory, never `DATABASE_URL`: simulated trades must not mix with real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import structlog
+import trio
+from pydantic import SecretStr
+
+from sandbox import dexscreener, jupiter, rpc, rugcheck
+from sandbox.chain import Chain
+from sandbox.faults import FaultBoard
+from sandbox.helius import HeliusPoster
+from sandbox.market import LAMPORTS, USDC_UNITS, WSOL_MINT, Market, SimClock
+from sandbox.server import create_app, server_main
+from walltrack import store as repo
+from walltrack.app import App
+from walltrack.bridge import Service, TrioThread
+from walltrack.db import EmbeddedPostgres
+from walltrack.logs import Redactor, configure_logging
+from walltrack.settings import Settings
+
+log = structlog.get_logger("demo")
+
+DEMO_DB = "walltrack_demo"
+
+
+class Sandbox:
+    """The offline world: market, chain, the services' HTTP server and the Helius poster, on one clock."""
+
+    def __init__(self, seed: int, speed: float) -> None:
+        self.seed, self.speed = seed, speed
+        self.market = Market(seed)
+        self.clock = SimClock(self.market.start, speed)
+        self.chain = Chain(self.market)
+        self.faults = FaultBoard()
+        app = create_app({
+            "jupiter": jupiter.blueprint(self.market, self.faults["jupiter"]),
+            "dexscreener": dexscreener.blueprint(self.market, self.faults["dexscreener"]),
+            "rugcheck": rugcheck.blueprint(self.market, self.faults["rugcheck"]),
+            "rpc": rpc.blueprint(self.chain, self.faults["rpc"]),
+        })
+        self.runtime = TrioThread(name="sandbox").start()
+        self.port: int = self.runtime.start_service(server_main(app)).value
+        self.poster: HeliusPoster | None = None
+        self._services: list[Service] = []
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{service}"
+
+    def start_market(self, webhook_url: str, secret: str) -> None:
+        symbols = {t.mint: t.symbol for t in self.market.tokens.values()}
+        self.poster = HeliusPoster(webhook_url, secret, retry_interval_s=60 / self.speed, duplicate_rate=0.05,
+                                   seed=self.seed, faults=self.faults["helius"], symbols=symbols)
+        self._services.append(self.runtime.start_service(self.poster.run))
+        self._services.append(self.runtime.start_service(self._drive))
+
+    async def _drive(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        assert self.poster is not None
+        while True:
+            trades = self.market.step_to(self.clock())
+            for t in trades:
+                self.chain.apply_trade(t)
+            self.chain.sync()
+            if trades:
+                self.poster.submit(trades)
+            await trio.sleep(0.02)
+
+    def stop_market(self) -> None:
+        for service in reversed(self._services):
+            service.stop()
+        self._services.clear()
+
+    def stop(self) -> None:
+        self.stop_market()
+        self.runtime.stop()
+
+
+def _fresh_database(pg: EmbeddedPostgres) -> str:
+    async def create() -> None:
+        conn = await asyncpg.connect(pg.url)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DB} WITH (FORCE)")
+            await conn.execute(f"CREATE DATABASE {DEMO_DB}")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return pg.url.replace("/postgres?", f"/{DEMO_DB}?", 1)
+
+
+def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, headless: bool) -> Settings:
+    return settings.model_copy(update={
+        "database_url": SecretStr(db_url),
+        "helius_webhook_secret": SecretStr(secret),
+        "trading_mode": "paper",
+        "jupiter_base_url": sb.url("jupiter"),
+        "jupiter_tier": "pro",
+        "dexscreener_base_url": sb.url("dexscreener"),
+        "rugcheck_base_url": sb.url("rugcheck"),
+        "solana_rpc_url": sb.url("rpc"),
+        "price_poll_s": max(0.25, 10 / sb.speed),
+        "gateway_port": 0 if headless else settings.gateway_port,
+    })
+
+
+def summary(app: App, sb: Sandbox) -> dict[str, Any]:
+    assert app.store is not None
+
+    async def q(conn: asyncpg.Connection) -> dict[str, Any]:
+        sig = await conn.fetch("SELECT decision, reason FROM signals")
+        pos = await conn.fetch("SELECT mode, status, exit_reason, quote_mint, realized_pnl_quote FROM positions")
+        return {"signals": sig, "positions": pos,
+                "inbox": await conn.fetchval("SELECT count(*) FROM webhook_inbox"),
+                "pending": await conn.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL")}
+
+    d = app.store.run(q)
+    skipped = [r["reason"] for r in d["signals"] if r["decision"] == "skipped"]
+    real = [p for p in d["positions"] if p["mode"] != "shadow"]
+    shadow = [p for p in d["positions"] if p["mode"] == "shadow"]
+    closed = [p for p in real if p["status"] == "closed"]
+
+    def pnl_sol(rows: list) -> float:
+        total = 0.0
+        for p in rows:
+            raw = float(p["realized_pnl_quote"] or 0)
+            total += raw / LAMPORTS if p["quote_mint"] == WSOL_MINT else raw / USDC_UNITS / sb.market.sol_usd
+        return round(total, 9)
+
+    shadow_closed = [p for p in shadow if p["status"] == "closed"]
+    stats = sb.poster.stats() if sb.poster is not None else None
+    return {
+        "signals": len(d["signals"]),
+        "taken": sum(1 for r in d["signals"] if r["decision"] == "taken"),
+        "skipped": len(skipped),
+        "skip_reasons": dict(Counter(skipped).most_common()),
+        "positions_opened": len(real),
+        "positions_closed": len(closed),
+        "exit_reasons": dict(Counter(p["exit_reason"] for p in closed).most_common()),
+        "realized_pnl_sol": pnl_sol(closed),
+        "open_positions": len(real) - len(closed),
+        "shadow": {"opened": len(shadow), "closed": len(shadow_closed), "realized_pnl_sol": pnl_sol(shadow_closed)},
+        "deliveries": {"transactions_stored": d["inbox"], "unprocessed": d["pending"],
+                       **(stats.as_dict() if stats is not None else {})},
+        "simulated_minutes": round((sb.clock() - sb.market.start) / 60, 1),
+        "seed": sb.seed,
+        "speed": sb.speed,
+    }
+
+
+def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: float, seed: int) -> int:
+    redactor = Redactor(settings.secrets())
+    log_dir = settings.walltrack_data_dir / "logs"
+    if headless:  # stdout is for the summary; the run's log goes to the file
+        import io
+
+        configure_logging(redactor, settings.log_level, log_dir, settings.log_max_bytes, settings.log_backups, stream=io.StringIO())
+    else:
+        configure_logging(redactor, settings.log_level, log_dir, settings.log_max_bytes, settings.log_backups)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    pg = EmbeddedPostgres(settings.walltrack_data_dir / "pg")
+    sb: Sandbox | None = None
+    app: App | None = None
+    wall0 = time.monotonic()
+    try:
+        db_url = _fresh_database(pg)
+        sb = Sandbox(seed, speed)
+        secret = secrets.token_urlsafe(24)
+        app = App(bot_settings(settings, sb, db_url, secret, headless), redactor, clock=sb.clock).start()
+        assert app.store is not None
+        for leader in sb.market.leaders:
+            app.store.run(lambda c, a=leader.address, lbl=leader.label: repo.add_wallet(c, a, lbl))
+        deadline = time.monotonic() + 30
+        while len(app.watched) < len(sb.market.leaders) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sb.start_market(f"http://127.0.0.1:{app.gateway_port}/webhooks/helius", secret)
+        log.info("demo_started", sandbox=sb.url(""), gateway_port=app.gateway_port, seed=seed, speed=speed,
+                 leaders=len(sb.market.leaders), tokens=len(sb.market.tokens))
+        if not headless:
+            print(f"WallTrack demo: webhook gateway http://127.0.0.1:{app.gateway_port} (GET /health), "
+                  f"sandbox services {sb.url('')}; Ctrl-C to stop", flush=True)
+        end = sb.market.start + (minutes * 60 if minutes is not None else float("inf"))
+        while not stop.is_set() and sb.clock() < end:
+            stop.wait(0.1)
+        sb.stop_market()
+        _drain(app, timeout=30)
+        result = summary(app, sb)
+        result["wall_seconds"] = round(time.monotonic() - wall0, 1)
+    finally:
+        if app is not None:
+            app.stop()
+        if sb is not None:
+            sb.stop()
+        pg.close()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _drain(app: App, timeout: float) -> None:
+    """Wait until every stored delivery has been processed by the actors (or the timeout passes)."""
+    assert app.store is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = app.store.run(lambda c: c.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL"))
+        if pending == 0:
+            return
+        time.sleep(0.1)
+    log.warning("demo_drain_timeout", pending=pending)

@@ -1,0 +1,176 @@
+"""The outbound side of the bot, built once by the composition root and run on the trio runtime:
+the adapters (Jupiter, DexScreener, Solana RPC, RugCheck), the token safety analyzer, the price service
+and its monitor. The actors reach them only through ports (`actors.ports.Safety`) and messages."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any, Callable
+
+import pykka
+import structlog
+import trio
+
+from actors.messages import PriceTick, PriceTicks
+from actors.supervisor import Published
+from walltrack import store as repo
+from walltrack.adapters.dexscreener import DexScreenerClient
+from walltrack.adapters.http import Policy, Provider, ResilientClient
+from walltrack.adapters.jupiter import JupiterClient, NoRoute
+from walltrack.adapters.rugcheck import RugCheck
+from walltrack.adapters.solana_rpc import SolanaRpc
+from walltrack.bridge import TrioThread, trio_await
+from walltrack.prices import PriceService
+from walltrack.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyConfig, SafetyReport
+from walltrack.settings import Settings
+
+log = structlog.get_logger("services")
+
+SOL_MINT = "So11111111111111111111111111111111111111112"
+
+
+class MarketSources:
+    """`walltrack.safety.SafetySources` over the real adapters."""
+
+    def __init__(self, rpc: SolanaRpc, dex: DexScreenerClient, jupiter: JupiterClient, rugcheck: RugCheck | None) -> None:
+        self._rpc, self._dex, self._jup, self._rugcheck = rpc, dex, jupiter, rugcheck
+
+    async def mint(self, mint: str) -> Any:
+        return await self._rpc.mint(mint)
+
+    async def holders(self, mint: str) -> Any:
+        return await self._rpc.holders(mint)
+
+    async def pair(self, mint: str) -> PairFacts | None:
+        p = (await self._dex.best_pair_batch([mint])).get(mint)
+        if p is None:
+            return None
+        cap = p.market_cap if p.market_cap is not None else p.fdv
+        return PairFacts(
+            pair_address=p.pair_address,
+            dex=p.dex_id,
+            liquidity_usd=float(p.liquidity_usd),
+            market_cap_usd=float(cap) if cap is not None else None,
+            created_at=p.pair_created_at / 1000 if p.pair_created_at else None,
+        )
+
+    async def sell_route(self, mint: str, sol_lamports: int) -> RouteFacts | None:
+        """A round trip of `sol_lamports`: buy, then sell what the buy would get back to SOL."""
+        try:
+            buy = await self._jup.quote(SOL_MINT, mint, sol_lamports)
+            sell = await self._jup.quote(mint, SOL_MINT, buy.out_amount)
+        except NoRoute:
+            return None
+        return RouteFacts(sell.out_amount, float(max(buy.price_impact_percent, sell.price_impact_percent)))
+
+    async def rugcheck(self, mint: str) -> Any:
+        return await self._rugcheck.summary(mint) if self._rugcheck is not None else None
+
+
+class TrioSafety:
+    """The actors' `Safety` port: a verdict computed on the trio runtime, delivered in a future."""
+
+    def __init__(self, runtime: TrioThread, analyzer: SafetyAnalyzer) -> None:
+        self._runtime, self._analyzer = runtime, analyzer
+
+    def assess(self, mint: str) -> concurrent.futures.Future[SafetyReport]:
+        return self._runtime.submit(self._analyzer.assess, mint)
+
+
+def safety_config(s: Settings) -> SafetyConfig:
+    return SafetyConfig(
+        threshold=s.safety_threshold,
+        hard=frozenset(n.strip() for n in s.safety_hard_checks.split(",") if n.strip()),
+        min_liquidity_usd=s.safety_min_liquidity_usd,
+        min_market_cap_usd=s.safety_min_market_cap_usd,
+        max_market_cap_usd=s.safety_max_market_cap_usd,
+        max_pool_age_s=s.safety_max_pool_age_hours * 3600,
+        max_top10_pct=s.safety_max_top10_pct,
+        max_price_impact_pct=s.safety_max_price_impact_pct,
+        probe_sol_lamports=int(s.copy_fixed_sol * 10**9),
+        source_timeout_s=s.safety_source_timeout_s,
+        ttl_s=s.safety_ttl_s,
+    )
+
+
+class Services:
+    def __init__(self, settings: Settings, runtime: TrioThread, store: repo.Store, clock: Callable[[], float]) -> None:
+        s = settings
+        self.settings, self.runtime, self.store, self.clock = s, runtime, store, clock
+        key = s.jupiter_api_key.get_secret_value() if s.jupiter_api_key else None
+        attempt = s.http_timeout_s
+        self.jupiter = JupiterClient(s.jupiter_base_url, api_key=key, tier=s.jupiter_tier, attempt_timeout_s=attempt)
+        self.dexscreener = DexScreenerClient(s.dexscreener_base_url, attempt_timeout_s=attempt)
+        self._rpc_http = ResilientClient(Provider("rpc", Policy(rate_per_s=10, attempt_timeout_s=attempt)), s.solana_rpc_url)
+        self.rpc = SolanaRpc(self._rpc_http)
+        self._rugcheck_http: ResilientClient | None = None
+        rugcheck = None
+        if s.rugcheck_base_url:
+            headers = {"X-API-KEY": s.rugcheck_api_key.get_secret_value()} if s.rugcheck_api_key else None
+            self._rugcheck_http = ResilientClient(Provider("rugcheck", Policy(rate_per_s=2, attempt_timeout_s=attempt)),
+                                                  s.rugcheck_base_url, headers=headers)
+            rugcheck = RugCheck(self._rugcheck_http)
+        self.prices = PriceService([self.jupiter, self.dexscreener], clock=clock, max_age_s=s.price_max_age_s,
+                                   source_timeout_s=s.http_timeout_s * 2)
+        self.analyzer = SafetyAnalyzer(
+            MarketSources(self.rpc, self.dexscreener, self.jupiter, rugcheck), safety_config(s), clock=clock,
+            store=self._save_safety, rugcheck_enabled=rugcheck is not None)
+
+    def safety_port(self) -> TrioSafety | None:
+        return TrioSafety(self.runtime, self.analyzer) if self.settings.safety_enabled else None
+
+    async def _save_safety(self, report: SafetyReport) -> None:
+        body = report.as_json()
+        await trio_await(self.store.submit(lambda c: repo.save_safety(c, body)))
+
+    def provider_states(self) -> dict[str, Any]:
+        providers = [self.jupiter.provider, self.dexscreener.provider, self._rpc_http.provider]
+        if self._rugcheck_http is not None:
+            providers.append(self._rugcheck_http.provider)
+        return {p.name: p.state().as_dict() for p in providers}
+
+    def price_monitor(self, root: pykka.ActorRef, published: Published):  # noqa: ANN201
+        """Every `PRICE_POLL_S`: price the tokens of open positions, tick their actors, store the marks."""
+        interval = self.settings.price_poll_s
+
+        async def main(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            while True:
+                mints = published.open_mints
+                if mints:
+                    try:
+                        await self._tick(root, sorted(mints))
+                    except Exception as exc:  # noqa: BLE001 - a bad round must not stop the monitor
+                        log.warning("price_round_failed", error=repr(exc), mints=len(mints))
+                await trio.sleep(interval)
+
+        return main
+
+    async def _tick(self, root: pykka.ActorRef, mints: list[str]) -> None:
+        quotes = None
+        with trio.move_on_after(max(self.settings.price_poll_s * 4, 10)):
+            quotes = await self.prices.prices([*mints, SOL_MINT])
+        if quotes is None:
+            log.warning("price_round_timeout", mints=len(mints))
+            return
+        sol = quotes.get(SOL_MINT)
+        sol_usd = sol.usd if sol is not None and not sol.unknown else None
+        ticks = tuple(
+            PriceTick(m, q.usd if not q.unknown else None, sol_usd, q.source, q.at, q.stale)
+            for m, q in ((m, quotes.get(m)) for m in mints) if q is not None
+        )
+        root.tell(PriceTicks(ticks))
+        rows = [(t.mint, t.usd, t.source, t.stale) for t in ticks]
+        await trio_await(self.store.submit(lambda c: repo.save_prices(c, rows)))
+
+    def close(self) -> None:
+        async def aclose() -> None:
+            for c in (self.jupiter, self.dexscreener, self._rpc_http, self._rugcheck_http):
+                if c is not None:
+                    await c.aclose()
+
+        try:
+            self.runtime.submit(aclose).result(10)
+        except Exception as exc:  # noqa: BLE001 - closing is best effort at shutdown
+            log.warning("services_close_failed", error=repr(exc))
+
