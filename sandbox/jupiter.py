@@ -110,8 +110,8 @@ def price_entry(market: Market, history: PriceHistory, mint: str) -> dict[str, A
     }
 
 
-def _fee_lamports(option: Any, compute_units: int) -> int:
-    """What `prioritizationFeeLamports` in a swap request resolves to, in lamports."""
+def _fee_lamports(option: Any) -> int:
+    """What `prioritizationFeeLamports` in a swap request resolves to, in lamports (ValueError/TypeError on junk)."""
     levels = {"medium": 10_000, "high": 50_000, "veryHigh": 200_000}
     if isinstance(option, bool):
         return 5_000
@@ -122,9 +122,9 @@ def _fee_lamports(option: Any, compute_units: int) -> int:
             o = option["priorityLevelWithMaxLamports"] or {}
             return min(levels.get(str(o.get("priorityLevel")), 10_000), int(o.get("maxLamports", 10**9)))
         if "jitoTipLamports" in option:
-            return int(option["jitoTipLamports"])
+            return max(0, int(option["jitoTipLamports"]))
         if "jitoTipLamportsWithPayer" in option:
-            return int((option["jitoTipLamportsWithPayer"] or {}).get("lamports", 0))
+            return max(0, int((option["jitoTipLamportsWithPayer"] or {}).get("lamports", 0)))
     return 5_000  # "auto" and anything else
 
 
@@ -269,7 +269,10 @@ def blueprint(market: Market, faults: Faults, history: PriceHistory | None = Non
         if not (_valid_pubkey(q["inputMint"]) and _valid_pubkey(q["outputMint"])) or not isinstance(q["routePlan"], list):
             return _error("quoteResponse mints or routePlan are invalid", "INVALID_REQUEST")
         compute_units = 200_000 if body.get("dynamicComputeUnitLimit") else 1_400_000
-        fee = _fee_lamports(body.get("prioritizationFeeLamports", "auto"), compute_units)
+        try:
+            fee = _fee_lamports(body.get("prioritizationFeeLamports", "auto"))
+        except (TypeError, ValueError, AttributeError):
+            return _error("prioritizationFeeLamports is malformed", "INVALID_REQUEST")
         with market.lock:
             tx = build_placeholder_swap(market, user, q, compute_units, fee)  # type: ignore[arg-type]
             last_valid = market.slot + 150  # sandbox block height tracks the slot; the RPC will own this later

@@ -171,6 +171,7 @@ CAST: list[tuple[str, Quote, Hazards, float, float]] = [
     ("FRZA", "SOL", Hazards(freeze_authority=True), 0.003, 0.02),
     ("PDEL", "SOL", Hazards(permanent_delegate=True), 0.003, 0.02),
     ("TFEE", "SOL", Hazards(transfer_fee_bps=500), 0.003, 0.02),
+    ("HOOK", "SOL", Hazards(transfer_hook=True), 0.003, 0.02),
     ("WHAL", "SOL", Hazards(concentrated=True), 0.003, 0.02),
     ("THIN", "SOL", Hazards(thin=True), 0.003, 0.03),
 ]

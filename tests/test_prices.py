@@ -45,6 +45,7 @@ class Hit:
     path: str
     query: dict[str, str]
     at: float  # time.monotonic() on arrival
+    api_key: str | None = None  # the x-api-key header, if sent
 
 
 @dataclass
@@ -85,7 +86,8 @@ def sandbox() -> Iterator[Sandbox]:
 
     @app.before_request  # app-level hooks run before the blueprints' fault injection
     async def record() -> None:
-        hits.append(Hit(request.path.split("/")[1], request.path, dict(request.args), time.monotonic()))
+        hits.append(Hit(request.path.split("/")[1], request.path, dict(request.args), time.monotonic(),
+                        request.headers.get("x-api-key")))
 
     @app.after_request  # also after a fault's early answer: scripts can change faults between requests
     async def script(response: Any) -> Any:
@@ -291,6 +293,30 @@ async def test_batch_limits_are_enforced_on_both_sides(sandbox: Sandbox) -> None
         assert r.status_code == 400 and "error" in r.json()
         r = await http.get(f"{sandbox.url('dexscreener')}/tokens/v1/solana/{','.join(too_many_dex)}")
         assert r.status_code == 400
+
+
+@pytest.mark.trio
+async def test_api_key_header_and_an_unreachable_jupiter(sandbox: Sandbox) -> None:
+    import socket
+
+    moon = sandbox.mint("MOON")
+    async with JupiterClient(sandbox.url("jupiter"), api_key="k-test-123", tier="developer") as keyed, \
+            jupiter(sandbox) as keyless:
+        await keyed.price_batch([moon])
+        await keyless.price_batch([moon])
+    assert [h.api_key for h in sandbox.hits_of("jupiter")] == ["k-test-123", None]
+    assert keyed.provider.policy.rate_per_s == 10 and keyless.provider.policy.rate_per_s == 150
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    async with JupiterClient(f"http://127.0.0.1:{dead_port}/jupiter", tier="pro", attempts=2,
+                             backoff_initial_s=0.01) as dead, dexscreener(sandbox) as dex:
+        with pytest.raises(TemporaryError):
+            await dead.price_batch([moon])
+        assert dead.provider.state().failures == 2  # retried once, both attempts counted
+        quotes = await PriceService([dead, dex]).prices([moon])
+        assert quotes[moon].source == "dexscreener" and quotes[moon].usd and quotes[moon].usd > 0
 
 
 # -- (5) malformed bodies ---------------------------------------------------------------------------------

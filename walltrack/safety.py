@@ -240,7 +240,7 @@ def evaluate(mint: str, cfg: SafetyConfig, now: float, facts: dict[str, Any], ru
     reason = None
     if not passed:
         order = {n: i for i, n in enumerate(PRIORITY)}
-        worst = sorted(hard_fail or failed or ["score"], key=lambda n: order.get(n, 99))[0]
+        worst = sorted(failed or ["score"], key=lambda n: order.get(n, 99))[0]  # the root cause, hard or not
         unverified = {c.name for c in checks if c.passed is None}
         if worst == "score":
             reason = "safety:low_score"

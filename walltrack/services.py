@@ -98,16 +98,16 @@ class Services:
         s = settings
         self.settings, self.runtime, self.store, self.clock = s, runtime, store, clock
         key = s.jupiter_api_key.get_secret_value() if s.jupiter_api_key else None
-        attempt = s.http_timeout_s
-        self.jupiter = JupiterClient(s.jupiter_base_url, api_key=key, tier=s.jupiter_tier, attempt_timeout_s=attempt)
-        self.dexscreener = DexScreenerClient(s.dexscreener_base_url, attempt_timeout_s=attempt)
-        self._rpc_http = ResilientClient(Provider("rpc", Policy(rate_per_s=10, attempt_timeout_s=attempt)), s.solana_rpc_url)
+        limits = {"attempt_timeout_s": s.http_timeout_s, "cooldown_s": s.provider_cooldown_s}
+        self.jupiter = JupiterClient(s.jupiter_base_url, api_key=key, tier=s.jupiter_tier, **limits)
+        self.dexscreener = DexScreenerClient(s.dexscreener_base_url, **limits)
+        self._rpc_http = ResilientClient(Provider("rpc", Policy(rate_per_s=10, **limits)), s.solana_rpc_url)
         self.rpc = SolanaRpc(self._rpc_http)
         self._rugcheck_http: ResilientClient | None = None
         rugcheck = None
         if s.rugcheck_base_url:
             headers = {"X-API-KEY": s.rugcheck_api_key.get_secret_value()} if s.rugcheck_api_key else None
-            self._rugcheck_http = ResilientClient(Provider("rugcheck", Policy(rate_per_s=2, attempt_timeout_s=attempt)),
+            self._rugcheck_http = ResilientClient(Provider("rugcheck", Policy(rate_per_s=2, **limits)),
                                                   s.rugcheck_base_url, headers=headers)
             rugcheck = RugCheck(self._rugcheck_http)
         self.prices = PriceService([self.jupiter, self.dexscreener], clock=clock, max_age_s=s.price_max_age_s,

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     rugcheck_base_url: str | None = None  # set to https://api.rugcheck.xyz to add RugCheck to the safety score
     solana_rpc_url: str = "https://api.mainnet-beta.solana.com"
     http_timeout_s: float = Field(default=5.0, gt=0)
+    provider_cooldown_s: float = Field(default=30.0, gt=0)  # an open provider breaker lets a probe through after this
     price_poll_s: float = Field(default=5.0, gt=0)
     price_max_age_s: float = Field(default=60.0, gt=0)
 

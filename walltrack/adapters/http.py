@@ -474,7 +474,7 @@ class ResilientClient:
         name = self.provider.name
         try:
             return await self._http.request(method, path, params=params, json=json)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # connect/read/write errors, protocol errors, undecodable content
             raise TemporaryError(f"{name}: {type(exc).__name__}: {exc}", provider=name) from exc
 
     def _interpret(self, resp: httpx.Response, parse: Callable[[Any], T]) -> T:
