@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
         ({"wallet_private_key": "not-a-key"}, "WALLET_PRIVATE_KEY"),
         ({"database_url": "mysql://x"}, "DATABASE_URL"),
         ({"copy_fixed_sol": "-1"}, "COPY_FIXED_SOL"),
+        ({"safety_weights": "liquidity=3,vibes=2"}, "SAFETY_WEIGHTS"),
+        ({"safety_weights": "liquidity=-1"}, "SAFETY_WEIGHTS"),
+        ({"safety_hard_checks": "freeze_authority,astrology"}, "SAFETY_HARD_CHECKS"),
     ],
 )
 def test_invalid_setting_names_the_variable(overrides: dict, variable: str) -> None:

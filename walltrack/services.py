@@ -78,8 +78,13 @@ class TrioSafety:
 
 
 def safety_config(s: Settings) -> SafetyConfig:
+    weights = dict(SafetyConfig().weights)
+    for part in filter(None, (p.strip() for p in s.safety_weights.split(","))):
+        name, _, weight = part.partition("=")
+        weights[name.strip()] = float(weight)
     return SafetyConfig(
         threshold=s.safety_threshold,
+        weights=weights,
         hard=frozenset(n.strip() for n in s.safety_hard_checks.split(",") if n.strip()),
         min_liquidity_usd=s.safety_min_liquidity_usd,
         min_market_cap_usd=s.safety_min_market_cap_usd,

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     # token safety (walltrack/safety.py): score threshold, limits, and the checks that reject on their own
     safety_enabled: bool = True
     safety_threshold: float = Field(default=0.9, ge=0, le=1)
+    safety_weights: str = ""  # "check=weight,..." overrides of walltrack.safety.SafetyConfig.weights
     safety_hard_checks: str = "freeze_authority,sell_route,permanent_delegate,default_frozen,mint_authority,transfer_hook,transfer_fee"
     safety_min_liquidity_usd: float = Field(default=10_000, ge=0)
     safety_min_market_cap_usd: float = Field(default=10_000, ge=0)
@@ -98,6 +99,34 @@ class Settings(BaseSettings):
             return None
         if not v.get_secret_value().startswith(("postgres://", "postgresql://")):
             raise ValueError("must be a postgres:// or postgresql:// URL")
+        return v
+
+    @field_validator("safety_weights")
+    @classmethod
+    def _weights(cls, v: str) -> str:
+        from walltrack.safety import SafetyConfig
+
+        known = set(SafetyConfig().weights)
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            name, _, weight = part.partition("=")
+            if name.strip() not in known:
+                raise ValueError(f"unknown check {name.strip()!r}; one of {', '.join(sorted(known))}")
+            try:
+                if float(weight) < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"weight of {name.strip()} must be a number >= 0") from None
+        return v
+
+    @field_validator("safety_hard_checks")
+    @classmethod
+    def _hard(cls, v: str) -> str:
+        from walltrack.safety import SafetyConfig
+
+        known = set(SafetyConfig().weights)
+        unknown = [n.strip() for n in v.split(",") if n.strip() and n.strip() not in known]
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(unknown)}; one of {', '.join(sorted(known))}")
         return v
 
     @model_validator(mode="after")
