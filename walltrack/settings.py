@@ -21,6 +21,12 @@ class ConfigError(Exception):
     """A setting is missing or invalid: stop and tell the operator which one (never retried)."""
 
 
+def _safety_checks() -> set[str]:
+    from walltrack.safety import SafetyConfig  # lazy: settings load before anything else
+
+    return set(SafetyConfig().weights)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -104,9 +110,7 @@ class Settings(BaseSettings):
     @field_validator("safety_weights")
     @classmethod
     def _weights(cls, v: str) -> str:
-        from walltrack.safety import SafetyConfig
-
-        known = set(SafetyConfig().weights)
+        known = _safety_checks()
         for part in filter(None, (p.strip() for p in v.split(","))):
             name, _, weight = part.partition("=")
             if name.strip() not in known:
@@ -121,9 +125,7 @@ class Settings(BaseSettings):
     @field_validator("safety_hard_checks")
     @classmethod
     def _hard(cls, v: str) -> str:
-        from walltrack.safety import SafetyConfig
-
-        known = set(SafetyConfig().weights)
+        known = _safety_checks()
         unknown = [n.strip() for n in v.split(",") if n.strip() and n.strip() not in known]
         if unknown:
             raise ValueError(f"unknown check(s) {', '.join(unknown)}; one of {', '.join(sorted(known))}")
