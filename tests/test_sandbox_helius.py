@@ -59,7 +59,7 @@ def synthetic_trades() -> list[tuple[str, LeaderTrade]]:
     for dex in PRESENTATIONS:
         for quote in (WSOL_MINT, USDC_MINT):
             for case, side, before in (("first-buy", "buy", 0), ("buy", "buy", 10**9), ("part-sell", "sell", 3 * 10**12),
-                                       ("full-sell", "sell", 2_485_940_336_952)):
+                                       ("full-sell", "sell", base.token_amount)):
                 t = replace(base, dex=dex, quote_mint=quote, side=side, holding_before=before,  # type: ignore[arg-type]
                             signature=base.signature[:-8] + f"{dex[:3]}{case[:3]}{quote[:2]}")
                 out.append((f"{dex}-{'usdc' if quote == USDC_MINT else 'sol'}-{case}", t))
