@@ -65,6 +65,16 @@ class Trade:
         }
 
 
+def is_signature(value: object) -> bool:
+    """True for a base58 string that decodes to 64 bytes (a Solana transaction signature)."""
+    if not isinstance(value, str) or not 64 <= len(value) <= 90:
+        return False
+    try:
+        return len(base58.b58decode(value)) == 64
+    except ValueError:
+        return False
+
+
 def _int(value: object, what: str) -> int:
     if isinstance(value, bool):
         raise InvalidTransaction(f"{what} must be an integer")
@@ -87,6 +97,8 @@ def check_shape(tx: object, where: str = "transaction") -> dict[str, Any]:
     sig = tx.get("signature")
     if not isinstance(sig, str) or not sig:
         raise InvalidTransaction(f"{where}.signature is missing or not a string")
+    if not is_signature(sig):
+        raise InvalidTransaction(f"{where}.signature is not a base58 transaction signature")
     data = tx.get("accountData")
     if not isinstance(data, list):
         raise InvalidTransaction(f"{where}.accountData is missing or not an array")

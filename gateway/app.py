@@ -49,7 +49,10 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         names = {413: "payload_too_large", 404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.code or 500, names.get(exc.code or 0, "http_error"), exc.description or exc.name)
+        resp = _error(exc.code or 500, names.get(exc.code or 0, "http_error"), exc.description or exc.name)
+        if exc.code == 413:  # the oversized body is left unread: this connection cannot carry another request
+            resp.headers["Connection"] = "close"
+        return resp
 
     @app.errorhandler(Exception)
     async def internal_error(exc: Exception) -> Response:
@@ -58,15 +61,19 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
 
     @app.post("/webhooks/helius")
     async def helius() -> Response:
+        # Read the (size-bounded) body before answering anything: a reply that leaves it unread would stall
+        # the next request on this kept-alive connection.
+        body = await request.get_data(cache=False)
         auth = request.headers.get("Authorization", "")
         if not hmac.compare_digest(auth.encode(), deps.secret.encode()):
             log.warning("webhook_rejected", reason="bad_authorization", remote=request.remote_addr)
             return _error(401, "unauthorized", "the Authorization header does not match the webhook secret")
-        body = await request.get_data(cache=False)
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return _error(400, "invalid_json", "the body is not valid JSON")
+        if b"\\u0000" in body:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
+            return _error(400, "invalid_json", "the body contains a NUL character (\\u0000)")
         if not isinstance(data, list):
             return _error(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
         try:

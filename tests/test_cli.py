@@ -160,6 +160,7 @@ def test_bad_input_gets_a_clear_message(bot: Bot, args: list[str], message: str)
 
 def test_explain_rejects_a_malformed_body(bot: Bot, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text('[{"signature": "x", "accountData": "nope"}]')
+    sig = json.loads(PUMP_FILE.read_text())[0]["signature"]
+    bad.write_text(json.dumps([{"signature": sig, "accountData": "nope"}]))
     r = bot.cli("explain", str(bad), "--wallet", PUMP_WALLET, check=False)
     assert r.returncode == 2 and "transaction[0].accountData" in r.stderr

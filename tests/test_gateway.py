@@ -56,6 +56,7 @@ def test_health_reports_database_and_actors(app: App) -> None:
         (SECRET, b'[{"signature": "x"}]', 400, "invalid_transaction"),
         (SECRET, b'[{"accountData": []}]', 400, "invalid_transaction"),
         (SECRET, b"[1]", 400, "invalid_transaction"),
+        (SECRET, b'[{"signature": "\\u0000", "accountData": []}]', 400, "invalid_json"),
     ],
 )
 def test_bad_deliveries_get_a_json_error_and_store_nothing(app: App, secret: str, raw: bytes, status: int, error: str) -> None:
@@ -66,7 +67,7 @@ def test_bad_deliveries_get_a_json_error_and_store_nothing(app: App, secret: str
 
 
 def test_error_names_the_bad_field(app: App) -> None:
-    bad = [PUMP[0], {"signature": "s2", "accountData": [{"account": 5}]}]
+    bad = [PUMP[0], {"signature": PUMP[1]["signature"], "accountData": [{"account": 5}]}]
     r = post(app, bad)
     assert r.status_code == 400 and "body[1].accountData[0].account" in r.json()["detail"]
     assert db(app, "SELECT count(*) AS n FROM webhook_inbox")[0]["n"] == 0  # all or nothing

@@ -35,7 +35,7 @@ from sandbox.helius import (
     shapes_for,
     vault_owner,
 )
-from sandbox.market import LeaderTrade, Market
+from sandbox.market import LeaderTrade, Market, signature
 from sandbox.server import server_main
 from walltrack.bridge import TrioThread
 
@@ -61,7 +61,7 @@ def synthetic_trades() -> list[tuple[str, LeaderTrade]]:
             for case, side, before in (("first-buy", "buy", 0), ("buy", "buy", 10**9), ("part-sell", "sell", 3 * 10**12),
                                        ("full-sell", "sell", base.token_amount)):
                 t = replace(base, dex=dex, quote_mint=quote, side=side, holding_before=before,  # type: ignore[arg-type]
-                            signature=base.signature[:-8] + f"{dex[:3]}{case[:3]}{quote[:2]}")
+                            signature=signature(f"{base.signature}:{dex}:{case}:{quote}"))
                 out.append((f"{dex}-{'usdc' if quote == USDC_MINT else 'sol'}-{case}", t))
     # amounts whose UI floats lose precision: raw must still be exact
     big = replace(base, token_amount=123_456_789_012_345_678, quote_amount=987_654_321_987, holding_before=0)

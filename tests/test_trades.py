@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from actors.trades import USDC_MINT, WSOL_MINT, InvalidTransaction, accounts_touched, check_shape, classify
+from sandbox.market import signature
 from tests.conftest import PUMP_WALLET, fixture
 
 W = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
@@ -26,7 +27,10 @@ def change(owner: str, account: str, mint: str, amount: int, decimals: int = 6) 
 
 
 def tx(*accounts: dict, **extra: object) -> dict:
-    return {"signature": "sig" + str(abs(hash(str(accounts))))[:12], "accountData": list(accounts), **extra}
+    return {"signature": signature(str(accounts)), "accountData": list(accounts), **extra}
+
+
+SIG = signature("a transaction")
 
 
 def test_pump_amm_fixture_two_buys_one_sell_with_exact_amounts() -> None:
@@ -132,10 +136,12 @@ def test_lenient_about_optional_fields() -> None:
     "bad, where",
     [
         ({"accountData": []}, "signature"),
-        ({"signature": "s"}, "accountData"),
-        ({"signature": "s", "accountData": [{"nativeBalanceChange": 1}]}, "accountData[0].account"),
-        ({"signature": "s", "accountData": [entry(W, "lots")]}, "nativeBalanceChange"),
-        ({"signature": "s", "accountData": [entry(ATA, 0, [{"mint": MINT, "rawTokenAmount": {"tokenAmount": "1.5", "decimals": 6}}])]}, "tokenAmount"),
+        ({"signature": SIG}, "accountData"),
+        ({"signature": "s", "accountData": []}, "not a base58 transaction signature"),
+        ({"signature": W, "accountData": []}, "not a base58 transaction signature"),  # 32 bytes: an address
+        ({"signature": SIG, "accountData": [{"nativeBalanceChange": 1}]}, "accountData[0].account"),
+        ({"signature": SIG, "accountData": [entry(W, "lots")]}, "nativeBalanceChange"),
+        ({"signature": SIG, "accountData": [entry(ATA, 0, [{"mint": MINT, "rawTokenAmount": {"tokenAmount": "1.5", "decimals": 6}}])]}, "tokenAmount"),
         ("not an object", "not a JSON object"),
     ],
 )
