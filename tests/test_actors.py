@@ -202,3 +202,34 @@ def test_contain_wraps_base_exceptions() -> None:
     assert isinstance(contain(KeyboardInterrupt()), ActorCrash)
     err = ValueError("x")
     assert contain(err) is err
+
+
+class Decoder(Shell):
+    """An actor that decodes account keys with solders, as an RPC reader would."""
+
+    def __init__(self) -> None:
+        super().__init__(Scheduler(), None)
+        self.keys: list[str] = []
+
+    def handle(self, message: Any) -> Any:
+        if message == "keys":
+            return list(self.keys)
+        from solders.pubkey import Pubkey
+
+        self.keys.append(str(Pubkey.from_bytes(message)))  # panics (a BaseException) on a short slice
+
+
+def test_a_solders_panic_fails_one_actor_only(stop_actors: None) -> None:
+    from solders.pubkey import Pubkey
+
+    with pytest.raises(BaseException) as real:  # the real thing, not a stand-in: solders panics here
+        Pubkey.from_bytes(b"\x01\x02")
+    assert type(real.value).__name__ == "PanicException" and not isinstance(real.value, Exception)
+
+    victim, bystander, recorder = Decoder.start(), Decoder.start(), Recorder.start(Scheduler())
+    victim.tell(b"\x01\x02")
+    wait_until(lambda: not victim.is_alive())
+    bystander.tell(bytes(32))
+    recorder.tell(7)
+    assert wait_until(lambda: bystander.ask("keys") == ["11111111111111111111111111111111"])
+    assert wait_until(lambda: recorder.ask("seen") == [7])
