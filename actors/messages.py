@@ -40,6 +40,8 @@ class PaperEntry:
     quote_amount: int
     token_amount: int
     mode: Literal["paper", "shadow"] = "paper"
+    slippage_bps: int | None = None  # the wallet's copy rules, for the executor
+    max_price_impact_pct: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ class LeaderSold:
     quote_mint: str
     quote_amount: int
     kind: Literal["leader_sold"] = "leader_sold"
+    leader_holding_before: int | None = None  # the leader's token holding before this sale, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,11 @@ class PositionClosed:
     wallet: str
     token_mint: str
     kind: Literal["position_closed"] = "position_closed"
+    # the outcome, for the risk actor (None: not given; the risk actor then reads the position's row)
+    mode: str | None = None
+    quote_mint: str | None = None
+    realized_pnl_quote: int | None = None
+    exit_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +153,156 @@ class PriceTick:
     at: float
     stale: bool = False
     kind: Literal["price_tick"] = "price_tick"
+    liquidity_usd: Decimal | None = None  # the token's pool liquidity (DexScreener), None when unknown
 
 
 @dataclass(frozen=True, slots=True)
 class PriceTicks:
     ticks: tuple[PriceTick, ...]
     kind: Literal["price_ticks"] = "price_ticks"
+
+
+# -- the position engine: fills and operator commands ---------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An executed (or, in paper mode, simulated) swap for one position. Raw integers only.
+
+    `quote_amount` is what the position's books see: for a buy, the quote spent including fees; for a
+    sell, the quote received after slippage and fees. `quoted_out` is what the route promised.
+    """
+
+    position_id: int
+    side: Literal["buy", "sell"]
+    mint: str
+    quote_mint: str
+    token_amount: int  # tokens received (buy) or sold (sell)
+    quote_amount: int
+    quoted_out: int
+    fee_quote: int  # network + priority fee, in quote units
+    slippage_quote: int  # slippage allowance taken off (in the output asset's units)
+    price_impact: str  # the route's price impact, a fraction as text
+    route: str
+    at: float
+    kind: Literal["fill"] = "fill"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"side": self.side, "token_amount": str(self.token_amount), "quote_amount": str(self.quote_amount),
+                "quoted_out": str(self.quoted_out), "fee_quote": str(self.fee_quote),
+                "slippage_quote": str(self.slippage_quote), "price_impact": self.price_impact, "route": self.route,
+                "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePosition:
+    """Operator: sell the whole position now."""
+
+    position_id: int
+    kind: Literal["close_position"] = "close_position"
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePartial:
+    """Operator: sell `fraction` (0 < fraction <= 1) of what is still open."""
+
+    position_id: int
+    fraction: Decimal
+    kind: Literal["close_partial"] = "close_partial"
+
+
+@dataclass(frozen=True, slots=True)
+class SetStop:
+    """Operator: move the stop to `stop_price`, in whole quote units (SOL or USDC) per whole token."""
+
+    position_id: int
+    stop_price: Decimal
+    kind: Literal["set_stop"] = "set_stop"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """A position's answer to an operator command: accepted, or refused with the reason."""
+
+    position_id: int
+    ok: bool
+    error: str | None = None
+    kind: Literal["command_reply"] = "command_reply"
+
+
+# -- risk: entry reservations, breakers, per-wallet rules (actors/risk.py, actors/wallet.py) --------------
+@dataclass(frozen=True, slots=True)
+class ReserveEntry:
+    """A wallet asks the risk actor for room to open one entry. The answer is an `EntryDecision` passed to
+    `reply`, which completes the wallet's pending request: it arrives as a message in the wallet's mailbox.
+    `reservation_id` is "<signature>:<wallet>": asking twice for the same observation is answered once."""
+
+    reservation_id: str
+    wallet: str
+    token_mint: str
+    quote_mint: str
+    quote_amount: int
+    reply: Any = field(compare=False, hash=False)  # Callable[[EntryDecision], None]
+    kind: Literal["reserve_entry"] = "reserve_entry"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDecision:
+    reservation_id: str
+    granted: bool
+    reason: str | None = None  # "cap:<name>" or "breaker:<name>" when refused
+    kind: Literal["entry_decision"] = "entry_decision"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationBound:
+    """The reserved entry was stored as `position_id` (its exposure now lasts until the position closes)."""
+
+    reservation_id: str
+    position_id: int
+    wallet: str
+    token_mint: str
+    quote_mint: str
+    quote_amount: int
+    kind: Literal["reservation_bound"] = "reservation_bound"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationReleased:
+    """The reserved entry was not stored (a duplicate, or the wallet gave up waiting): free its room."""
+
+    reservation_id: str
+    kind: Literal["reservation_released"] = "reservation_released"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerReset:
+    """Operator (CLI/panel): clear a tripped breaker by name."""
+
+    name: str
+    by: str = "operator"
+    kind: Literal["breaker_reset"] = "breaker_reset"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletSettingsChanged:
+    """A wallet's copy-rule overrides changed (`walltrack wallets set`)."""
+
+    wallet: str
+    overrides: Any = field(hash=False)  # dict[str, Any], validated against actors.rules.CopyRules
+    kind: Literal["wallet_settings_changed"] = "wallet_settings_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class SolPrice:
+    """SOL in USD, from the price monitor: the risk actor values USD-quoted exposure in SOL with it."""
+
+    usd: Decimal
+    kind: Literal["sol_price"] = "sol_price"
+
+
+@dataclass(frozen=True, slots=True)
+class GetChild:
+    """Edge (panel, CLI): the root answers with the running child's ActorRef, or None. The asker then asks the
+    child itself (an operator command's reply comes from the actor that decides it); the root never blocks."""
+
+    child: tuple[str, str]  # ("position", "<id>") or ("wallet", address)
+    kind: Literal["get_child"] = "get_child"

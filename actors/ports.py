@@ -26,6 +26,18 @@ class Store(Protocol):
 
     def position_journal(self, position_id: int) -> Future[tuple[JournalEvent, ...]]: ...
 
+    def risk_snapshot(self) -> Future[Any]:
+        """What the risk actor rebuilds from: open exposure, trades today, closes, breakers (actors/risk.py)."""
+        ...
+
+    def record_breaker(self, event: dict[str, Any]) -> Future[None]:
+        """Store a breaker trip or reset (idempotent: the same event twice is one row)."""
+        ...
+
+    def position_outcome(self, position_id: int) -> Future[dict[str, Any] | None]:
+        """A position's mode, quote mint, realized PnL and exit reason (for a close that did not carry them)."""
+        ...
+
 
 class Safety(Protocol):
     """Token safety verdicts: a future of an object with `.passed`, `.reason` and `.as_json()`."""
@@ -37,12 +49,70 @@ class Scheduler(Protocol):
     def call_later(self, delay: float, fn: Callable[[], Any]) -> None: ...
 
 
-@dataclass(frozen=True)
-class CopyRules:
-    """Global copy defaults (per-wallet overrides arrive with the trading engine)."""
+from actors.rules import CopyRules  # noqa: E402 - global copy defaults; per-wallet overrides in actors/rules.py
 
-    fixed_sol: Decimal = Decimal("0.1")
-    fixed_usd: Decimal = Decimal("20")
+
+class Executor(Protocol):
+    """Swaps for positions (paper: simulated at a real quote; live: signed and sent). Each future resolves
+    to an `actors.messages.Fill`, or fails (no route, provider down): the caller decides what that means."""
+
+    def buy(self, position_id: int, mint: str, quote_amount: int, quote_mint: str, *, slippage_bps: int | None = None,
+            max_price_impact_pct: float | None = None) -> Future[Any]: ...
+
+    def sell(self, position_id: int, mint: str, token_amount: int, quote_mint: str, *,
+             slippage_bps: int | None = None) -> Future[Any]: ...
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    """How a position exits (actors/position.py). Percentages are of the entry price; 0 disables a rule.
+
+    `take_profit` is the ladder: (gain_pct, fraction of the entry size to sell) per level, in order.
+    Recorded in the position's journal when it is armed, so a replay uses the plan it was opened with.
+    """
+
+    stop_loss_pct: Decimal = Decimal("25")
+    take_profit: tuple[tuple[Decimal, Decimal], ...] = ((Decimal("50"), Decimal("0.5")), (Decimal("100"), Decimal("0.5")))
+    breakeven_after_first_tp: bool = True
+    trailing_activation_pct: Decimal = Decimal("30")
+    trailing_distance_pct: Decimal = Decimal("15")
+    trailing_step_pct: Decimal = Decimal("2")  # journal the high-water mark when it rises by this much
+    time_stop_s: float = 24 * 3600
+    emergency_min_liquidity_usd: Decimal = Decimal("2000")
+    stale_limit_s: float = 300
+    mirror_unknown: str = "full"  # the leader's holding is unknown: "full" exit or "proportional" to its buy
+    exit_retry_s: float = 30  # first retry of a failed exit; doubles up to 20 times that
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stop_loss_pct": str(self.stop_loss_pct),
+            "take_profit": [[str(g), str(f)] for g, f in self.take_profit],
+            "breakeven_after_first_tp": self.breakeven_after_first_tp,
+            "trailing_activation_pct": str(self.trailing_activation_pct),
+            "trailing_distance_pct": str(self.trailing_distance_pct),
+            "trailing_step_pct": str(self.trailing_step_pct),
+            "time_stop_s": self.time_stop_s,
+            "emergency_min_liquidity_usd": str(self.emergency_min_liquidity_usd),
+            "stale_limit_s": self.stale_limit_s,
+            "mirror_unknown": self.mirror_unknown,
+            "exit_retry_s": self.exit_retry_s,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ExitPlan":
+        return cls(
+            stop_loss_pct=Decimal(d["stop_loss_pct"]),
+            take_profit=tuple((Decimal(g), Decimal(f)) for g, f in d["take_profit"]),
+            breakeven_after_first_tp=bool(d["breakeven_after_first_tp"]),
+            trailing_activation_pct=Decimal(d["trailing_activation_pct"]),
+            trailing_distance_pct=Decimal(d["trailing_distance_pct"]),
+            trailing_step_pct=Decimal(d["trailing_step_pct"]),
+            time_stop_s=float(d["time_stop_s"]),
+            emergency_min_liquidity_usd=Decimal(d["emergency_min_liquidity_usd"]),
+            stale_limit_s=float(d["stale_limit_s"]),
+            mirror_unknown=str(d["mirror_unknown"]),
+            exit_retry_s=float(d["exit_retry_s"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -52,3 +122,7 @@ class Ports:
     rules: CopyRules = CopyRules()
     safety: Safety | None = None  # None: no safety screening (tests of the bare spine)
     clock: Callable[[], float] = time.time
+    executor: Executor | None = None  # None: positions cannot trade (entries fail, exits are retried)
+    exit_plan: ExitPlan = ExitPlan()
+    risk: Any = None  # an actors.risk.RiskConfig: caps and breakers on entries; None: no risk actor
+    live_available: bool = False  # live execution exists: until then a wallet in live mode is refused

@@ -4,6 +4,11 @@ Children are indexed by ("wallet", address) and ("position", id) in our own dict
 linear list). A child that is starting or restarting gets its messages buffered, in order, until it
 runs. A restart builds a fresh actor from persisted state: a wallet from its open positions, a position
 from its journal.
+
+With `Ports.risk` set, the root also owns the one RiskActor, ("risk", "global"), rebuilt from the database
+(`Store.risk_snapshot`): entry reservations, their binding and release, operator breaker resets and every
+`PositionClosed` are routed to it; the SOL price from price ticks too. Tripped breakers are published in
+`Published.breakers` for /health.
 """
 
 from __future__ import annotations
@@ -28,13 +33,17 @@ from actors.messages import (
     ToPosition,
     WatchlistChanged,
 )
+from actors.messages import BreakerReset, ReservationBound, ReservationReleased, ReserveEntry, SolPrice, WalletSettingsChanged
+from actors.messages import GetChild
 from actors.ports import Ports
-from actors.position import PositionActor, fold
+from actors.position import TERMINAL, PositionActor, fold
+from actors.risk import RiskActor, rebuild
 from actors.wallet import WalletActor, WalletState
 
 log = structlog.get_logger("supervisor")
 
 ChildId = tuple[str, str]
+RISK: ChildId = ("risk", "global")
 
 
 class Published:
@@ -42,6 +51,7 @@ class Published:
 
     def __init__(self) -> None:
         self.open_mints: frozenset[str] = frozenset()
+        self.breakers: tuple[dict[str, Any], ...] = ()  # tripped breakers, from the risk actor
 
 
 class RootSupervisor(pykka.ThreadingActor):
@@ -80,7 +90,18 @@ class RootSupervisor(pykka.ThreadingActor):
             ChildFailed: self._child_failed,
             ChildRecovered: lambda m: self._spawn(m.child, m.snapshot),
             GetStats: lambda m: self.stats(),
+            GetChild: lambda m: self._children.get(tuple(m.child)),  # the panel asks the child itself
+            # risk: entry reservations and breaker commands go to the one RiskActor; rules to their wallet
+            ReserveEntry: lambda m: self._send(RISK, m),
+            ReservationBound: lambda m: self._send(RISK, m),
+            ReservationReleased: lambda m: self._send(RISK, m),
+            BreakerReset: lambda m: self._send(RISK, m),
+            WalletSettingsChanged: lambda m: self._send(("wallet", m.wallet), m),
         }
+
+    def on_start(self) -> None:
+        if self._ports.risk is not None:
+            self._recover(RISK)
 
     def stats(self) -> dict[str, int]:
         kinds = [k for k, _ in self._children]
@@ -126,8 +147,13 @@ class RootSupervisor(pykka.ThreadingActor):
             ref.stop(block=False)
         self._track_mint(m.token_mint, m.position_id, open_=False)
         self._send(("wallet", m.wallet), m)
+        if self._ports.risk is not None:
+            self._send(RISK, m)
 
     def _price_ticks(self, m: PriceTicks) -> None:
+        sol = next((t.sol_usd for t in m.ticks if t.sol_usd is not None), None)
+        if sol is not None and self._ports.risk is not None:
+            self._send(RISK, SolPrice(sol))
         for tick in m.ticks:
             for pid in sorted(self._by_mint.get(tick.mint, ())):
                 self._send(("position", str(pid)), tick)
@@ -153,7 +179,8 @@ class RootSupervisor(pykka.ThreadingActor):
         self._pending.setdefault(child, [])
         kind, key = child
         store = self._ports.store
-        future: Future = store.wallet_open_positions(key) if kind == "wallet" else store.position_journal(int(key))
+        future: Future = (store.wallet_open_positions(key) if kind == "wallet" else store.risk_snapshot() if kind == "risk"
+                          else store.position_journal(int(key)))
         me = self.actor_ref
 
         def done(f: Future) -> None:
@@ -175,13 +202,16 @@ class RootSupervisor(pykka.ThreadingActor):
         me = self.actor_ref
         if kind == "wallet":
             state = WalletState(key, open_by_token=dict(snapshot["open"]), shadow_by_token=dict(snapshot["shadow"]),
-                                screen=self._ports.safety is not None)
+                                screen=self._ports.safety is not None, overrides=dict(snapshot.get("settings") or {}),
+                                buys=dict(snapshot.get("buys") or {}), leader_holdings=dict(snapshot.get("holdings") or {}))
             ref = WalletActor.start(state, self._ports, me)
+        elif kind == "risk":
+            ref = RiskActor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports, me, self.published)
         else:
             journal = tuple(snapshot)
             ref = PositionActor.start(int(key), journal, self._ports, me)
             state = fold(int(key), journal)  # pure: no ask to the child
-            if state.status == "open":
+            if state.status not in TERMINAL:  # pending, open or partially closed: it wants price ticks
                 self._track_mint(state.token_mint, int(key), open_=True)
         self._children[child] = ref
         for message in self._pending.pop(child, []):

@@ -1,36 +1,55 @@
 """WalletActor: one per watched wallet. Classifies the wallet's transactions and decides what to copy.
 
+A buy goes through, in order: the wallet's copy rules that need no outside facts (`screen_buy`: mode,
+active hours, blacklist, the leader's trade size, add-on buys, buys and SOL per token), the token safety
+verdict and the token filters on its facts (`screen_token`: liquidity, market cap, pool age, sources/DEXes,
+price impact), then a reservation from the RiskActor (global caps and breakers). Any refusal records the
+signal as skipped with its reason and follows it as a shadow position. The rules are the global defaults
+with the wallet's overrides (`actors/rules.py`, `wallets.settings`).
+
 Transition table (state, event) -> handler; the handlers are pure and return (state', effects):
 
-| state    | event            | next     | effects                                               |
-|----------|------------------|----------|-------------------------------------------------------|
-| watching | swap_observed    | watching | a buy: AssessSafety(mint); else Record(observation)   |
-| watching | safety_assessed  | watching | Record(observation: taken, or skipped with the reason) |
-| watching | recorded         | watching | StartPosition for an entry; LeaderSold routes          |
-| watching | position_closed  | watching | —                                                     |
+| state    | event                   | effects                                                             |
+|----------|-------------------------|---------------------------------------------------------------------|
+| watching | SwapObserved            | a buy that passes the rules: AssessSafety (when screening), else Reserve or Record |
+| watching | SafetyAssessed          | Reserve (an entry that may be taken) or Record(skipped: the reason) |
+| watching | Reserved                | Record(taken), or Record(skipped: the cap or breaker) [+ Release when the risk actor did not answer] |
+| watching | Recorded                | ReservationBound + StartPosition for an entry; Release for a duplicate; LeaderSold routes |
+| watching | PositionClosed          | —                                                                   |
+| watching | WalletSettingsChanged   | — (the wallet's overrides replaced)                                 |
+
+Every state is `watching`; what changes is the books: positions by token (ours and shadows), our buys
+per token, and the leader's holdings observed since watching began (add-on buys, the sold fraction).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pykka
 import structlog
 
 from actors.messages import (
+    EntryDecision,
     LeaderSold,
     Observation,
     PaperEntry,
     PositionClosed,
     RecordResult,
+    ReservationBound,
+    ReservationReleased,
+    ReserveEntry,
     StartPosition,
     SwapObserved,
     ToPosition,
+    WalletSettingsChanged,
 )
 from actors.ports import CopyRules, Ports
+from actors.rules import RulesError, effective
 from actors.shell import Shell
 from actors.trades import STABLE_MINTS, WSOL_MINT, Trade, classify
 
@@ -38,6 +57,7 @@ log = structlog.get_logger("wallet")
 
 LAMPORTS_PER_SOL = 10**9
 STABLE_UNITS = 10**6  # USDC and USDT have 6 decimals
+RISK_REPLY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +67,21 @@ class WalletState:
     open_by_token: dict[str, frozenset[int]] = field(default_factory=dict)  # paper/live positions
     shadow_by_token: dict[str, frozenset[int]] = field(default_factory=dict)  # skipped signals followed on paper
     screen: bool = False  # ask for a token safety verdict before every buy
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # this wallet's copy-rule overrides
+    buys: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # mint -> (our entries, quote spent) while we hold it
+    leader_holdings: Mapping[str, int] = field(default_factory=dict)  # mint -> leader's net tokens observed (may be < 0)
 
 
+@dataclass(frozen=True)
+class Context:
+    """What a decision needs besides state and rules: the time, and the capabilities that exist."""
+
+    now: float | None = None  # None: active hours are not checked
+    live_available: bool = False
+    risk: bool = False  # a RiskActor grants entries
+
+
+# -- internal events and effects ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AssessSafety:
     signature: str
@@ -59,57 +92,167 @@ class AssessSafety:
 class SafetyAssessed:
     signature: str
     trade: Trade
-    report: Any  # a SafetyReport (`.passed`, `.reason`, `.as_json()`), or the exception that prevented one
+    report: Any  # a SafetyReport (`.passed`, `.reason`, `.facts`, `.as_json()`), or the exception that prevented one
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """Ask the RiskActor for room for this (taken) observation's entry."""
+
+    observation: Observation
+
+    @property
+    def reservation_id(self) -> str:
+        return f"{self.observation.signature}:{self.observation.wallet}"
+
+
+@dataclass(frozen=True)
+class Reserved:
+    observation: Observation
+    decision: Any  # an EntryDecision, or the exception raised while waiting for one (timeout)
 
 
 @dataclass(frozen=True)
 class Record:
     observation: Observation
+    reservation_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Recorded:
     observation: Observation
     result: RecordResult
+    reservation_id: str | None = None
 
 
 Effect = Any
 
 
+# -- pure decisions -------------------------------------------------------------------------------------------
 def paper_entry(trade: Trade, rules: CopyRules) -> PaperEntry | None:
-    """Paper fill at the leader's own effective price (quote spent / tokens received)."""
+    """Paper fill at the leader's own effective price (quote spent / tokens received), sized by the rules."""
     if trade.quote_mint == WSOL_MINT:
-        size = int(rules.fixed_sol * LAMPORTS_PER_SOL)
+        unit, fixed, lo, hi = LAMPORTS_PER_SOL, rules.fixed_sol, rules.min_sol, rules.max_sol
     elif trade.quote_mint in STABLE_MINTS:
-        size = int(rules.fixed_usd * STABLE_UNITS)
+        unit, fixed, lo, hi = STABLE_UNITS, rules.fixed_usd, rules.min_usd, rules.max_usd
     else:
         return None
-    if trade.quote_amount <= 0 or size <= 0:
+    if trade.quote_amount <= 0:
+        return None
+    if rules.sizing == "fixed":
+        size = int(fixed * unit)
+    else:
+        size = int(min(max(Decimal(trade.quote_amount) * rules.percent / 100, lo * unit), hi * unit))
+    if size <= 0:
         return None
     tokens = size * trade.token_amount // trade.quote_amount
-    return PaperEntry(quote_amount=size, token_amount=tokens) if tokens > 0 else None
+    if tokens <= 0:
+        return None
+    return PaperEntry(quote_amount=size, token_amount=tokens, slippage_bps=rules.slippage_bps,
+                      max_price_impact_pct=rules.max_price_impact_pct)
 
 
-def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyRules, report: Any = None) -> Observation:
+def screen_buy(state: WalletState, trade: Trade, entry: PaperEntry, rules: CopyRules, ctx: Context) -> str | None:
+    """The copy rules that need no outside facts: None to go on, else the skip reason."""
+    if rules.mode == "off":
+        return "mode_off"
+    if rules.mode == "live" and not ctx.live_available:
+        return "live_not_available"  # never a silent fall-back to paper
+    if ctx.now is not None and not rules.in_active_hours(ctx.now):
+        return "outside_active_hours"
+    if trade.token_mint in rules.blacklist:
+        return "blacklisted"
+    if trade.quote_mint == WSOL_MINT:
+        if rules.leader_min_sol is not None and trade.quote_amount < rules.leader_min_sol * LAMPORTS_PER_SOL:
+            return "leader_trade_too_small"
+        if rules.leader_max_sol is not None and trade.quote_amount > rules.leader_max_sol * LAMPORTS_PER_SOL:
+            return "leader_trade_too_large"
+    if rules.skip_add_ons and state.leader_holdings.get(trade.token_mint, 0) > 0:
+        return "leader_add_on"
+    count, spent = state.buys.get(trade.token_mint, (0, 0))
+    if count >= rules.max_buys_per_token:
+        return "max_buys_per_token"
+    if (rules.max_sol_per_token is not None and trade.quote_mint == WSOL_MINT
+            and spent + entry.quote_amount > rules.max_sol_per_token * LAMPORTS_PER_SOL):
+        return "max_sol_per_token"
+    return None
+
+
+def _source_allowed(rules: CopyRules, trade: Trade, dex: str | None) -> bool:
+    allowed = {s.lower() for s in rules.allowed_sources}
+    return not allowed or (trade.source or "").lower() in allowed or (dex or "").lower() in allowed
+
+
+def screen_token(trade: Trade, report: Any, rules: CopyRules) -> str | None:
+    """The token filters, on the facts of the safety verdict; a configured filter without facts fails closed."""
+    facts: Mapping[str, Any] = getattr(report, "facts", None) or {}
+
+    def known(key: str) -> Any:
+        return facts.get(key)
+
+    if not _source_allowed(rules, trade, known("dex")):
+        return "source_not_allowed"
+    if rules.min_liquidity_usd is not None:
+        if known("liquidity_usd") is None:
+            return "filter:liquidity_unknown"
+        if known("liquidity_usd") < rules.min_liquidity_usd:
+            return "filter:min_liquidity"
+    if rules.min_market_cap_usd is not None or rules.max_market_cap_usd is not None:
+        cap = known("market_cap_usd")
+        if cap is None:
+            return "filter:market_cap_unknown"
+        if (rules.min_market_cap_usd is not None and cap < rules.min_market_cap_usd) or (
+                rules.max_market_cap_usd is not None and cap > rules.max_market_cap_usd):
+            return "filter:market_cap"
+    if rules.max_pool_age_hours is not None:
+        if known("pool_age_s") is None:
+            return "filter:pool_age_unknown"
+        if known("pool_age_s") > rules.max_pool_age_hours * 3600:
+            return "filter:max_pool_age"
+    if rules.max_price_impact_pct is not None:
+        if known("price_impact_pct") is None:
+            return "max_price_impact_unknown"
+        if known("price_impact_pct") > rules.max_price_impact_pct:
+            return "max_price_impact"
+    return None
+
+
+def _needs_facts(rules: CopyRules) -> bool:
+    return any(v is not None for v in (rules.min_liquidity_usd, rules.min_market_cap_usd, rules.max_market_cap_usd,
+                                       rules.max_pool_age_hours, rules.max_price_impact_pct)) or bool(rules.allowed_sources)
+
+
+def skipped(obs: Observation, reason: str, safety: dict[str, Any] | None = None) -> Observation:
+    """A buy not taken: recorded with its reason and followed as a shadow position."""
+    e = obs.entry
+    shadow = PaperEntry(e.quote_amount, e.token_amount, mode="shadow") if e is not None else None
+    return replace(obs, decision="skipped", reason=reason, entry=shadow, safety=safety if safety is not None else obs.safety)
+
+
+def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyRules, report: Any = None,
+           ctx: Context = Context()) -> Observation:
+    """The decision on one transaction before the risk actor: taken (an entry to reserve) or skipped."""
     if trade is None:
         return Observation(signature, state.wallet, "no_trade")
     if trade.side == "buy":
         entry = paper_entry(trade, rules)
         if entry is None:
             return Observation(signature, state.wallet, "signal", trade, "skipped", "unpriceable_trade")
-
-        def skip(reason: str, safety: dict[str, Any] | None = None) -> Observation:
-            # A skipped buy is followed as a shadow position: what taking it would have made or lost.
-            shadow = PaperEntry(entry.quote_amount, entry.token_amount, mode="shadow")
-            return Observation(signature, state.wallet, "signal", trade, "skipped", reason, entry=shadow, safety=safety)
-
+        safety = report.as_json() if report is not None and not isinstance(report, BaseException) else None
+        taken = Observation(signature, state.wallet, "signal", trade, "taken", "copy_buy", entry=entry, safety=safety)
+        reason = screen_buy(state, trade, entry, rules, ctx)
+        if reason is not None:
+            return skipped(taken, reason)
         if state.screen:
             if isinstance(report, BaseException) or report is None:
-                return skip("safety:unavailable")  # fail closed: no verdict, no buy
+                return skipped(taken, "safety:unavailable")  # fail closed: no verdict, no buy
             if not report.passed:
-                return skip(report.reason, report.as_json())
-        safety = report.as_json() if report is not None else None
-        return Observation(signature, state.wallet, "signal", trade, "taken", "copy_buy", entry=entry, safety=safety)
+                return skipped(taken, report.reason)
+        if _needs_facts(rules):
+            reason = screen_token(trade, None if isinstance(report, BaseException) else report, rules)
+            if reason is not None:
+                return skipped(taken, reason)
+        return taken
     real = state.open_by_token.get(trade.token_mint, frozenset())
     everyone = tuple(sorted(real | state.shadow_by_token.get(trade.token_mint, frozenset())))  # shadows mirror too
     if not real:
@@ -117,31 +260,67 @@ def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyR
     return Observation(signature, state.wallet, "signal", trade, "taken", "mirror_sell", mirror_to=everyone)
 
 
-def on_swap_observed(state: WalletState, ev: SwapObserved, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
+def _entry_or_record(obs: Observation, ctx: Context) -> Effect:
+    if ctx.risk and obs.decision == "taken" and obs.entry is not None and obs.entry.mode != "shadow":
+        return Reserve(obs)
+    return Record(obs)
+
+
+def on_swap_observed(state: WalletState, ev: SwapObserved, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
     trade = classify(json.loads(ev.payload), state.wallet)
-    if trade is not None and trade.side == "buy" and state.screen:
-        return state, [AssessSafety(ev.signature, trade)]
-    return state, [Record(decide(state, ev.signature, trade, rules))]
+    obs = decide(state, ev.signature, trade, rules, ctx=ctx)
+    if trade is not None and trade.side == "buy" and state.screen and obs.reason in ("copy_buy", "safety:unavailable"):
+        return state, [AssessSafety(ev.signature, trade)]  # the rules let it through: ask for the verdict
+    return state, [_entry_or_record(obs, ctx)]
 
 
-def on_safety_assessed(state: WalletState, ev: SafetyAssessed, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
-    return state, [Record(decide(state, ev.signature, ev.trade, rules, ev.report))]
+def on_safety_assessed(state: WalletState, ev: SafetyAssessed, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
+    return state, [_entry_or_record(decide(state, ev.signature, ev.trade, rules, ev.report, ctx), ctx)]
 
 
-def on_recorded(state: WalletState, ev: Recorded, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
+def on_reserved(state: WalletState, ev: Reserved, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
+    obs, d = ev.observation, ev.decision
+    rid = Reserve(obs).reservation_id
+    if isinstance(d, EntryDecision) and d.granted:
+        return state, [Record(obs, rid)]
+    if isinstance(d, EntryDecision):
+        return state, [Record(skipped(obs, d.reason or "risk:refused"))]
+    return state, [ReservationReleased(rid), Record(skipped(obs, "risk:unavailable"))]  # fail closed
+
+
+def on_recorded(state: WalletState, ev: Recorded, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
     obs, res = ev.observation, ev.result
     if res.duplicate or obs.trade is None:
-        return state, []
+        return state, [ReservationReleased(ev.reservation_id)] if ev.reservation_id else []
     effects: list[Effect] = []
+    t = obs.trade
     if res.position_id is not None and obs.entry is not None:
-        mint, key = obs.trade.token_mint, ("shadow_by_token" if obs.entry.mode == "shadow" else "open_by_token")
+        mint, key = t.token_mint, ("shadow_by_token" if obs.entry.mode == "shadow" else "open_by_token")
         book = dict(getattr(state, key))
         book[mint] = book.get(mint, frozenset()) | {res.position_id}
         state = replace(state, **{key: book})
+        if ev.reservation_id is not None:  # before the position starts: its close must find it bound
+            effects.append(ReservationBound(ev.reservation_id, res.position_id, state.wallet, mint, t.quote_mint,
+                                            obs.entry.quote_amount))
         effects.append(StartPosition(res.position_id, state.wallet, res.journal))
-    for pid in obs.mirror_to:
-        t = obs.trade
-        effects.append(ToPosition(pid, LeaderSold(pid, obs.signature, state.wallet, t.token_amount, t.quote_mint, t.quote_amount)))
+        if obs.entry.mode != "shadow":
+            count, spent = state.buys.get(mint, (0, 0))
+            state = replace(state, buys={**state.buys, mint: (count + 1, spent + obs.entry.quote_amount)})
+    elif ev.reservation_id is not None:
+        effects.append(ReservationReleased(ev.reservation_id))
+    # The leader's net flow per token since watching began. Deliveries can arrive out of order (a sell before
+    # its buy), so it may go below zero and net out later; zero is forgotten.
+    held = state.leader_holdings.get(t.token_mint, 0)
+    after = held + t.token_amount if t.side == "buy" else held - t.token_amount
+    holdings = {k: v for k, v in state.leader_holdings.items() if k != t.token_mint}
+    if after:
+        holdings[t.token_mint] = after
+    state = replace(state, leader_holdings=holdings)
+    if t.side == "sell":
+        before = held if held >= t.token_amount > 0 else None  # the holding before the sale; unknown when it sold more
+        for pid in obs.mirror_to:
+            effects.append(ToPosition(pid, LeaderSold(pid, obs.signature, state.wallet, t.token_amount, t.quote_mint,
+                                                      t.quote_amount, leader_holding_before=before)))
     return state, effects
 
 
@@ -153,24 +332,42 @@ def _without(book: dict[str, frozenset[int]], mint: str, position_id: int) -> di
     return out
 
 
-def on_position_closed(state: WalletState, ev: PositionClosed, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
-    return replace(state, open_by_token=_without(state.open_by_token, ev.token_mint, ev.position_id),
+def on_position_closed(state: WalletState, ev: PositionClosed, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
+    open_by_token = _without(state.open_by_token, ev.token_mint, ev.position_id)
+    # The per-token limits count the entries of the current holding: once it is all closed, a new one may start.
+    buys = state.buys if ev.token_mint in open_by_token else {k: v for k, v in state.buys.items() if k != ev.token_mint}
+    return replace(state, open_by_token=open_by_token, buys=buys,
                    shadow_by_token=_without(state.shadow_by_token, ev.token_mint, ev.position_id)), []
 
 
-TABLE: dict[tuple[str, type], Callable[[WalletState, Any, CopyRules], tuple[WalletState, list[Effect]]]] = {
+def on_settings_changed(state: WalletState, ev: WalletSettingsChanged, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
+    return replace(state, overrides=dict(ev.overrides or {})), []
+
+
+TABLE: dict[tuple[str, type], Callable[[WalletState, Any, CopyRules, Context], tuple[WalletState, list[Effect]]]] = {
     ("watching", SwapObserved): on_swap_observed,
     ("watching", SafetyAssessed): on_safety_assessed,
+    ("watching", Reserved): on_reserved,
     ("watching", Recorded): on_recorded,
     ("watching", PositionClosed): on_position_closed,
+    ("watching", WalletSettingsChanged): on_settings_changed,
 }
 
 
-def transition(state: WalletState, event: Any, rules: CopyRules) -> tuple[WalletState, list[Effect]]:
+def rules_for(state: WalletState, defaults: CopyRules) -> CopyRules:
+    """The defaults with this wallet's overrides; overrides that no longer validate stop copying (mode off)."""
+    try:
+        return effective(defaults, state.overrides)
+    except RulesError as exc:
+        log.error("wallet_rules_invalid", wallet=state.wallet, error=str(exc))
+        return defaults.model_copy(update={"mode": "off"})
+
+
+def transition(state: WalletState, event: Any, rules: CopyRules, ctx: Context = Context()) -> tuple[WalletState, list[Effect]]:
     handler = TABLE.get((state.status, type(event)))
     if handler is None:
         raise LookupError(f"wallet {state.wallet}: no transition for {type(event).__name__} in {state.status}")
-    return handler(state, event, rules)
+    return handler(state, event, rules_for(state, rules), ctx)
 
 
 class WalletActor(Shell):
@@ -182,26 +379,60 @@ class WalletActor(Shell):
         self._root = root
 
     def handle(self, message: Any) -> Any:
+        if message == "state":
+            return self.state
         self._step(message)
+        return None
+
+    def bypass_stash(self, message: Any) -> bool:
+        return message == "state"
 
     def _step(self, event: Any) -> None:
-        self.state, effects = transition(self.state, event, self._ports.rules)
+        ctx = Context(self._ports.clock(), self._ports.live_available, self._ports.risk is not None)
+        self.state, effects = transition(self.state, event, self._ports.rules, ctx)
         for effect in effects:
             if isinstance(effect, Record):
-                obs = effect.observation
+                obs, rid = effect.observation, effect.reservation_id
                 self.persist(
                     lambda obs=obs: self._ports.store.record_observation(obs),
-                    lambda result, obs=obs: self._recorded(obs, result),
+                    lambda result, obs=obs, rid=rid: self._recorded(obs, result, rid),
                 )
             elif isinstance(effect, AssessSafety):
                 assert self._ports.safety is not None
                 safety, e = self._ports.safety, effect
                 self.request(lambda: safety.assess(e.trade.token_mint),
                              lambda report: self._step(SafetyAssessed(e.signature, e.trade, report)))
+            elif isinstance(effect, Reserve):
+                r = effect
+                self.request(lambda: self._reserve(r), lambda decision: self._step(Reserved(r.observation, decision)))
             else:
                 self._root.tell(effect)
 
-    def _recorded(self, obs: Observation, result: RecordResult) -> None:
+    def _reserve(self, r: Reserve) -> concurrent.futures.Future:
+        """Send the reservation through the root; the risk actor's answer completes this future, which the
+        shell turns into a message in this mailbox. No answer in time counts as a refusal."""
+        answer: concurrent.futures.Future = concurrent.futures.Future()
+        obs = r.observation
+        assert obs.trade is not None and obs.entry is not None
+
+        def reply(decision: EntryDecision) -> None:
+            try:
+                answer.set_result(decision)
+            except concurrent.futures.InvalidStateError:
+                pass
+
+        def give_up() -> None:
+            try:
+                answer.set_exception(TimeoutError("no answer from the risk actor"))
+            except concurrent.futures.InvalidStateError:
+                pass
+
+        self._root.tell(ReserveEntry(r.reservation_id, obs.wallet, obs.trade.token_mint, obs.trade.quote_mint,
+                                     obs.entry.quote_amount, reply))
+        self._scheduler.call_later(RISK_REPLY_TIMEOUT_S, give_up)
+        return answer
+
+    def _recorded(self, obs: Observation, result: RecordResult, reservation_id: str | None) -> None:
         if obs.outcome == "signal" and not result.duplicate:
             t = obs.trade
             assert t is not None
@@ -216,4 +447,4 @@ class WalletActor(Shell):
                 signal_id=result.signal_id,
                 position_id=result.position_id,
             )
-        self._step(Recorded(obs, result))
+        self._step(Recorded(obs, result, reservation_id))

@@ -108,3 +108,22 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     os.environ.setdefault("WALLTRACK_TEST", "1")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium for the panel's browser tests: installed here where missing (as .ci/run does), never
+    downloaded by a test tool, and never skipped — a missing browser fails with what to do."""
+    import shutil
+    import subprocess
+
+    if not CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=900)
+    if not CHROMIUM.exists():
+        pytest.fail("the panel tests need Debian's chromium at /usr/bin/chromium: run `apt-get install -y chromium` "
+                    "(as root), or .ci/run, which installs it", pytrace=False)
+    return CHROMIUM

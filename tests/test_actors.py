@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 from decimal import Decimal
 from typing import Any
 
 import pykka
 import pytest
 
-from actors.messages import JournalEvent, LeaderSold, PositionClosed, RecordResult, SwapObserved
+from actors.messages import JournalEvent, PositionClosed, RecordResult, SwapObserved
 from actors.position import TABLE as POSITION_TABLE
-from actors.position import PositionState, apply, decide, fold
+from actors.position import Context, PositionState, apply, decide, fold
 from actors.ports import CopyRules
 from actors.shell import ActorCrash, Shell
 from actors.trades import USDC_MINT, WSOL_MINT, Trade
@@ -32,61 +31,23 @@ def opened() -> PositionState:
     return fold(7, (OPENED,))
 
 
-def sold(quote_mint: str = WSOL_MINT, tokens: int = 1_000_000, quote: int = 30_000_000) -> LeaderSold:
-    return LeaderSold(7, "sellsig", W, tokens, quote_mint, quote)
+# -- position: the engine's table is tested in test_position_table.py; here, journals from before it ----
+def test_a_journal_from_before_the_engine_still_folds() -> None:
+    s = opened()  # `opened` without "entry": "pending": open at the recorded (leader's price) entry
+    assert (s.status, s.entry_token_amount, s.token_amount_open, s.opened_at) == ("open", 7_000_000, 7_000_000, None)
+    unpriced = JournalEvent(2, "mirror_unpriced", {"signature": "s", "quote_mint": USDC_MINT})
+    closed = JournalEvent(3, "closed", {"reason": "mirror_sell", "signature": "s", "exit_token_amount": "7000000",
+                                        "exit_quote_amount": "210000000"})
+    after = fold(7, (OPENED, unpriced, closed))
+    assert (after.status, after.token_amount_open, after.realized_pnl_quote, after.seq) == ("closed", 0, 110_000_000, 3)
+    assert apply(opened(), unpriced, 7).status == "open"
 
 
-# -- position table: every (state, command) pair ---------------------------------------------------
-STATES = ("open", "closed")
-COMMANDS = (LeaderSold,)
-
-
-def state_in(status: str) -> PositionState:
-    s = opened()
-    if status == "closed":
-        (ev,) = decide(s, sold())
-        s = apply(s, ev, 7)
-    assert s.status == status
-    return s
-
-
-@pytest.mark.parametrize("status, command", list(itertools.product(STATES, COMMANDS)))
-def test_position_table_covers_every_pair(status: str, command: type) -> None:
-    assert (status, command) in POSITION_TABLE
-
-
-def test_open_leader_sold_closes_at_the_leaders_price() -> None:
-    (ev,) = decide(opened(), sold())
-    assert ev.kind == "closed" and ev.seq == 2 and ev.data["reason"] == "mirror_sell"
-    after = apply(opened(), ev, 7)
-    assert after.status == "closed" and after.token_amount_open == 0
-    assert after.exit_quote_amount == 7_000_000 * 30_000_000 // 1_000_000
-    assert after.realized_pnl_quote == after.exit_quote_amount - 100_000_000
-
-
-def test_open_leader_sold_for_another_quote_is_recorded_not_priced() -> None:
-    (ev,) = decide(opened(), sold(quote_mint=USDC_MINT))
-    assert ev.kind == "mirror_unpriced"
-    assert apply(opened(), ev, 7).status == "open"
-
-
-def test_closed_ignores_a_late_leader_sell() -> None:
-    assert decide(state_in("closed"), sold()) == ()
-
-
-def test_unknown_pair_is_a_bug() -> None:
+def test_position_table_has_no_transition_for_unknown_commands() -> None:
     with pytest.raises(LookupError):
-        decide(opened(), "close please")
-
-
-def test_fold_of_the_journal_equals_the_live_state() -> None:
-    live = opened()
-    journal = [OPENED]
-    for cmd in (sold(quote_mint=USDC_MINT), sold()):
-        for ev in decide(live, cmd):
-            live = apply(live, ev, 7)
-            journal.append(ev)
-    assert fold(7, tuple(journal)) == live and live.seq == 3
+        decide(opened(), "close please", Context(now=0.0))
+    assert all(status in ("pending_entry", "open", "partially_closed", "closed", "entry_failed")
+               for status, _ in POSITION_TABLE)
 
 
 # -- wallet table ----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class Bot:
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
         self.env.update(WALLTRACK_DATA_DIR=str(data_dir), HELIUS_WEBHOOK_SECRET=SECRET,
-                        WALLET_PRIVATE_KEY=WALLET_KEY, GATEWAY_PORT=str(self.port))
+                        WALLET_PRIVATE_KEY=WALLET_KEY, GATEWAY_PORT=str(self.port), PANEL_PORT=str(free_port()))
         self.data_dir = data_dir
         self.proc: subprocess.Popen | None = None
         self.stdout = data_dir.parent / "bot-stdout.log"
@@ -98,7 +98,8 @@ def test_run_from_empty_data_dir_serves_webhooks_hot_reloads_wallets_and_stops_c
     signals = json.loads(bot.cli("signals", "--json").stdout)
     assert sorted(s["side"] for s in signals) == ["buy", "buy", "sell"]
     positions = json.loads(bot.cli("positions", "--json").stdout)
-    assert len(positions) == 2 and all(p["status"] == "open" and p["entry_quote_amount"] == "100000000" for p in positions)
+    assert len(positions) == 2 and all(p["status"] in ("pending_entry", "entry_failed")  # no Jupiter offline: no fill
+                                       and p["entry_quote_amount"] == "100000000" for p in positions)
 
     bot.cli("wallets", "remove", PUMP_WALLET)
     wait_until(lambda: (bot.healthy() or {}).get("actors", {}).get("wallets") == 0)
@@ -120,8 +121,11 @@ def test_kill_9_loses_no_position_and_leaks_no_secret(bot: Bot) -> None:
     bot.stop(signal.SIGKILL)
     bot.start()
     health = bot.healthy()
-    assert health is not None and health["actors"] == {"wallets": 1, "positions": 2, "restarts": 0}
-    assert len(json.loads(bot.cli("positions", "--json").stdout)) == 2
+    assert health is not None and {k: health["actors"][k] for k in ("wallets", "restarts")} == {"wallets": 1, "restarts": 0}
+    # both positions are back: each still pending its entry (an actor again) or failed for want of a quote offline
+    positions = json.loads(bot.cli("positions", "--json").stdout)
+    assert len(positions) == 2 and all(p["status"] in ("pending_entry", "entry_failed") for p in positions)
+    assert health["actors"]["positions"] <= 2
     assert bot.post(PUMP_FILE.read_bytes()).json()["duplicates"] == 3
     assert bot.stop() == 0
     for path in [bot.stdout, *bot.data_dir.rglob("*")]:

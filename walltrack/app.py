@@ -23,16 +23,17 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from actors.messages import Deliver, GetStats, WatchlistChanged
-from actors.ports import CopyRules, Ports
+from actors.messages import BreakerReset, Deliver, GetStats, WalletSettingsChanged, WatchlistChanged
+from actors.ports import Ports
 from actors.supervisor import Published, RootSupervisor
 from gateway.app import Delivery, GatewayDeps, create_app
 from walltrack import store as repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
+from walltrack.executor import exit_plan
 from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.logs import Redactor, configure_logging
-from walltrack.settings import Settings, webhook_secret
+from walltrack.settings import Settings, copy_rules, risk_config, webhook_secret
 
 log = structlog.get_logger("walltrack")
 
@@ -71,8 +72,9 @@ class App:
 
         self.trio = TrioThread(name="walltrack-trio").start()
         self.services = Services(s, self.trio, self.store, self.clock)
-        ports = Ports(self.store, self.loop, CopyRules(s.copy_fixed_sol, s.copy_fixed_usd),
-                      safety=self.services.safety_port(), clock=self.clock)
+        ports = Ports(self.store, self.loop, copy_rules(s),
+                      safety=self.services.safety_port(), clock=self.clock,
+                      executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s))
         self.published = Published()
         self.root = RootSupervisor.start(ports, self.published)
         root = self.root.proxy()
@@ -127,6 +129,18 @@ class App:
     async def _listen(self) -> None:
         self._listener = await asyncpg.connect(self._url)
         await self._listener.add_listener(repo.WATCHLIST_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_watchlist()))
+        # copy-rule overrides and operator breaker resets reach the running actors the same way
+        await self._listener.add_listener(
+            repo.WALLET_SETTINGS_CHANNEL, lambda _c, _p, _ch, address: asyncio.ensure_future(self._reload_wallet_settings(address)))
+        await self._listener.add_listener(
+            repo.BREAKERS_CHANNEL, lambda _c, _p, _ch, name: self.root.tell(BreakerReset(name)) if self.root else None)
+
+    async def _reload_wallet_settings(self, address: str) -> None:
+        assert self.store is not None and self.root is not None
+        async with self.store.pool.acquire() as conn:
+            settings = await repo.wallet_settings(conn, address)
+        if settings is not None:
+            self.root.tell(WalletSettingsChanged(address, settings))
 
     async def _stop_watchlist_listener(self) -> None:
         if self._reconcile is not None:
@@ -160,8 +174,12 @@ class App:
         async def store_deliveries(items: list[Delivery]) -> set[str]:
             return await trio_await(store.store_deliveries(items))
 
+        services = self.services
+
         def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
             root.tell(Deliver(signature, payload, wallets))
+            if services is not None:
+                services.prefetch_safety(payload, wallets)  # screen buys in parallel; decisions stay in order
 
         deps = GatewayDeps(
             secret=secret,
@@ -198,7 +216,7 @@ class App:
             )
         except Exception:  # noqa: BLE001
             body.update(status="unavailable", database="unreachable", last_webhook_at=None, last_signal_at=None)
-        body["circuit_breaker"] = dict(self.breaker)
+        body["circuit_breaker"] = self._breaker_state()
         if self.services is not None:
             body["providers"] = self.services.provider_states()
         try:
@@ -206,9 +224,23 @@ class App:
         except Exception:  # noqa: BLE001
             body["actors"] = None
             body["status"] = "degraded" if body["status"] == "ok" else body["status"]
-        if self.breaker["state"] != "closed" and body["status"] == "ok":
+        if body["circuit_breaker"]["state"] != "closed" and body["status"] == "ok":
             body["status"] = "degraded"
         return body, 200 if body["database"] == "connected" else 503
+
+    def _breaker_state(self) -> dict[str, Any]:
+        """The root's own breaker (escalation), else the risk breakers: "open" while a global one is tripped
+        (no new entries at all); `breakers` lists every tripped one, per-token and per-wallet included."""
+        now = self.clock()
+        published = getattr(self, "published", None)
+        tripped = [b for b in (published.breakers if published is not None else ())
+                   if b["until"] is None or b["until"] > now]
+        if self.breaker["state"] != "closed":
+            return {**self.breaker, "breakers": tripped}
+        first = next((b for b in tripped if b["scope"] == "global"), None)
+        return {"state": "open" if first else "closed", "reason": first["reason"] if first else None,
+                "tripped_at": _iso(datetime.fromtimestamp(first["tripped_at"], timezone.utc)) if first else None,
+                "breakers": tripped}
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -219,17 +251,27 @@ def run(settings: Settings) -> int:
     """`walltrack run`: everything in the foreground until Ctrl-C or SIGTERM."""
     redactor = Redactor(settings.secrets())
     configure_logging(redactor, settings.log_level, settings.log_dir, settings.log_max_bytes, settings.log_backups)
+    from walltrack.panel import check_panel_access, serve_panel
+
+    check_panel_access(settings)  # refused before anything starts
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     app = App(settings, redactor)
+    failed: list[str] = []
+
+    def should_stop() -> str | None:  # polled by the panel's loop
+        for name, service in (("gateway", app.gateway), ("price_monitor", app.monitor)):
+            if service is not None and not service.running:
+                log.error("service_failed", service=name, error=repr(service.error))
+                failed.append(name)
+                return f"{name} failed"
+        return "signal" if stop.is_set() else None
+
     try:
         app.start()
-        while not stop.wait(1.0):
-            for name, service in (("gateway", app.gateway), ("price_monitor", app.monitor)):
-                if service is not None and not service.running:
-                    log.error("service_failed", service=name, error=repr(service.error))
-                    return 1
+        if not stop.is_set():
+            serve_panel(app, should_stop)  # the main thread: until Ctrl-C, SIGTERM or a failed service
     finally:
         app.stop()
-    return 0
+    return 1 if failed else 0

@@ -217,3 +217,19 @@ class Service:
         if self._scope is not None:
             self._runtime.cancel(self._scope)
         self._done.wait(timeout)
+
+
+async def asyncio_ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
+    """Ask an actor from an asyncio loop (the panel's) without blocking it: the pykka future is waited on a
+    worker thread. Raises TimeoutError when the actor does not answer within `timeout`."""
+    import pykka
+
+    future = ref.ask(message, block=False)
+
+    def wait() -> Any:
+        try:
+            return future.get(timeout=timeout)
+        except pykka.Timeout:
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+
+    return await asyncio.to_thread(wait)

@@ -71,6 +71,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--speed must be positive")
     if args.headless and args.minutes is None:
         raise UsageError("--headless needs --minutes (how long to simulate)")
+    ports = {f"{name}_port": getattr(args, f"{name}_port") for name in ("panel", "gateway")}
+    for name, port in ports.items():
+        if port is not None and not 0 <= port <= 65535:
+            raise UsageError(f"--{name.replace('_', '-')} must be a port number (0-65535)")
+    settings = settings.model_copy(update={k: v for k, v in ports.items() if v is not None})
     return run_demo(settings, args.headless, args.minutes, args.speed, args.seed)
 
 
@@ -98,6 +103,8 @@ def cmd_wallets(args: argparse.Namespace, settings: Settings) -> int:
         if not _with_db(settings, lambda c: store.remove_wallet(c, address)):
             raise UsageError(f"not on the watchlist: {address}")
         print(f"removed {address}")
+    elif args.wallets_command in ("set", "show", "stats"):
+        return cmd_wallet_rules(args, settings)
     else:
         rows = _with_db(settings, store.list_wallets)
         if args.json:
@@ -105,6 +112,65 @@ def cmd_wallets(args: argparse.Namespace, settings: Settings) -> int:
         else:
             for r in rows:
                 print(f"{r['address']}  {r['status']:<7} {r['label'] or ''}")
+    return 0
+
+
+def cmd_wallet_rules(args: argparse.Namespace, settings: Settings) -> int:
+    """`wallets set ADDRESS key=value...` / `wallets show ADDRESS` / `wallets stats`: copy rules and performance."""
+    from actors.rules import RulesError, apply_assignments, effective
+    from walltrack import store
+    from walltrack.settings import copy_rules
+
+    defaults = copy_rules(settings)
+    if args.wallets_command == "stats":
+        rows = _with_db(settings, lambda c: store.wallet_stats(c, settings.stats_min_trades))
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                win = "-" if r["win_rate"] is None else f"{r['win_rate'] * 100:.0f}%"
+                print(f"{r['address']}  {r['state']:<10} closed {r['closed']:>3}  win {win:>4}  "
+                      f"realized {r['realized_pnl_sol']} SOL  unrealized {r['unrealized_pnl_sol']} SOL  "
+                      f"taken {r['signals_taken']} skipped {r['signals_skipped']}")
+        return 0
+    address = _address(args.address)
+    current = _with_db(settings, lambda c: store.wallet_settings(c, address))
+    if current is None:
+        raise UsageError(f"not on the watchlist: {address}")
+    try:
+        if args.wallets_command == "set":
+            if not args.assignments:
+                raise UsageError("give at least one key=value (key= removes an override)")
+            new = apply_assignments(defaults, current, args.assignments)
+            _with_db(settings, lambda c: store.set_wallet_settings(c, address, new))
+            current = new
+        rules = effective(defaults, current)
+    except RulesError as exc:
+        raise UsageError(str(exc)) from None
+    view = {"address": address, "overrides": current, "effective": rules.model_dump(mode="json")}
+    if args.wallets_command == "set" or not getattr(args, "json", False):
+        for key, value in view["effective"].items():
+            print(f"{key:<22} {json.dumps(value)}{'  (override)' if key in current else ''}")
+    else:
+        _print_json(view)
+    return 0
+
+
+def cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
+    """`breakers list [--json]` / `breakers reset NAME`."""
+    from walltrack import store
+
+    if args.breakers_command == "reset":
+        if not _with_db(settings, lambda c: store.reset_breaker(c, args.name)):
+            raise UsageError(f"no tripped breaker named {args.name!r} (see `walltrack breakers list`)")
+        print(f"reset {args.name}")
+        return 0
+    rows = _with_db(settings, store.list_breakers)
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:<60} {r['state']:<8} until {r['until'] or 'reset'}  {r['reason']}")
     return 0
 
 
@@ -165,6 +231,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, help="simulated minutes to run (default: until Ctrl-C)")
     demo.add_argument("--speed", type=float, default=10.0, help="simulated seconds per wall second (default 10)")
     demo.add_argument("--seed", type=int, default=7, help="market seed: the same seed, the same market")
+    demo.add_argument("--panel-port", type=int, help="serve the panel on this port (default: PANEL_PORT, 8080)")
+    demo.add_argument("--gateway-port", type=int, help="serve the webhook on this port (default: GATEWAY_PORT, 8000)")
     demo.set_defaults(fn=cmd_demo)
 
     db = sub.add_parser("db", help="database migrations")
@@ -182,7 +250,23 @@ def parser() -> argparse.ArgumentParser:
     rm.add_argument("address")
     ls = ws.add_parser("list", help="list watched wallets")
     ls.add_argument("--json", action="store_true")
+    st = ws.add_parser("set", help="override copy rules for a wallet: key=value ... (key= removes an override)")
+    st.add_argument("address")
+    st.add_argument("assignments", nargs="*", metavar="key=value")
+    sh = ws.add_parser("show", help="a wallet's copy rules: the defaults with its overrides")
+    sh.add_argument("address")
+    sh.add_argument("--json", action="store_true")
+    stats = ws.add_parser("stats", help="per-wallet performance since watching began")
+    stats.add_argument("--json", action="store_true")
     w.set_defaults(fn=cmd_wallets)
+
+    b = sub.add_parser("breakers", help="risk breakers: list them, or reset one by name")
+    bs = b.add_subparsers(dest="breakers_command", required=True)
+    bl = bs.add_parser("list", help="every breaker that has tripped, and its state")
+    bl.add_argument("--json", action="store_true")
+    br = bs.add_parser("reset", help="clear a tripped breaker (the running bot takes new entries again)")
+    br.add_argument("name", help="e.g. loss_streak, daily_loss, max_drawdown, wallet_pause:ADDRESS, token_cooldown:MINT")
+    b.set_defaults(fn=cmd_breakers)
 
     for name, fn, text in (("signals", cmd_signals, "signals recorded"), ("positions", cmd_positions, "positions")):
         c = sub.add_parser(name, help=f"list {text}")

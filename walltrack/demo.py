@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -117,7 +118,30 @@ def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, head
         "solana_rpc_url": sb.url("rpc"),
         "price_poll_s": max(0.25, 10 / sb.speed),
         "gateway_port": 0 if headless else settings.gateway_port,
+        **DEMO_EXITS,
+        **DEMO_RISK,
     })
+
+
+# Breakers on the demo's time scale: a run of losses stops entries for half an hour (so a two-hour demo shows
+# a trip, the entries it blocks, and its reset by time). See BREAKER_* in .env.example.
+DEMO_RISK: dict[str, Any] = {
+    "breaker_loss_streak": 4,
+    "breaker_loss_streak_window_minutes": 120,
+    "breaker_loss_streak_stop_minutes": 30,
+    "breaker_stoploss_cooldown_minutes": 15,
+    "breaker_wallet_pause_hours": 1,
+}
+
+
+# The sandbox's leaders hold for minutes, not days: the demo's exits are scaled to that (see EXIT_* in .env.example).
+DEMO_EXITS: dict[str, Any] = {
+    "exit_stop_loss_pct": Decimal("6"),
+    "exit_take_profit": "3:0.5,6:0.5",
+    "exit_trailing_activation_pct": Decimal("3.5"),
+    "exit_trailing_distance_pct": Decimal("2"),
+    "exit_trailing_step_pct": Decimal("0.5"),
+}
 
 
 def summary(app: App, sb: Sandbox) -> dict[str, Any]:
@@ -126,7 +150,8 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
     async def q(conn: asyncpg.Connection) -> dict[str, Any]:
         sig = await conn.fetch("SELECT decision, reason FROM signals")
         pos = await conn.fetch("SELECT mode, status, exit_reason, quote_mint, realized_pnl_quote FROM positions")
-        return {"signals": sig, "positions": pos,
+        breakers = await conn.fetch("SELECT name, kind, by, reason FROM breaker_events ORDER BY id")
+        return {"signals": sig, "positions": pos, "breakers": breakers,
                 "inbox": await conn.fetchval("SELECT count(*) FROM webhook_inbox"),
                 "pending": await conn.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL")}
 
@@ -158,6 +183,9 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
         "shadow": {"opened": len(shadow), "closed": len(shadow_closed), "realized_pnl_sol": pnl_sol(shadow_closed)},
         "deliveries": {"transactions_stored": d["inbox"], "unprocessed": d["pending"],
                        **(stats.as_dict() if stats is not None else {})},
+        "breakers": {"tripped": dict(Counter(b["name"].split(":")[0] for b in d["breakers"] if b["kind"] == "tripped")),
+                     "reset": dict(Counter(f"{b['name'].split(':')[0]}:{b['by']}" for b in d["breakers"] if b["kind"] == "reset")),
+                     "blocked_entries": sum(1 for r in skipped if r.startswith("breaker:"))},
         "simulated_minutes": round((sb.clock() - sb.market.start) / 60, 1),
         "seed": sb.seed,
         "speed": sb.speed,
@@ -173,6 +201,10 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         configure_logging(redactor, settings.log_level, log_dir, settings.log_max_bytes, settings.log_backups, stream=io.StringIO())
     else:
         configure_logging(redactor, settings.log_level, log_dir, settings.log_max_bytes, settings.log_backups)
+    if not headless:
+        from walltrack.panel import check_panel_access
+
+        check_panel_access(settings)  # refused before anything starts
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -184,8 +216,10 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
     try:
         db_url = _fresh_database(pg)
         sb = Sandbox(seed, speed)
-        secret = secrets.token_urlsafe(24)
-        app = App(bot_settings(settings, sb, db_url, secret, headless), redactor, clock=sb.clock).start()
+        secret = (settings.helius_webhook_secret.get_secret_value() if settings.helius_webhook_secret is not None
+                  else secrets.token_urlsafe(24))
+        app = App(bot_settings(settings, sb, db_url, secret, headless), redactor, clock=sb.clock)
+        app.start()  # assigned first: a start that fails half-way is still stopped below
         assert app.store is not None
         for leader in sb.market.leaders:
             app.store.run(lambda c, a=leader.address, lbl=leader.label: repo.add_wallet(c, a, lbl))
@@ -195,10 +229,15 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         sb.start_market(f"http://127.0.0.1:{app.gateway_port}/webhooks/helius", secret)
         log.info("demo_started", sandbox=sb.url(""), gateway_port=app.gateway_port, seed=seed, speed=speed,
                  leaders=len(sb.market.leaders), tokens=len(sb.market.tokens))
-        if not headless:
-            print(f"WallTrack demo: webhook gateway http://127.0.0.1:{app.gateway_port} (GET /health), "
-                  f"sandbox services {sb.url('')}; Ctrl-C to stop", flush=True)
         end = sb.market.start + (minutes * 60 if minutes is not None else float("inf"))
+        if not headless:
+            print(f"WallTrack demo: panel http://{settings.panel_host}:{settings.panel_port}/, webhook gateway "
+                  f"http://127.0.0.1:{app.gateway_port} (GET /health), sandbox services {sb.url('')}; Ctrl-C to stop",
+                  flush=True)
+            from walltrack.panel import serve_panel
+
+            clock = sb.clock
+            serve_panel(app, lambda: "signal" if stop.is_set() else ("demo finished" if clock() >= end else None))
         while not stop.is_set() and sb.clock() < end:
             stop.wait(0.1)
         sb.stop_market()

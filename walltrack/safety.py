@@ -93,10 +93,13 @@ class SafetyReport:
     reason: str | None  # the signal's skip reason, "safety:<check>", when rejected
     checks: tuple[CheckResult, ...]
     checked_at: float
+    # the numbers behind the checks, for the copy rules' token filters (None: unknown):
+    # liquidity_usd, market_cap_usd, pool_age_s, dex, price_impact_pct
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_json(self) -> dict[str, Any]:
         return {"mint": self.mint, "score": round(self.score, 4), "passed": self.passed, "reason": self.reason,
-                "checked_at": self.checked_at, "checks": [asdict(c) for c in self.checks]}
+                "checked_at": self.checked_at, "checks": [asdict(c) for c in self.checks], "facts": dict(self.facts)}
 
 
 # Checks that reject a token on their own, whatever the score.
@@ -248,7 +251,15 @@ def evaluate(mint: str, cfg: SafetyConfig, now: float, facts: dict[str, Any], ru
             reason = f"safety:{worst}_unverified"
         else:
             reason = f"safety:{worst}"
-    return SafetyReport(mint, score, passed, reason, tuple(checks), now)
+    route_facts: RouteFacts | None = facts.get("route")
+    numbers = {
+        "liquidity_usd": pair.liquidity_usd if pair is not None else None,
+        "market_cap_usd": pair.market_cap_usd if pair is not None else None,
+        "pool_age_s": now - pair.created_at if pair is not None and pair.created_at is not None else None,
+        "dex": pair.dex if pair is not None else None,
+        "price_impact_pct": route_facts.price_impact_pct if route_facts is not None else None,
+    }
+    return SafetyReport(mint, score, passed, reason, tuple(checks), now, numbers)
 
 
 def _transfer_fee_bps(cfg: dict[str, Any] | None) -> int:

@@ -5,7 +5,9 @@ and its monitor. The actors reach them only through ports (`actors.ports.Safety`
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Any, Callable
+import json
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, Sequence
 
 import pykka
 import structlog
@@ -13,6 +15,7 @@ import trio
 
 from actors.messages import PriceTick, PriceTicks
 from actors.supervisor import Published
+from actors.trades import classify
 from walltrack import store as repo
 from walltrack.adapters.dexscreener import DexScreenerClient
 from walltrack.adapters.http import Policy, Provider, ResilientClient
@@ -20,6 +23,7 @@ from walltrack.adapters.jupiter import JupiterClient, NoRoute
 from walltrack.adapters.rugcheck import RugCheck
 from walltrack.adapters.solana_rpc import SolanaRpc
 from walltrack.bridge import TrioThread, trio_await
+from walltrack.executor import PaperExecutor
 from walltrack.prices import PriceService
 from walltrack.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyConfig, SafetyReport
 from walltrack.settings import Settings
@@ -98,6 +102,22 @@ def safety_config(s: Settings) -> SafetyConfig:
     )
 
 
+class LiquidityTap:
+    """A price source (`walltrack.prices.PriceSource`) that also keeps the pool liquidity its answer carried —
+    Jupiter Price v3 `liquidity`, DexScreener's best pair `liquidity.usd` — at no extra call. The monitor
+    clears `liquidity` before each round, so a value is only ever this round's (for the emergency exit)."""
+
+    def __init__(self, source: Any, fetch: Callable[[Sequence[str]], Awaitable[dict[str, tuple[Decimal, Decimal | None]]]]) -> None:
+        self.name, self.max_batch, self.provider = source.name, source.max_batch, source.provider
+        self._fetch = fetch
+        self.liquidity: dict[str, Decimal] = {}
+
+    async def usd_prices(self, mints: Sequence[str]) -> dict[str, Decimal]:
+        got = await self._fetch(mints)
+        self.liquidity.update({m: liq for m, (_, liq) in got.items() if liq is not None and liq > 0})
+        return {m: usd for m, (usd, _) in got.items()}
+
+
 class Services:
     def __init__(self, settings: Settings, runtime: TrioThread, store: repo.Store, clock: Callable[[], float]) -> None:
         s = settings
@@ -115,14 +135,35 @@ class Services:
             self._rugcheck_http = ResilientClient(Provider("rugcheck", Policy(rate_per_s=2, **limits)),
                                                   s.rugcheck_base_url, headers=headers)
             rugcheck = RugCheck(self._rugcheck_http)
-        self.prices = PriceService([self.jupiter, self.dexscreener], clock=clock, max_age_s=s.price_max_age_s,
+        jup, dex = self.jupiter, self.dexscreener
+        self.taps = (
+            LiquidityTap(jup, lambda ms: _with_liquidity(jup.price_batch(ms), lambda p: (p.usd_price, p.liquidity))),
+            LiquidityTap(dex, lambda ms: _with_liquidity(dex.best_pair_batch(ms), lambda p: (p.price_usd, p.liquidity_usd))),
+        )
+        self.prices = PriceService(list(self.taps), clock=clock, max_age_s=s.price_max_age_s,
                                    source_timeout_s=s.http_timeout_s * 2)
+        self.executor = PaperExecutor(runtime, self.jupiter, clock, slippage_bps=s.paper_slippage_bps,
+                                      priority_fee_lamports=s.paper_priority_fee_lamports,
+                                      timeout_s=max(15.0, s.http_timeout_s * 3))
         self.analyzer = SafetyAnalyzer(
             MarketSources(self.rpc, self.dexscreener, self.jupiter, rugcheck), safety_config(s), clock=clock,
             store=self._save_safety, rugcheck_enabled=rugcheck is not None)
 
     def safety_port(self) -> TrioSafety | None:
         return TrioSafety(self.runtime, self.analyzer) if self.settings.safety_enabled else None
+
+    def prefetch_safety(self, payload: str, wallets: tuple[str, ...]) -> None:
+        """Start the safety check of every token a watched wallet bought in this transaction, now.
+
+        The wallet actors decide one transaction at a time, in order; without this, a burst of buys would
+        be screened one after another. The analyzer shares an in-flight check, so the actor's own ask
+        later joins this one instead of starting another."""
+        if not self.settings.safety_enabled:
+            return
+        tx = json.loads(payload)
+        mints = {t.token_mint for w in wallets if (t := classify(tx, w)) is not None and t.side == "buy"}
+        for mint in mints:
+            self.runtime.submit(self.analyzer.assess, mint)
 
     async def _save_safety(self, report: SafetyReport) -> None:
         body = report.as_json()
@@ -153,19 +194,25 @@ class Services:
 
     async def _tick(self, root: pykka.ActorRef, mints: list[str]) -> None:
         quotes = None
+        for tap in self.taps:
+            tap.liquidity.clear()
         with trio.move_on_after(max(self.settings.price_poll_s * 4, 10)):
             quotes = await self.prices.prices([*mints, SOL_MINT])
         if quotes is None:
             log.warning("price_round_timeout", mints=len(mints))
             return
         sol = quotes.get(SOL_MINT)
-        sol_usd = sol.usd if sol is not None and not sol.unknown else None
+        sol_usd = sol.usd if sol is not None and not sol.unknown and not sol.stale else None  # stale: unknown
+        liquidity = {**self.taps[1].liquidity, **self.taps[0].liquidity}
         ticks = tuple(
-            PriceTick(m, q.usd if not q.unknown else None, sol_usd, q.source, q.at, q.stale)
+            PriceTick(m, q.usd if not q.unknown else None, sol_usd, q.source, q.at, q.stale,
+                      liquidity_usd=liquidity.get(m) if not q.stale else None)
             for m, q in ((m, quotes.get(m)) for m in mints) if q is not None
         )
         root.tell(PriceTicks(ticks))
         rows = [(t.mint, t.usd, t.source, t.stale) for t in ticks]
+        if sol is not None:  # SOL's own mark: the panel values SOL-quoted positions with it
+            rows.append((SOL_MINT, sol.usd if not sol.unknown else None, sol.source, sol.stale))
         await trio_await(self.store.submit(lambda c: repo.save_prices(c, rows)))
 
     def close(self) -> None:
@@ -179,3 +226,7 @@ class Services:
         except Exception as exc:  # noqa: BLE001 - closing is best effort at shutdown
             log.warning("services_close_failed", error=repr(exc))
 
+
+
+async def _with_liquidity(call: Awaitable[dict[str, Any]], pick: Callable[[Any], tuple[Any, Any]]) -> dict[str, tuple[Decimal, Decimal | None]]:
+    return {m: pick(v) for m, v in (await call).items()}

@@ -43,10 +43,72 @@ class Settings(BaseSettings):
     trading_mode: Literal["paper", "live"] = "paper"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=0, le=65535)  # 0: any free port
+    # the operator panel (ui/): loopback by default; any other address needs WALLTRACK_PANEL_PASSWORD
+    panel_host: str = "127.0.0.1"
+    panel_port: int = Field(default=8080, ge=0, le=65535)
+    walltrack_panel_password: SecretStr | None = None
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     copy_fixed_sol: Decimal = Field(default=Decimal("0.1"), gt=0)
     copy_fixed_usd: Decimal = Field(default=Decimal("20"), gt=0)
+    # copy rules (actors/rules.py): the defaults every watched wallet can override (`walltrack wallets set`)
+    copy_mode: Literal["off", "paper", "live"] | None = None  # None: TRADING_MODE
+    copy_sizing: Literal["fixed", "percent"] = "fixed"
+    copy_percent: Decimal = Field(default=Decimal("10"), gt=0, le=100)
+    copy_min_sol: Decimal = Field(default=Decimal("0.01"), ge=0)
+    copy_max_sol: Decimal = Field(default=Decimal("1"), gt=0)
+    copy_min_usd: Decimal = Field(default=Decimal("2"), ge=0)
+    copy_max_usd: Decimal = Field(default=Decimal("200"), gt=0)
+    copy_leader_min_sol: Decimal | None = None
+    copy_leader_max_sol: Decimal | None = None
+    copy_min_liquidity_usd: float | None = None
+    copy_min_market_cap_usd: float | None = None
+    copy_max_market_cap_usd: float | None = None
+    copy_max_pool_age_hours: float | None = None
+    copy_blacklist: str = ""
+    copy_allowed_sources: str = ""
+    copy_active_hours: str | None = None
+    copy_max_buys_per_token: int = Field(default=1, ge=1)
+    copy_max_sol_per_token: Decimal | None = None
+    copy_skip_add_ons: bool = True
+    copy_slippage_bps: int = Field(default=100, ge=0, le=5000)
+    copy_max_price_impact_pct: float | None = None
+
+    # global caps and breakers (actors/risk.py); 0 disables one
+    risk_starting_capital_sol: Decimal = Field(default=Decimal("10"), gt=0)
+    risk_reserve_sol: Decimal = Field(default=Decimal("1"), ge=0)
+    risk_max_open_positions: int = Field(default=10, ge=0)
+    risk_max_token_exposure_sol: Decimal = Field(default=Decimal("0.5"), ge=0)
+    risk_max_total_exposure_sol: Decimal = Field(default=Decimal("3"), ge=0)
+    risk_max_trades_per_day: int = Field(default=100, ge=0)
+    risk_sol_usd_fallback: Decimal = Field(default=Decimal("150"), gt=0)
+    breaker_max_drawdown_pct: Decimal = Field(default=Decimal("20"), ge=0, lt=100)
+    breaker_drawdown_stop_hours: float = Field(default=12, ge=0)
+    breaker_daily_loss_sol: Decimal = Field(default=Decimal("1"), ge=0)
+    breaker_loss_streak: int = Field(default=4, ge=0)
+    breaker_loss_streak_window_minutes: float = Field(default=360, gt=0)
+    breaker_loss_streak_stop_minutes: float = Field(default=120, ge=0)
+    breaker_stoploss_cooldown_minutes: float = Field(default=60, ge=0)
+    breaker_wallet_loss_streak: int = Field(default=3, ge=0)
+    breaker_wallet_pause_hours: float = Field(default=24, ge=0)  # 0: until an operator resets it
+    stats_min_trades: int = Field(default=5, ge=1)  # a wallet is "unmeasured" until this many closed trades
+
+    @field_validator("copy_mode", "copy_leader_min_sol", "copy_leader_max_sol", "copy_min_liquidity_usd",
+                     "copy_min_market_cap_usd", "copy_max_market_cap_usd", "copy_max_pool_age_hours", "copy_active_hours",
+                     "copy_max_sol_per_token", "copy_max_price_impact_pct", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _copy_rules_valid(self) -> "Settings":
+        from actors.rules import RulesError
+
+        try:
+            copy_rules(self)
+        except RulesError as exc:
+            raise ValueError(f"copy rules: {exc}") from None
+        return self
 
     # outbound services (mainnet defaults; the sandbox points these at itself)
     jupiter_base_url: str = "https://api.jup.ag"
@@ -70,8 +132,41 @@ class Settings(BaseSettings):
     safety_max_pool_age_hours: float = Field(default=720, gt=0)
     safety_max_top10_pct: float = Field(default=30, gt=0, le=100)
     safety_max_price_impact_pct: float = Field(default=3, gt=0)
-    safety_source_timeout_s: float = Field(default=3, gt=0)
+    safety_source_timeout_s: float = Field(default=1.5, gt=0)  # a late copy is a bad copy
     safety_ttl_s: float = Field(default=300, ge=0)
+
+    # the position engine (actors/position.py): exits, and honest paper fills (walltrack/executor.py)
+    exit_stop_loss_pct: Decimal = Field(default=Decimal("25"), ge=0, lt=100)  # 0: no stop loss
+    exit_take_profit: str = "50:0.5,100:0.5"  # ladder "gain_pct:fraction_of_entry,..."; empty: none
+    exit_breakeven_after_first_tp: bool = True
+    exit_trailing_activation_pct: Decimal = Field(default=Decimal("30"), ge=0)
+    exit_trailing_distance_pct: Decimal = Field(default=Decimal("15"), ge=0, lt=100)  # 0: no trailing stop
+    exit_trailing_step_pct: Decimal = Field(default=Decimal("2"), ge=0)
+    exit_time_stop_s: float = Field(default=86_400, ge=0)  # 0: no time stop
+    exit_emergency_min_liquidity_usd: Decimal = Field(default=Decimal("2000"), ge=0)  # 0: no emergency exit
+    exit_stale_limit_s: float = Field(default=300, ge=0)
+    exit_mirror_unknown: Literal["full", "proportional"] = "full"
+    exit_retry_s: float = Field(default=30, gt=0)
+    paper_slippage_bps: int = Field(default=100, ge=0, lt=10_000)
+    paper_priority_fee_lamports: int = Field(default=10_000, ge=0)
+
+    @field_validator("exit_take_profit")
+    @classmethod
+    def _ladder(cls, v: str) -> str:
+        total = Decimal(0)
+        for part in (p.strip() for p in v.split(",")):
+            if not part:
+                continue
+            try:
+                gain, fraction = (Decimal(x) for x in part.split(":"))
+            except (ValueError, ArithmeticError):
+                raise ValueError(f"expected gain_pct:fraction pairs, got {part!r}") from None
+            if gain <= 0 or not 0 < fraction <= 1:
+                raise ValueError(f"{part!r}: gain must be > 0 and fraction in (0, 1]")
+            total += fraction
+        if total > 1:
+            raise ValueError("the ladder's fractions add up to more than 1")
+        return v
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
@@ -147,6 +242,7 @@ class Settings(BaseSettings):
                 self.helius_api_key,
                 self.jupiter_api_key,
                 self.rugcheck_api_key,
+                self.walltrack_panel_password,
             )
             if s is not None
         ]
@@ -192,3 +288,40 @@ def webhook_secret(settings: Settings) -> str:
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def copy_rules(s: Settings) -> "CopyRules":
+    """The global copy defaults: each COPY_<NAME> setting is the rule <name> (mode follows TRADING_MODE)."""
+    from actors.rules import CopyRules, RulesError
+    from pydantic import ValidationError as _VE
+
+    values = {name: getattr(s, f"copy_{name}") for name in CopyRules.model_fields if hasattr(s, f"copy_{name}")}
+    values["mode"] = s.copy_mode or s.trading_mode
+    try:
+        return CopyRules.model_validate(values)
+    except _VE as exc:
+        raise RulesError("; ".join((f"COPY_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+                                   + e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+
+
+def risk_config(s: Settings) -> "RiskConfig":
+    from actors.risk import RiskConfig
+
+    return RiskConfig(
+        starting_capital_sol=s.risk_starting_capital_sol,
+        reserve_sol=s.risk_reserve_sol,
+        max_open_positions=s.risk_max_open_positions,
+        max_token_exposure_sol=s.risk_max_token_exposure_sol,
+        max_total_exposure_sol=s.risk_max_total_exposure_sol,
+        max_trades_per_day=s.risk_max_trades_per_day,
+        sol_usd_fallback=s.risk_sol_usd_fallback,
+        max_drawdown_pct=s.breaker_max_drawdown_pct,
+        drawdown_stop_s=s.breaker_drawdown_stop_hours * 3600,
+        daily_loss_sol=s.breaker_daily_loss_sol,
+        loss_streak=s.breaker_loss_streak,
+        loss_streak_window_s=s.breaker_loss_streak_window_minutes * 60,
+        loss_streak_stop_s=s.breaker_loss_streak_stop_minutes * 60,
+        stoploss_cooldown_s=s.breaker_stoploss_cooldown_minutes * 60,
+        wallet_loss_streak=s.breaker_wallet_loss_streak,
+        wallet_pause_s=s.breaker_wallet_pause_hours * 3600,
+    )

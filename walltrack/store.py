@@ -72,8 +72,17 @@ class Store:
     def append_position_events(self, position_id: int, events: tuple[JournalEvent, ...], projection: dict[str, Any]) -> Future[None]:
         return self.submit(lambda conn: _append_events(conn, position_id, events, projection))
 
-    def wallet_open_positions(self, wallet: str) -> Future[dict[str, dict[str, frozenset[int]]]]:
+    def wallet_open_positions(self, wallet: str) -> Future[dict[str, Any]]:
         return self.submit(lambda conn: _wallet_open_positions(conn, wallet))
+
+    def risk_snapshot(self) -> Future[dict[str, Any]]:
+        return self.submit(_risk_snapshot)
+
+    def record_breakers(self, events: tuple[dict[str, Any], ...]) -> Future[None]:
+        return self.submit(lambda conn: _record_breakers(conn, events))
+
+    def position_outcome(self, position_id: int) -> Future[dict[str, Any] | None]:
+        return self.submit(lambda conn: _position_outcome(conn, position_id))
 
     def position_journal(self, position_id: int) -> Future[tuple[JournalEvent, ...]]:
         return self.submit(lambda conn: _journal(conn, position_id))
@@ -111,7 +120,7 @@ async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> Rec
                 position_id = await conn.fetchval(
                     """INSERT INTO positions (signal_id, wallet, token_mint, token_decimals, quote_mint, mode, status,
                                               entry_quote_amount, entry_token_amount, token_amount_open)
-                       VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8) RETURNING id""",
+                       VALUES ($1, $2, $3, $4, $5, $6, 'pending_entry', $7, $8, 0) RETURNING id""",
                     signal_id, obs.wallet, t.token_mint, t.token_decimals, t.quote_mint, e.mode, e.quote_amount, e.token_amount,
                 )
                 data = {
@@ -119,7 +128,13 @@ async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> Rec
                     "token_mint": t.token_mint, "token_decimals": t.token_decimals, "quote_mint": t.quote_mint,
                     "mode": e.mode, "entry_quote_amount": str(e.quote_amount), "entry_token_amount": str(e.token_amount),
                     "price_basis": "leader_effective_price",
+                    # the position actor fills the entry at a real quote (actors/position.py)
+                    "entry": "pending", "leader_token_amount": str(t.token_amount),
                 }
+                if e.slippage_bps is not None:  # the wallet's execution limits, for the executor
+                    data["slippage_bps"] = e.slippage_bps
+                if e.max_price_impact_pct is not None:
+                    data["max_price_impact_pct"] = e.max_price_impact_pct
                 await conn.execute(
                     "INSERT INTO position_events (position_id, seq, kind, data) VALUES ($1, 1, 'opened', $2)", position_id, data
                 )
@@ -135,12 +150,23 @@ async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[Journ
             "INSERT INTO position_events (position_id, seq, kind, data) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             [(pid, e.seq, e.kind, e.data) for e in events],
         )
+        fills = [(pid, e.seq, e.kind, e.data.get("reason"), f["side"], int(f["token_amount"]), int(f["quote_amount"]),
+                  int(f["quoted_out"]), int(f["fee_quote"]), int(f["slippage_quote"]), f["price_impact"], f["route"], f["at"])
+                 for e in events if isinstance(f := e.data.get("fill"), dict)]
+        if fills:  # schema/003: one row per fill, signed into PnL by side
+            await conn.executemany(
+                """INSERT INTO fills (position_id, seq, kind, reason, side, token_amount, quote_amount, quoted_out,
+                                      fee_quote, slippage_quote, price_impact, route, filled_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING""", fills)
         await conn.execute(
             """UPDATE positions SET status = $2, token_amount_open = $3, exit_quote_amount = $4,
                       realized_pnl_quote = $5, exit_reason = $6, updated_at = now(),
-                      closed_at = CASE WHEN $2 = 'closed' THEN coalesce(closed_at, now()) END
+                      entry_quote_amount = coalesce($7, entry_quote_amount),
+                      entry_token_amount = coalesce($8, entry_token_amount),
+                      closed_at = CASE WHEN $2 IN ('closed', 'entry_failed') THEN coalesce(closed_at, now()) END
                 WHERE id = $1""",
             pid, p["status"], p["token_amount_open"], p["exit_quote_amount"], p["realized_pnl_quote"], p["exit_reason"],
+            p.get("entry_quote_amount"), p.get("entry_token_amount"),
         )
 
 
@@ -151,9 +177,10 @@ async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[
             WHERE wallet = $1 AND closed_at IS NULL GROUP BY 1, 2""",
         wallet,
     )
-    books: dict[str, dict[str, frozenset[int]]] = {"open": {}, "shadow": {}}
+    books: dict[str, Any] = {"open": {}, "shadow": {}}
     for r in rows:
         books["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
+    books.update(await _wallet_rule_books(conn, wallet))
     return books
 
 
@@ -269,3 +296,169 @@ async def save_prices(conn: asyncpg.Connection, rows: list[tuple[str, Any, str |
                   source = EXCLUDED.source, stale = EXCLUDED.stale, priced_at = now()""",
         rows,
     )
+
+
+# -- copy rules, risk and breakers (actors/rules.py, actors/risk.py) ----------------------------------------
+WALLET_SETTINGS_CHANNEL = "walltrack_wallet_settings"
+BREAKERS_CHANNEL = "walltrack_breakers"
+
+
+async def _wallet_rule_books(conn: asyncpg.Connection, wallet: str) -> dict[str, Any]:
+    """A wallet's overrides, our entries per token still held, and the leader's net flow per token since watching."""
+    settings = await conn.fetchval("SELECT settings FROM wallets WHERE address = $1", wallet)
+    buys = await conn.fetch(
+        """SELECT token_mint, count(*) AS n, sum(entry_quote_amount) AS spent FROM positions
+            WHERE wallet = $1 AND mode <> 'shadow' AND closed_at IS NULL GROUP BY token_mint""", wallet)
+    held = await conn.fetch(
+        """SELECT token_mint, sum(CASE side WHEN 'buy' THEN token_amount ELSE -token_amount END) AS net FROM signals
+            WHERE wallet = $1 AND created_at >= coalesce((SELECT added_at FROM wallets WHERE address = $1), '-infinity')
+            GROUP BY token_mint""", wallet)
+    return {"settings": settings or {},
+            "buys": {r["token_mint"]: (int(r["n"]), int(r["spent"])) for r in buys},
+            "holdings": {r["token_mint"]: int(r["net"]) for r in held if r["net"] != 0}}
+
+
+async def _risk_snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
+    """What actors.risk.rebuild needs (times as unix seconds)."""
+    open_rows = await conn.fetch(
+        """SELECT id, wallet, token_mint, quote_mint, entry_quote_amount FROM positions
+            WHERE mode <> 'shadow' AND closed_at IS NULL ORDER BY id""")
+    opened = await conn.fetch(
+        "SELECT extract(epoch FROM opened_at)::float8 AS at FROM positions WHERE mode <> 'shadow' AND opened_at > now() - interval '2 days'")
+    closes = await conn.fetch(
+        """SELECT extract(epoch FROM closed_at)::float8 AS at, wallet, token_mint, quote_mint, realized_pnl_quote, exit_reason
+             FROM positions WHERE mode <> 'shadow' AND closed_at IS NOT NULL AND realized_pnl_quote IS NOT NULL
+            ORDER BY closed_at, id""")
+    breakers = await conn.fetch(
+        """SELECT name, state, reason, extract(epoch FROM tripped_at)::float8 AS tripped_at,
+                  extract(epoch FROM until)::float8 AS until, extract(epoch FROM reset_at)::float8 AS reset_at
+             FROM breakers""")
+    return {
+        "open": [(r["id"], r["wallet"], r["token_mint"], r["quote_mint"], int(r["entry_quote_amount"])) for r in open_rows],
+        "opened": [r["at"] for r in opened],
+        "closes": [(r["at"], r["wallet"], r["token_mint"], r["quote_mint"], int(r["realized_pnl_quote"]), r["exit_reason"])
+                   for r in closes],
+        "breakers": [dict(r) for r in breakers],
+    }
+
+
+async def _record_breakers(conn: asyncpg.Connection, events: tuple[dict[str, Any], ...]) -> None:
+    """Trips and resets: the `breakers` row is the current state, `breaker_events` the history (idempotent)."""
+    async with conn.transaction():
+        for ev in events:
+            if ev["kind"] == "tripped":
+                await conn.execute(
+                    """INSERT INTO breakers (name, state, reason, tripped_at, until)
+                       VALUES ($1, 'tripped', $2, to_timestamp($3), to_timestamp($4))
+                       ON CONFLICT (name) DO UPDATE SET state = 'tripped', reason = EXCLUDED.reason,
+                              tripped_at = EXCLUDED.tripped_at, until = EXCLUDED.until, reset_at = NULL, reset_by = NULL,
+                              updated_at = now()""",
+                    ev["name"], ev["reason"], ev["trip_at"], ev["until"])
+            else:
+                await conn.execute(
+                    """UPDATE breakers SET state = 'clear', reset_at = to_timestamp($2), reset_by = $3, updated_at = now()
+                        WHERE name = $1 AND state = 'tripped' AND tripped_at = to_timestamp($4)""",
+                    ev["name"], ev["at"], ev["by"], ev["trip_at"])
+            await conn.execute(
+                """INSERT INTO breaker_events (name, kind, trip_at, at, by, reason, until)
+                   VALUES ($1, $2, to_timestamp($3), to_timestamp($4), $5, $6, to_timestamp($7))
+                   ON CONFLICT (name, kind, trip_at) DO NOTHING""",
+                ev["name"], ev["kind"], ev["trip_at"], ev["at"], ev["by"], ev["reason"], ev["until"])
+
+
+async def _position_outcome(conn: asyncpg.Connection, position_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT mode, quote_mint, realized_pnl_quote, exit_reason FROM positions WHERE id = $1", position_id)
+    return dict(row) if row is not None else None
+
+
+async def wallet_settings(conn: asyncpg.Connection, address: str) -> dict[str, Any] | None:
+    """A watched wallet's copy-rule overrides, or None when it is not on the watchlist."""
+    row = await conn.fetchrow("SELECT settings FROM wallets WHERE address = $1", address)
+    return None if row is None else dict(row["settings"] or {})
+
+
+async def set_wallet_settings(conn: asyncpg.Connection, address: str, settings: dict[str, Any]) -> bool:
+    async with conn.transaction():
+        done = await conn.fetchval("UPDATE wallets SET settings = $2 WHERE address = $1 RETURNING 1", address, settings)
+        await conn.execute("SELECT pg_notify($1, $2)", WALLET_SETTINGS_CHANNEL, address)
+    return done is not None
+
+
+async def list_breakers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT name, state, reason, tripped_at, until, reset_at, reset_by FROM breakers ORDER BY name")
+    return [_jsonable(r) for r in rows]
+
+
+async def reset_breaker(conn: asyncpg.Connection, name: str) -> bool:
+    """Operator reset: clear the row, record the event, tell the running bot. False when it is not tripped."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE breakers SET state = 'clear', reset_at = now(), reset_by = 'operator', updated_at = now()
+                WHERE name = $1 AND state = 'tripped' RETURNING tripped_at, reason, until""", name)
+        if row is None:
+            return False
+        await conn.execute(
+            """INSERT INTO breaker_events (name, kind, trip_at, at, by, reason, until)
+               VALUES ($1, 'reset', $2, now(), 'operator', $3, $4) ON CONFLICT (name, kind, trip_at) DO NOTHING""",
+            name, row["tripped_at"], row["reason"], row["until"])
+        await conn.execute("SELECT pg_notify($1, $2)", BREAKERS_CHANNEL, name)
+    return True
+
+
+async def wallet_stats(conn: asyncpg.Connection, min_trades: int = 5) -> list[dict[str, Any]]:
+    """Per watched wallet, over the trades observed since watching began: every position that followed the
+    leader (ours and shadows) — realized and unrealized PnL in SOL, win rate, average hold — and the signals
+    taken and skipped. "unmeasured" until `min_trades` positions have closed."""
+    wallets = await conn.fetch("SELECT address, label, added_at FROM wallets ORDER BY added_at")
+    sol_usd = await conn.fetchval("SELECT usd FROM token_prices WHERE mint = 'So11111111111111111111111111111111111111112'")
+    out = []
+    for w in wallets:
+        sig = await conn.fetchrow(
+            """SELECT count(*) FILTER (WHERE decision = 'taken') AS taken, count(*) FILTER (WHERE decision = 'skipped') AS skipped
+                 FROM signals WHERE wallet = $1 AND created_at >= $2""", w["address"], w["added_at"])
+        rows = await conn.fetch(
+            """SELECT p.mode, p.quote_mint, p.token_decimals, p.entry_quote_amount, p.entry_token_amount, p.token_amount_open,
+                      p.realized_pnl_quote, p.closed_at, extract(epoch FROM coalesce(p.closed_at, now()) - p.opened_at)::float8 AS held_s,
+                      tp.usd AS price_usd
+                 FROM positions p LEFT JOIN token_prices tp ON tp.mint = p.token_mint
+                WHERE p.wallet = $1 AND p.opened_at >= $2""", w["address"], w["added_at"])
+        closed = [r for r in rows if r["closed_at"] is not None and r["realized_pnl_quote"] is not None]
+        wins = sum(1 for r in closed if r["realized_pnl_quote"] > 0)
+
+        def in_sol(raw: Any, quote_mint: str) -> float | None:
+            if quote_mint == "So11111111111111111111111111111111111111112":
+                return float(raw) / 1e9
+            return float(raw) / 1e6 / float(sol_usd) if sol_usd else None
+
+        realized = [in_sol(r["realized_pnl_quote"], r["quote_mint"]) for r in closed]
+        unrealized: float | None = 0.0
+        for r in rows:
+            if r["closed_at"] is not None or not r["entry_token_amount"] or not r["token_amount_open"]:
+                continue
+            cost = in_sol(r["entry_quote_amount"] * r["token_amount_open"] / r["entry_token_amount"], r["quote_mint"])
+            if r["price_usd"] is None or not sol_usd or cost is None:
+                unrealized = None  # a price we do not know: unknown, never zero
+                break
+            value = float(r["token_amount_open"]) / 10 ** r["token_decimals"] * float(r["price_usd"]) / float(sol_usd)
+            unrealized += value - cost
+        out.append({
+            "address": w["address"], "label": w["label"], "watching_since": w["added_at"].isoformat(),
+            "state": "measured" if len(closed) >= min_trades else "unmeasured",
+            "signals_taken": sig["taken"], "signals_skipped": sig["skipped"],
+            "positions": len(rows), "copied": sum(1 for r in rows if r["mode"] != "shadow"), "closed": len(closed),
+            "win_rate": round(wins / len(closed), 4) if closed else None,
+            "realized_pnl_sol": round(sum(x for x in realized if x is not None), 9) if None not in realized else None,
+            "copied_realized_pnl_sol": round(sum(x for x, r in zip(realized, closed) if x is not None and r["mode"] != "shadow"), 9),
+            "unrealized_pnl_sol": round(unrealized, 9) if unrealized is not None else None,
+            "avg_hold_s": round(sum(r["held_s"] for r in closed) / len(closed), 1) if closed else None,
+        })
+    return out
+
+
+async def set_wallet_status(conn: asyncpg.Connection, address: str, status: str) -> bool:
+    """Pause ('paused') or resume ('active') a watched wallet; the running bot hears it like an add or remove."""
+    async with conn.transaction():
+        done = await conn.fetchval("UPDATE wallets SET status = $2 WHERE address = $1 RETURNING 1", address, status)
+        await conn.execute("SELECT pg_notify($1, $2)", WATCHLIST_CHANNEL, address)
+    return done is not None

@@ -1,0 +1,73 @@
+"""The panel never blocks its event loop on an actor: `walltrack.bridge.asyncio_ask` waits off the loop and
+gives up after its timeout with an error the panel shows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pykka
+import pytest
+
+from walltrack.bridge import asyncio_ask
+
+
+class Slow(pykka.ThreadingActor):
+    """An actor that takes `delay` seconds to answer (a busy mailbox, as an operator would meet it)."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def on_receive(self, message: object) -> object:
+        self.release.wait(5)
+        return ("answer", message)
+
+
+def test_a_slow_actor_times_out_while_the_loop_keeps_running() -> None:
+    release = threading.Event()
+    ref = Slow.start(release)
+    try:
+        async def scenario() -> tuple[int, float, BaseException | None, object]:
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            task = asyncio.ensure_future(ticker())
+            t0 = time.monotonic()
+            error = None
+            try:
+                await asyncio_ask(ref, "close", timeout=0.5)
+            except TimeoutError as exc:
+                error = exc
+            waited = time.monotonic() - t0
+            release.set()
+            answer = await asyncio_ask(ref, "again", timeout=5)
+            task.cancel()
+            return ticks, waited, error, answer
+
+        ticks, waited, error, answer = asyncio.run(scenario())
+        assert isinstance(error, TimeoutError) and "0.5 s" in str(error)
+        assert 0.45 < waited < 2
+        assert ticks >= 20  # the loop ran its other tasks throughout the wait (0.5 s at 10 ms a tick)
+        assert answer == ("answer", "again")
+    finally:
+        release.set()
+        ref.stop()
+
+
+def test_an_answer_comes_back_as_is() -> None:
+    release = threading.Event()
+    release.set()
+    ref = Slow.start(release)
+    try:
+        assert asyncio.run(asyncio_ask(ref, 42, timeout=2)) == ("answer", 42)
+    finally:
+        ref.stop()
+    with pytest.raises(pykka.ActorDeadError):
+        asyncio.run(asyncio_ask(ref, 1, timeout=1))

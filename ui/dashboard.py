@@ -1,0 +1,210 @@
+"""Dashboard: open positions, PnL (totals and per wallet), the equity curve, recent signals, breakers with a
+reset button, component health. Re-read every few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from nicegui import ui
+
+from ui import queries
+from ui.backend import Backend, ResetBreaker
+from ui.common import REFRESH_S, act, ago, age, confirm, every, frame, num, pnl
+
+POSITION_COLUMNS = [
+    {"name": "id", "label": "#", "field": "id", "align": "left", "sortable": True},
+    {"name": "token", "label": "Token", "field": "token", "align": "left"},
+    {"name": "wallet", "label": "Wallet", "field": "wallet", "align": "left"},
+    {"name": "status", "label": "Status", "field": "status", "align": "left"},
+    {"name": "entry", "label": "Entry", "field": "entry", "align": "right"},
+    {"name": "price", "label": "Price (age)", "field": "price", "align": "right"},
+    {"name": "unrealized", "label": "Unrealized PnL", "field": "unrealized", "align": "right"},
+    {"name": "stop", "label": "Stop", "field": "stop", "align": "right"},
+    {"name": "tp", "label": "Take-profit", "field": "tp", "align": "left"},
+    {"name": "held", "label": "Held", "field": "held", "align": "right"},
+]
+SIGNAL_COLUMNS = [
+    {"name": "at", "label": "Time (UTC)", "field": "at", "align": "left"},
+    {"name": "wallet", "label": "Wallet", "field": "wallet", "align": "left"},
+    {"name": "side", "label": "Side", "field": "side", "align": "left"},
+    {"name": "token", "label": "Token", "field": "token", "align": "left"},
+    {"name": "size", "label": "Leader size", "field": "size", "align": "right"},
+    {"name": "decision", "label": "Decision", "field": "decision", "align": "left"},
+    {"name": "reason", "label": "Reason", "field": "reason", "align": "left"},
+]
+WALLET_COLUMNS = [
+    {"name": "label", "label": "Wallet", "field": "label", "align": "left"},
+    {"name": "open", "label": "Open", "field": "open", "align": "right"},
+    {"name": "closed", "label": "Closed", "field": "closed", "align": "right"},
+    {"name": "win", "label": "Win rate", "field": "win", "align": "right"},
+    {"name": "realized", "label": "Realized", "field": "realized", "align": "right"},
+    {"name": "unrealized", "label": "Unrealized", "field": "unrealized", "align": "right"},
+]
+PROVIDER_COLUMNS = [
+    {"name": "name", "label": "Provider", "field": "name", "align": "left"},
+    {"name": "breaker", "label": "Breaker", "field": "breaker", "align": "left"},
+    {"name": "requests", "label": "Requests", "field": "requests", "align": "right"},
+    {"name": "failures", "label": "Failures", "field": "failures", "align": "right"},
+    {"name": "last_ok", "label": "Last success", "field": "last_ok", "align": "left"},
+    {"name": "last_error", "label": "Last error", "field": "last_error", "align": "left"},
+]
+
+DECISION_SLOT = r"""<q-td :props="props"><q-badge :color="props.value === 'taken' ? 'green' : 'grey-7'">{{ props.value }}</q-badge></q-td>"""
+
+
+def position_rows(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for p in positions:
+        q = p["quote"]
+        price = num(p["price"]) + (f" ({age(p['price_age_s'])}{', stale' if p['price_stale'] else ''})"
+                                   if p["price"] is not None else " (no price yet)")
+        tps = ", ".join(f"{'✓' if done else ''}{num(px)}×{f:g}" for px, f, done in p["take_profits"]) or "—"
+        rows.append({
+            "id": p["id"], "token": p["token_short"], "wallet": p["wallet_label"], "status": p["status"],
+            "entry": f"{num(p['entry_price'])} {q}" if p["entry_price"] is not None else "pending",
+            "price": price, "unrealized": pnl(p["unrealized"], q),
+            "stop": f"{num(p['stop'])} ({p['stop_reason']})" if p["stop"] is not None else "—",
+            "tp": tps, "held": age(p["held_s"]),
+        })
+    return rows
+
+
+def register(backend: Backend, auth: bool) -> None:
+    @ui.page("/")
+    async def dashboard() -> None:
+        banner = frame("Dashboard", backend, auth=auth)
+        with ui.row().classes("w-full q-gutter-md items-stretch"):
+            with ui.card().classes("col"):
+                ui.label("Realized PnL").classes("text-caption text-grey-7")
+                realized = ui.label("—").classes("text-h6").props("data-testid=realized-total")
+            with ui.card().classes("col"):
+                ui.label("Unrealized PnL").classes("text-caption text-grey-7")
+                unrealized = ui.label("—").classes("text-h6").props("data-testid=unrealized-total")
+            with ui.card().classes("col"):
+                ui.label("Open positions").classes("text-caption text-grey-7")
+                open_count = ui.label("—").classes("text-h6").props("data-testid=open-count")
+            with ui.card().classes("col"):
+                ui.label("Breakers").classes("text-caption text-grey-7")
+                breaker_summary = ui.label("—").classes("text-h6").props("data-testid=breaker-summary")
+
+        ui.label("Open positions").classes("text-h6 q-mt-md")
+        table = ui.table(columns=POSITION_COLUMNS, rows=[], row_key="id", pagination={"rowsPerPage": 25})
+        table.classes("w-full").props("dense flat bordered data-testid=positions")
+        table.add_slot("body-cell-id", r"""<q-td :props="props"><a :href="'/position/' + props.value"
+            class="text-primary text-weight-bold">#{{ props.value }}</a></q-td>""")
+
+        with ui.row().classes("w-full q-gutter-md"):
+            with ui.card().classes("col-7"):
+                ui.label("Equity curve (cumulative realized PnL)").classes("text-subtitle1")
+                chart = ui.echart({
+                    "tooltip": {"trigger": "axis"}, "legend": {},
+                    "xAxis": {"type": "time"},
+                    "yAxis": [{"type": "value", "scale": True, "name": "SOL"},
+                              {"type": "value", "scale": True, "name": "USD", "position": "right"}],
+                    "series": [], "animation": False,
+                }).classes("w-full h-64").props("data-testid=equity-chart")
+            with ui.card().classes("col"):
+                ui.label("PnL per wallet").classes("text-subtitle1")
+                wallets = ui.table(columns=WALLET_COLUMNS, rows=[], row_key="label").classes("w-full")
+                wallets.props("dense flat data-testid=wallet-pnl")
+
+        with ui.row().classes("w-full q-gutter-md"):
+            with ui.card().classes("col-7"):
+                ui.label("Recent signals").classes("text-subtitle1")
+                signals = ui.table(columns=SIGNAL_COLUMNS, rows=[], row_key="id").classes("w-full")
+                signals.props("dense flat data-testid=recent-signals")
+                signals.add_slot("body-cell-decision", DECISION_SLOT)
+            with ui.column().classes("col"):
+                with ui.card().classes("w-full").props("data-testid=breakers"):
+                    ui.label("Breakers").classes("text-subtitle1")
+                    breakers_box = ui.column().classes("w-full")
+                with ui.card().classes("w-full").props("data-testid=health"):
+                    ui.label("Health").classes("text-subtitle1")
+                    health_lines = {k: ui.label("").props(f"data-testid=health-{k}")
+                                    for k in ("database", "webhook", "inbox", "actors", "global_breaker")}
+                    providers = ui.table(columns=PROVIDER_COLUMNS, rows=[], row_key="name").classes("w-full")
+                    providers.props("dense flat data-testid=providers")
+
+        shown_breakers: list[Any] = [None]
+
+        def render_breakers(items: list[dict[str, Any]]) -> None:
+            if items == shown_breakers[0]:
+                return  # unchanged: keep the buttons under the operator's mouse
+            shown_breakers[0] = items
+            breakers_box.clear()
+            tripped = [b for b in items if b["state"] == "tripped"]
+            with breakers_box:
+                if not tripped:
+                    ui.label("No breaker tripped: entries allowed.").classes("text-positive").props("data-testid=breakers-clear")
+                for b in tripped:
+                    with ui.row().classes("items-center w-full no-wrap").props(f"data-testid=breaker-{b['name']}"):
+                        with ui.column().classes("col gap-0"):
+                            ui.label(b["name"]).classes("text-weight-bold text-negative")
+                            ui.label(b["reason"]).classes("text-caption")
+                            ui.label(f"tripped {b['tripped_at']} UTC" + (f", until {b['until']} UTC" if b["until"] else
+                                                                          ", until reset")).classes("text-caption text-grey-7")
+
+                        async def reset(name: str = b["name"]) -> None:
+                            async def go() -> None:
+                                if await act(backend, ResetBreaker(name)):
+                                    await refresh()
+                            confirm(f"Reset breaker {name}? New entries resume at once.", go, yes="Reset")
+
+                        ui.button("Reset", on_click=reset, color="warning").props(f"dense data-testid=reset-{b['name']}")
+
+        async def refresh() -> None:
+            now = time.time()
+            data, h, items, status = await asyncio.gather(  # concurrent: the store has a pool, the ask a thread
+                backend.query(lambda c: queries.dashboard(c, now)), backend.query(queries.health),
+                backend.query(queries.breakers), backend.status())
+            table.rows = position_rows(data["positions"])
+            table.update()
+            open_count.set_text(str(len(data["positions"])))
+            realized.set_text("  ".join(pnl(t["realized"], q) for q, t in sorted(data["totals"].items())) or "0")
+            unrealized.set_text("  ".join(pnl(t["unrealized"], q) for q, t in sorted(data["totals"].items())) or "0")
+            chart.options["series"] = [{"name": q, "type": "line", "step": "end", "showSymbol": False, "data": pts,
+                                        "yAxisIndex": 0 if q == "SOL" else 1}
+                                       for q, pts in sorted(data["curve"].items())]
+            chart.update()
+            wallets.rows = [{"label": w["label"], "open": w["open"], "closed": w["closed"],
+                             "win": f"{100 * w['wins'] / w['closed']:.0f}%" if w["closed"] else "—",
+                             "realized": "  ".join(pnl(v, q) for q, v in w["realized"].items()) or "—",
+                             "unrealized": "  ".join(pnl(v, q) for q, v in w["unrealized"].items()) or "—"}
+                            for w in data["per_wallet"]]
+            wallets.update()
+            signals.rows = data["signals"]
+            signals.update()
+            tripped = [b for b in items if b["state"] == "tripped"]
+            breaker_summary.set_text(f"{len(tripped)} tripped" if tripped else "all clear")
+            breaker_summary.classes(replace="text-h6 " + ("text-negative" if tripped else "text-positive"))
+            render_breakers(items)
+            health_lines["database"].set_text("Database: connected")
+            health_lines["webhook"].set_text(f"Last webhook: {ago(h['last_webhook'], now)} ({h['deliveries']} deliveries)")
+            health_lines["inbox"].set_text(f"Inbox pending: {h['inbox_pending']}")
+            actors = status.get("actors")
+            health_lines["actors"].set_text(
+                f"Actors: {actors.get('wallets', 0)} wallets, {actors.get('positions', 0)} positions, "
+                f"{actors.get('restarts', 0)} restarts" if isinstance(actors, dict) else
+                f"Actors: not answering ({status.get('actors_error', 'no reply')})")
+            gb = status.get("breaker") or {}
+            health_lines["global_breaker"].set_text(f"Supervisor breaker: {gb.get('state', 'closed')}"
+                                                    + (f" — {gb['reason']}" if gb.get("reason") else ""))
+            providers.rows = [{"name": name, "breaker": p.get("breaker"), "requests": p.get("requests"),
+                               "failures": p.get("failures"), "last_ok": ago(p.get("last_success_at"), now),
+                               "last_error": (p.get("last_error") or "")[:60]}
+                              for name, p in sorted((status.get("providers") or {}).items())]
+            providers.update()
+
+        def db_down(banner_text: str) -> None:
+            health_lines["database"].set_text("Database: unreachable")
+
+        async def guarded() -> None:
+            try:
+                await refresh()
+            except Exception:
+                db_down("")
+                raise
+
+        await every(REFRESH_S, guarded, banner)

@@ -1,0 +1,187 @@
+"""The panel's side of the composition root: the `ui.Backend` over a started `App`, and `serve_panel`.
+
+Reads run on the store's asyncio thread and are awaited from NiceGUI's loop (`asyncio.wrap_future`), never
+blocking it. Commands are carried out the way the CLI carries them out (watchlist, copy rules and breaker
+resets are database writes the running bot hears through LISTEN/NOTIFY) or as messages to the actor that
+decides them (position commands: the root hands over the position's ref, the position answers with a
+`CommandReply`), each within `ASK_TIMEOUT_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, TypeVar
+
+import asyncpg
+import structlog
+
+import ui
+from actors import messages as m
+from actors.trades import is_base58_pubkey
+from walltrack import store as repo
+from walltrack.bridge import asyncio_ask
+from walltrack.settings import ConfigError, Settings
+
+T = TypeVar("T")
+log = structlog.get_logger("panel")
+
+ASK_TIMEOUT_S = 3.0
+
+
+def panel_password(settings: Settings) -> str | None:
+    p = settings.walltrack_panel_password
+    return p.get_secret_value() if p is not None and p.get_secret_value() else None
+
+
+def check_panel_access(settings: Settings) -> None:
+    """Refuse, before anything starts, to serve the panel beyond loopback without a password."""
+    try:
+        ui.check_binding(settings.panel_host, panel_password(settings))
+    except ui.AccessRefused as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class PanelBackend:
+    """`ui.Backend` over a started App (duck-typed: the App is not imported here, only used)."""
+
+    def __init__(self, app: Any, ask_timeout: float = ASK_TIMEOUT_S) -> None:
+        self._app = app
+        self.settings: Settings = app.settings
+        self._timeout = ask_timeout
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def query(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Awaitable[T]:
+        return asyncio.wrap_future(self._app.store.submit(fn))
+
+    async def status(self) -> dict[str, Any]:
+        app = self._app
+        out: dict[str, Any] = {"mode": self.settings.trading_mode}
+        if app.services is not None and app.trio is not None:
+            async def states() -> dict[str, Any]:  # the providers' clocks are trio's: read them there
+                return app.services.provider_states()
+
+            try:
+                out["providers"] = await asyncio.wait_for(asyncio.wrap_future(app.trio.submit(states)), self._timeout)
+            except Exception as exc:  # noqa: BLE001 - shown as missing, never blocking the page
+                out["providers"] = {}
+                out["providers_error"] = str(exc) or type(exc).__name__
+        out["breaker"] = app._breaker_state() if hasattr(app, "_breaker_state") else dict(app.breaker)
+        try:
+            out["actors"] = await asyncio_ask(app.root, m.GetStats(), timeout=self._timeout)
+        except Exception as exc:  # noqa: BLE001 - shown on the dashboard as "not answering"
+            out["actors"] = None
+            out["actors_error"] = str(exc) or type(exc).__name__
+        return out
+
+    # -- copy rules -----------------------------------------------------------------------------------
+    def _defaults(self) -> Any:
+        from walltrack.settings import copy_rules
+
+        return copy_rules(self.settings)
+
+    def rule_fields(self) -> dict[str, Any]:
+        try:
+            return self._defaults().model_dump(mode="json")
+        except Exception:  # noqa: BLE001 - no per-wallet rules in this build
+            return {}
+
+    def validate_rules(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        from actors.rules import RulesError, apply_assignments
+
+        words = [f"{k}={v}" for k, v in overrides.items()]
+        try:
+            return apply_assignments(self._defaults(), {}, words)
+        except RulesError as exc:
+            raise ui.CommandRefused(str(exc)) from None
+
+    # -- commands -------------------------------------------------------------------------------------
+    async def command(self, cmd: ui.Command) -> str:
+        handler = {
+            ui.AddWallet: self._add_wallet,
+            ui.SetWalletStatus: self._set_status,
+            ui.RemoveWallet: self._remove_wallet,
+            ui.SetWalletRules: self._set_rules,
+            ui.ClosePosition: lambda c: self._position(c.position_id, m.ClosePosition(c.position_id), "close ordered"),
+            ui.ClosePartial: lambda c: self._position(c.position_id, m.ClosePartial(c.position_id, Decimal(c.fraction)),
+                                                      f"sale of {(Decimal(c.fraction) * 100).normalize():f}% ordered"),
+            ui.MoveStop: lambda c: self._position(c.position_id, m.SetStop(c.position_id, Decimal(c.stop_price)),
+                                                  f"stop moved to {c.stop_price}"),
+            ui.ResetBreaker: self._reset_breaker,
+            ui.SetTradingMode: self._set_mode,
+        }.get(type(cmd))
+        if handler is None:
+            raise ui.NotAvailable(f"{type(cmd).__name__} is not available yet")
+        result = await handler(cmd)
+        log.info("panel_command", command=cmd.kind, result=result)
+        return result
+
+    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        try:
+            return await asyncio.wait_for(self.query(fn), self._timeout * 2)
+        except asyncio.TimeoutError:
+            raise ui.CommandTimeout("the database did not answer in time; the change may or may not be stored") from None
+
+    async def _add_wallet(self, c: ui.AddWallet) -> str:
+        if not is_base58_pubkey(c.address):
+            raise ui.CommandRefused(f"not a Solana address (base58 public key): {c.address!r}")
+        added = await self._write(lambda conn: repo.add_wallet(conn, c.address, c.label))
+        return f"{'added' if added else 'updated'} {c.label or c.address}"
+
+    async def _set_status(self, c: ui.SetWalletStatus) -> str:
+        if not await self._write(lambda conn: repo.set_wallet_status(conn, c.address, c.status)):
+            raise ui.CommandRefused(f"not on the watchlist: {c.address}")
+        return f"{'paused' if c.status == 'paused' else 'resumed'} {c.address}"
+
+    async def _remove_wallet(self, c: ui.RemoveWallet) -> str:
+        if not await self._write(lambda conn: repo.remove_wallet(conn, c.address)):
+            raise ui.CommandRefused(f"not on the watchlist: {c.address}")
+        return f"removed {c.address}"
+
+    async def _set_rules(self, c: ui.SetWalletRules) -> str:
+        if not hasattr(repo, "set_wallet_settings"):
+            raise ui.NotAvailable("per-wallet copy rules are not available yet")
+        overrides = self.validate_rules(c.overrides)
+        if not await self._write(lambda conn: repo.set_wallet_settings(conn, c.address, overrides)):
+            raise ui.CommandRefused(f"not on the watchlist: {c.address}")
+        return f"copy rules saved for {c.address}" + ("" if overrides else " (all defaults)")
+
+    async def _reset_breaker(self, c: ui.ResetBreaker) -> str:
+        if not hasattr(repo, "reset_breaker"):
+            raise ui.NotAvailable("resetting breakers is not available yet")
+        if not await self._write(lambda conn: repo.reset_breaker(conn, c.name)):
+            raise ui.CommandRefused(f"breaker {c.name} is not tripped")
+        return f"breaker {c.name} reset"
+
+    async def _set_mode(self, c: ui.SetTradingMode) -> str:
+        raise ui.NotAvailable(
+            f"switching to {c.mode} mode from the panel is not available yet: set TRADING_MODE in the environment "
+            "and restart (live execution is refused until it ships)")
+
+    async def _position(self, position_id: int, message: Any, done: str) -> str:
+        root = self._app.root
+        try:
+            ref = await asyncio_ask(root, m.GetChild(("position", str(position_id))), timeout=self._timeout)
+        except TimeoutError:
+            raise ui.CommandTimeout(f"the supervisor did not answer within {self._timeout:g} s; nothing was sent") from None
+        if ref is None:
+            raise ui.CommandRefused(f"position #{position_id} is not running (closed, or restarting): nothing was sent")
+        try:
+            reply = await asyncio_ask(ref, message, timeout=self._timeout)
+        except TimeoutError:
+            raise ui.CommandTimeout(f"position #{position_id} did not answer within {self._timeout:g} s; "
+                                    "it may still act — watch its journal") from None
+        except Exception as exc:  # noqa: BLE001 - the actor died meanwhile
+            raise ui.CommandRefused(f"position #{position_id} could not take the command: {exc}") from None
+        if reply is None:
+            raise ui.NotAvailable(f"position #{position_id} does not take {type(message).__name__} yet")
+        if not getattr(reply, "ok", False):
+            raise ui.CommandRefused(f"position #{position_id}: {getattr(reply, 'error', None) or 'refused'}")
+        return f"position #{position_id}: {done}"
+
+
+def serve_panel(app: Any, should_stop: Callable[[], str | None] | None = None) -> None:
+    """Serve the panel in this (the main) thread until Ctrl-C, SIGTERM or `should_stop()` gives a reason."""
+    s: Settings = app.settings
+    ui.serve(PanelBackend(app), host=s.panel_host, port=s.panel_port, password=panel_password(s),
+             should_stop=should_stop)
