@@ -123,7 +123,8 @@ class Services:
         s = settings
         self.settings, self.runtime, self.store, self.clock = s, runtime, store, clock
         key = s.jupiter_api_key.get_secret_value() if s.jupiter_api_key else None
-        limits = {"attempt_timeout_s": s.http_timeout_s, "cooldown_s": s.provider_cooldown_s}
+        limits = {"attempt_timeout_s": s.http_timeout_s, "cooldown_s": s.provider_cooldown_s,
+                  "max_wait_s": s.provider_max_wait_s}
         self.jupiter = JupiterClient(s.jupiter_base_url, api_key=key, tier=s.jupiter_tier, **limits)
         self.dexscreener = DexScreenerClient(s.dexscreener_base_url, **limits)
         self._rpc_http = ResilientClient(Provider("rpc", Policy(rate_per_s=10, **limits)), s.solana_rpc_url)

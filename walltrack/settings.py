@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     solana_rpc_url: str = "https://api.mainnet-beta.solana.com"
     http_timeout_s: float = Field(default=5.0, gt=0)
     provider_cooldown_s: float = Field(default=30.0, gt=0)  # an open provider breaker lets a probe through after this
+    provider_max_wait_s: float = Field(default=1.0, gt=0)  # a call that would queue longer for rate budget fails at once
     price_poll_s: float = Field(default=5.0, gt=0)
     price_max_age_s: float = Field(default=60.0, gt=0)
 
