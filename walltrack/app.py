@@ -88,6 +88,7 @@ class App:
         pending = self.store.run(repo.pending_deliveries)
         for signature, payload, todo in pending:
             self.root.tell(Deliver(signature, payload, todo))
+            self.services.prefetch_safety(payload, todo)  # screen the backlog concurrently, decide in order
         log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
