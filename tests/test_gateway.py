@@ -101,8 +101,13 @@ def test_delivery_records_signals_opens_positions_and_dedupes(app: App) -> None:
     assert again.status_code == 200 and again.json() == {"accepted": 0, "duplicates": 3}
     same_in_one = post(app, [PUMP[0], PUMP[0]])
     assert same_in_one.json() == {"accepted": 0, "duplicates": 1}
+    def live_positions() -> int:
+        return db(app, "SELECT count(*) AS n FROM positions WHERE closed_at IS NULL")[0]["n"]
+
+    # offline, each paper entry fails for want of a quote, sooner or later: the actors track exactly what is open
+    wait_until(lambda: httpx.get(url(app, "/health"), timeout=5).json()["actors"]["positions"] == live_positions())
     health = httpx.get(url(app, "/health"), timeout=5).json()
-    assert health["actors"]["positions"] == 2 and health["last_signal_at"] and health["last_webhook_at"]
+    assert health["last_signal_at"] and health["last_webhook_at"]
     assert len(db(app, "SELECT * FROM signals")) == 3 and len(db(app, "SELECT * FROM positions")) == 2
 
 
