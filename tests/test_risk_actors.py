@@ -209,7 +209,8 @@ def breaker_app(make_settings: Any) -> Iterator[tuple[App, Clock]]:
         blackhole.listen(64)
         app = App(make_settings(breaker_loss_streak=2, breaker_loss_streak_stop_minutes=30, breaker_wallet_loss_streak=0,
                                 breaker_daily_loss_sol=0, breaker_max_drawdown_pct=0, breaker_stoploss_cooldown_minutes=0,
-                                jupiter_base_url=f"http://127.0.0.1:{blackhole.getsockname()[1]}", http_timeout_s=300),
+                                jupiter_base_url=f"http://127.0.0.1:{blackhole.getsockname()[1]}", http_timeout_s=300,
+                                provider_max_wait_s=600),  # queue for budget rather than fail: entries stay pending
                   clock=clock).start()
         try:
             yield app, clock
