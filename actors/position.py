@@ -534,8 +534,6 @@ class PositionActor(Shell):
         return Context(now=self._ports.clock(), plan=self._ports.exit_plan, mark=self.mark)
 
     def handle(self, message: Any) -> Any:
-        if message == "state":
-            return self.state
         if message == "idle":  # no fill or write under way, nothing queued (for tests and the panel)
             return self._inflight is None and self._waiting is None and not self._stash
         if isinstance(message, PriceTick):
@@ -554,7 +552,7 @@ class PositionActor(Shell):
         return step.reply
 
     def bypass_stash(self, message: Any) -> bool:
-        return message in ("state", "idle") or isinstance(message, (PriceTick, *MANUAL))
+        return message == "idle" or isinstance(message, (PriceTick, *MANUAL))
 
     def _run(self, step: Step) -> None:
         if not step.events:

@@ -425,13 +425,8 @@ class RiskActor(Shell):
         self._step(Tick())
 
     def handle(self, message: Any) -> Any:
-        if message == "state":
-            return self.state
         self._step(message)
         return None
-
-    def bypass_stash(self, message: Any) -> bool:
-        return message == "state"
 
     def _step(self, event: Any) -> None:
         now = self._ports.clock()

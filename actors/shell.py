@@ -41,8 +41,12 @@ def contain(exc: BaseException) -> Exception:
     return crash
 
 
+STATE_QUERY = "state"  # `ref.ask("state")`: the actor's current state, for edges and tests
+
+
 class Shell(pykka.ThreadingActor):
     child_id: tuple[str, str] = ("actor", "?")
+    state: Any = None
     retry_initial = 0.2
     retry_max = 10.0
 
@@ -62,6 +66,8 @@ class Shell(pykka.ThreadingActor):
                 if self._inflight is not None and self._inflight[0] == message.token:
                     self._submit(message.token, self._inflight[1])
                 return None
+            if message == STATE_QUERY:  # read-only: answered at once, even while an I/O step is in flight
+                return self.state
             if self._inflight is not None and not self.bypass_stash(message):
                 self._stash.append(message)
                 return None

@@ -379,13 +379,8 @@ class WalletActor(Shell):
         self._root = root
 
     def handle(self, message: Any) -> Any:
-        if message == "state":
-            return self.state
         self._step(message)
         return None
-
-    def bypass_stash(self, message: Any) -> bool:
-        return message == "state"
 
     def _step(self, event: Any) -> None:
         ctx = Context(self._ports.clock(), self._ports.live_available, self._ports.risk is not None)
