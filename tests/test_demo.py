@@ -32,9 +32,19 @@ def test_headless_demo_prints_a_summary_with_hazard_skip_reasons(tmp_path: Path)
     hazards = [k for k in s["skip_reasons"] if k.startswith("safety:")]
     assert len(hazards) >= 3, s["skip_reasons"]
     d = s["deliveries"]
-    assert d["unprocessed"] == 0 and d["dropped"] == 0
+    if d["unprocessed"]:  # say which deliveries stuck, and what the log says about them
+        logs = "".join(f.read_text() for f in (tmp_path / "data" / "logs").glob("*.log*"))
+        trail = [ln for ln in logs.splitlines() if any(sig in ln for sig in d["unprocessed_signatures"])]
+        raise AssertionError(f"unprocessed deliveries {d}:\n" + "\n".join(trail[-20:]))
+    assert d["dropped"] == 0
     assert s["signals"] == d["transactions_stored"]  # every leader transaction became exactly one signal
     assert s["positions_opened"] == s["positions_closed"] + s["open_positions"]
+    # paper equity: the risk actor's running tally of closes == starting capital + gross PnL - fees, from the fills
+    e = s["paper_equity"]
+    assert e["equity_lamports"] == e["from_fills_lamports"], e
+    assert abs(e["from_fills_lamports"] - (e["starting_capital_lamports"] + e["gross_pnl_lamports"] - e["fees_lamports"])) \
+        <= s["positions_closed"], e  # to the lamport per close (USDC legs round once each when converted)
+    assert e["fees_lamports"] > 0 and s["positions_closed"] > 0
     assert wall < 120, wall  # 10 wall seconds of market, plus start-up and drain
     assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL left running"
 

@@ -23,6 +23,9 @@ import structlog
 import trio
 from pydantic import SecretStr
 
+from actors.messages import GetChild
+from actors.risk import RiskConfig, to_lamports
+from actors.supervisor import RISK
 from sandbox import dexscreener, jupiter, rpc, rugcheck
 from sandbox.chain import Chain
 from sandbox.faults import FaultBoard
@@ -34,7 +37,7 @@ from walltrack.app import App
 from walltrack.bridge import Service, TrioThread
 from walltrack.db import EmbeddedPostgres
 from walltrack.logs import Redactor, configure_logging
-from walltrack.settings import Settings
+from walltrack.settings import Settings, risk_config
 
 log = structlog.get_logger("demo")
 
@@ -83,9 +86,17 @@ class Sandbox:
                 self.poster.submit(trades)
             await trio.sleep(0.02)
 
-    def stop_market(self) -> None:
-        for service in reversed(self._services):
-            service.stop()
+    def stop_market(self, settle_s: float = 0.0) -> None:
+        """Stop the market, then (up to `settle_s`) let the deliveries already planned settle before the
+        poster stops: a POST cut off in flight may still be stored by the gateway after its caller has gone."""
+        if not self._services:
+            return
+        poster, driver = self._services
+        driver.stop()
+        deadline = time.monotonic() + settle_s
+        while self.poster is not None and self.poster.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        poster.stop()
         self._services.clear()
 
     def stop(self) -> None:
@@ -118,8 +129,8 @@ def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, head
         "solana_rpc_url": sb.url("rpc"),
         "price_poll_s": max(0.25, 10 / sb.speed),
         "gateway_port": 0 if headless else settings.gateway_port,
-        **DEMO_EXITS,
-        **DEMO_RISK,
+        # the demo's time-scale presets, unless the operator set the variable (environment or .env)
+        **{k: v for k, v in {**DEMO_EXITS, **DEMO_RISK}.items() if k not in settings.model_fields_set},
     })
 
 
@@ -153,7 +164,8 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
         breakers = await conn.fetch("SELECT name, kind, by, reason FROM breaker_events ORDER BY id")
         return {"signals": sig, "positions": pos, "breakers": breakers,
                 "inbox": await conn.fetchval("SELECT count(*) FROM webhook_inbox"),
-                "pending": await conn.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL")}
+                "pending": [r["signature"] for r in await conn.fetch(
+                    "SELECT signature FROM webhook_inbox WHERE processed_at IS NULL ORDER BY id")]}
 
     d = app.store.run(q)
     skipped = [r["reason"] for r in d["signals"] if r["decision"] == "skipped"]
@@ -169,6 +181,7 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
         return round(total, 9)
 
     shadow_closed = [p for p in shadow if p["status"] == "closed"]
+    equity = paper_equity(app)
     stats = sb.poster.stats() if sb.poster is not None else None
     return {
         "signals": len(d["signals"]),
@@ -181,15 +194,49 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
         "realized_pnl_sol": pnl_sol(closed),
         "open_positions": len(real) - len(closed),
         "shadow": {"opened": len(shadow), "closed": len(shadow_closed), "realized_pnl_sol": pnl_sol(shadow_closed)},
-        "deliveries": {"transactions_stored": d["inbox"], "unprocessed": d["pending"],
+        "deliveries": {"transactions_stored": d["inbox"], "unprocessed": len(d["pending"]),
+                       "unprocessed_signatures": d["pending"][:5],
                        **(stats.as_dict() if stats is not None else {})},
         "breakers": {"tripped": dict(Counter(b["name"].split(":")[0] for b in d["breakers"] if b["kind"] == "tripped")),
                      "reset": dict(Counter(f"{b['name'].split(':')[0]}:{b['by']}" for b in d["breakers"] if b["kind"] == "reset")),
                      "blocked_entries": sum(1 for r in skipped if r.startswith("breaker:"))},
+        "paper_equity": equity,
         "simulated_minutes": round((sb.clock() - sb.market.start) / 60, 1),
         "seed": sb.seed,
         "speed": sb.speed,
     }
+
+
+def paper_equity(app: App) -> dict[str, Any]:
+    """The risk actor's equity (starting capital + the realized PnL it tallied from the closes it was told of)
+    beside the same figure rebuilt from the fills table: the quote the routes gave, less fees and slippage."""
+    assert app.root is not None and app.store is not None and app.settings is not None
+    cfg = risk_config(app.settings)
+    risk = app.root.ask(GetChild(RISK), timeout=10)
+    realized = risk.ask("state", timeout=10).realized
+
+    async def q(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            """SELECT p.quote_mint,
+                      sum(CASE WHEN f.side = 'sell' THEN f.quoted_out ELSE f.fee_quote - f.quote_amount END) AS gross,
+                      sum(f.fee_quote + CASE WHEN f.side = 'sell' THEN f.slippage_quote ELSE 0 END) AS costs
+                 FROM positions p JOIN fills f ON f.position_id = p.id
+                WHERE p.mode = 'paper' AND p.status = 'closed' GROUP BY p.id""")
+
+    rows = app.store.run(q)
+    gross = costs = from_fills = 0
+    for r in rows:
+        g, c = int(r["gross"]), int(r["costs"])
+        gross += _lamports(r["quote_mint"], g, cfg)
+        costs += _lamports(r["quote_mint"], c, cfg)
+        from_fills += _lamports(r["quote_mint"], g - c, cfg)  # what each close told the risk actor
+    capital = cfg.lamports(cfg.starting_capital_sol)
+    return {"starting_capital_lamports": capital, "equity_lamports": capital + realized,
+            "from_fills_lamports": capital + from_fills, "gross_pnl_lamports": gross, "fees_lamports": costs}
+
+
+def _lamports(quote_mint: str, amount: int, cfg: RiskConfig) -> int:
+    return to_lamports(quote_mint, amount, None, cfg) if amount >= 0 else -to_lamports(quote_mint, -amount, None, cfg)
 
 
 def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: float, seed: int) -> int:
@@ -240,7 +287,7 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
             serve_panel(app, lambda: "signal" if stop.is_set() else ("demo finished" if clock() >= end else None))
         while not stop.is_set() and sb.clock() < end:
             stop.wait(0.1)
-        sb.stop_market()
+        sb.stop_market(settle_s=30)
         _drain(app, timeout=30)
         result = summary(app, sb)
         result["wall_seconds"] = round(time.monotonic() - wall0, 1)
