@@ -283,6 +283,16 @@ class BreakerReset:
 
 
 @dataclass(frozen=True, slots=True)
+class TripBreaker:
+    """The root supervisor: a child failed past its restart intensity — stop new entries until an operator reset."""
+
+    name: str
+    reason: str
+    by: str = "supervisor"
+    kind: Literal["trip_breaker"] = "trip_breaker"
+
+
+@dataclass(frozen=True, slots=True)
 class WalletSettingsChanged:
     """A wallet's copy-rule overrides changed (`walltrack wallets set`)."""
 
@@ -306,3 +316,14 @@ class GetChild:
 
     child: tuple[str, str]  # ("position", "<id>") or ("wallet", address)
     kind: Literal["get_child"] = "get_child"
+
+
+@dataclass(frozen=True, slots=True)
+class TradingModeChanged:
+    """Operator (panel, CLI; stored in `runtime_settings`): the global trading mode, routed by the root to every
+    wallet. "off": no new entry for any wallet, whatever its own rules (skipped as "mode:off"; exits go on).
+    "paper"/"live": each wallet's copy rules decide, their default mode following this one unless COPY_MODE is
+    set. Live is refused before it is stored while live execution does not exist (`actors.rules.mode_refusal`)."""
+
+    mode: Literal["off", "paper", "live"]
+    kind: Literal["trading_mode_changed"] = "trading_mode_changed"

@@ -126,3 +126,4 @@ class Ports:
     exit_plan: ExitPlan = ExitPlan()
     risk: Any = None  # an actors.risk.RiskConfig: caps and breakers on entries; None: no risk actor
     live_available: bool = False  # live execution exists: until then a wallet in live mode is refused
+    rules_follow_mode: bool = False  # the default copy mode follows the global trading mode (COPY_MODE unset)

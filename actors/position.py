@@ -351,6 +351,8 @@ def on_tick_live(s: PositionState, t: PriceTick, ctx: Context) -> Step:
         gain, fraction = plan.take_profit[s2.tp_done]
         if p >= s2.entry_price * (1 + Fraction(gain) / 100):
             amount = max(1, math.floor(s2.entry_token_amount * Fraction(fraction)))
+            if sum(f for _, f in plan.take_profit[:s2.tp_done + 1]) >= 1:  # the rung that completes a ladder of the
+                amount = s2.token_amount_open  # whole entry sells what is open: no rounding dust left behind
             more, effects = _order(s2, f"take_profit_{s2.tp_done + 1}", amount, price, tp_level=s2.tp_done)
             events += more
     return _step(s, events, effects)

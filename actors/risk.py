@@ -8,8 +8,9 @@ until the position closes. Shadow positions never reach it: caps and breakers do
 Caps (0 disables one): open positions, SOL exposure per token and in total, entries per UTC day, and the
 reserve (paper equity = starting capital + realized PnL - open exposure must stay >= the reserve after
 the entry). Breakers (Freqtrade's protections): drawdown from peak equity, daily realized loss, N
-consecutive losses within a window, a cooldown on a token after a stop loss, and a per-wallet pause after
-repeated losses. A tripped breaker stops new entries (exits go on), is stored with its reason (table
+consecutive losses within a window, a cooldown on a token after a stop loss, a per-wallet pause after
+repeated losses, and `supervisor:escalated` (tripped by the root when a child fails past its restart
+intensity). A tripped breaker stops new entries (exits go on), is stored with its reason (table
 `breakers`, history in `breaker_events`) and logged as `breaker_tripped`; it resets by operator command
 (`walltrack breakers reset NAME`) or when its `until` passes. After a trip or a reset a breaker counts only
 later closes. USD-quoted amounts are valued in SOL at the last SOL price seen (a fallback until one is).
@@ -25,6 +26,7 @@ reservations, breakers past their `until`):
 | PositionClosed       | exposure freed; with its PnL: breakers may trip -> Record; without: FetchOutcome |
 | Outcome              | breakers may trip -> Record                                        |
 | BreakerReset         | Record(reset)                                                      |
+| TripBreaker          | Record(tripped), until reset (the root's escalation)               |
 | Tick                 | Record(reset) for breakers past their time                         |
 | SolPrice             | —                                                                  |
 """
@@ -47,6 +49,7 @@ from actors.messages import (
     ReservationReleased,
     ReserveEntry,
     SolPrice,
+    TripBreaker,
 )
 from actors.ports import Ports
 from actors.shell import Shell
@@ -57,7 +60,8 @@ log = structlog.get_logger("risk")
 DAY = 86_400
 LAMPORTS = 10**9
 STABLE_UNITS = 10**6
-GLOBAL_BREAKERS = ("max_drawdown", "daily_loss", "loss_streak")
+SUPERVISOR_BREAKER = "supervisor:escalated"  # tripped by the root when a child fails past its restart intensity
+GLOBAL_BREAKERS = ("max_drawdown", "daily_loss", "loss_streak", SUPERVISOR_BREAKER)
 STOP_LOSS_REASONS = frozenset({"stop_loss"})
 NOT_A_TRADE = frozenset({"entry_failed", "leader_sold_before_entry"})  # closes that bought nothing
 
@@ -97,7 +101,7 @@ class Exposure:
 
 @dataclass(frozen=True)
 class Breaker:
-    name: str  # "max_drawdown" | "daily_loss" | "loss_streak" | "token_cooldown:<mint>" | "wallet_pause:<wallet>"
+    name: str  # one of GLOBAL_BREAKERS | "token_cooldown:<mint>" | "wallet_pause:<wallet>"
     reason: str
     tripped_at: float
     until: float | None  # None: until an operator resets it
@@ -172,9 +176,10 @@ def to_lamports(quote_mint: str | None, amount: int, sol_usd: Decimal | None, cf
     return amount
 
 
-def _trip(name: str, reason: str, now: float, until: float | None) -> tuple[Breaker, dict[str, Any]]:
+def trip_event(name: str, reason: str, now: float, until: float | None,
+               by: str = "risk") -> tuple[Breaker, dict[str, Any]]:
     b = Breaker(name, reason, now, until)
-    return b, {"name": name, "kind": "tripped", "reason": reason, "trip_at": now, "at": now, "until": until, "by": "risk"}
+    return b, {"name": name, "kind": "tripped", "reason": reason, "trip_at": now, "at": now, "until": until, "by": by}
 
 
 def _reset_event(b: Breaker, now: float, by: str) -> dict[str, Any]:
@@ -327,7 +332,7 @@ def _closed_with_pnl(state: RiskState, m: PositionClosed, cfg: RiskConfig, now: 
     state, trips = apply_close(state, cfg, now, m.wallet, m.token_mint, pnl, m.exit_reason)
     events = []
     for b in trips:
-        events.append(_trip(b.name, b.reason, b.tripped_at, b.until)[1])
+        events.append(trip_event(b.name, b.reason, b.tripped_at, b.until)[1])
     return state, [Record(tuple(events))] if events else []
 
 
@@ -337,6 +342,13 @@ def on_reset(state: RiskState, m: BreakerReset, cfg: RiskConfig, now: float) -> 
         return state, []
     state = replace(state, breakers={k: v for k, v in state.breakers.items() if k != m.name})
     return clear_counter(state, m.name, cfg), [Record((_reset_event(b, now, m.by),))]
+
+
+def on_trip(state: RiskState, m: TripBreaker, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
+    if m.name in state.breakers:
+        return state, []  # already stopped: the first reason stands until a reset
+    b, event = trip_event(m.name, m.reason, now, None, m.by)
+    return replace(state, breakers={**state.breakers, b.name: b}), [Record((event,))]
 
 
 def on_tick(state: RiskState, m: Tick, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
@@ -354,6 +366,7 @@ TABLE: dict[type, Callable[[RiskState, Any, RiskConfig, float], tuple[RiskState,
     PositionClosed: on_closed,
     Outcome: on_outcome,
     BreakerReset: on_reset,
+    TripBreaker: on_trip,
     Tick: on_tick,
     SolPrice: on_sol_price,
 }

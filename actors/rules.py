@@ -22,6 +22,23 @@ class RulesError(ValueError):
     """An override names an unknown rule or has a bad value (reply with the message; never retried)."""
 
 
+TRADING_MODES = ("off", "paper", "live")
+LIVE_NOT_AVAILABLE = "live_not_available"  # the skip reason of a buy in live mode, and the refusal of a switch to live
+GLOBAL_OFF = "mode:off"  # the skip reason of every buy while the global trading mode is off
+
+
+def mode_refusal(mode: str, live_available: bool = False) -> str | None:
+    """Why the global trading mode cannot be set to `mode` (None: it can). Live is refused while live execution
+    does not exist: never a silent fall-back to paper."""
+    if mode not in TRADING_MODES:
+        return f"unknown trading mode {mode!r}: one of {', '.join(TRADING_MODES)}"
+    if mode == "live" and not live_available:
+        return (f"{LIVE_NOT_AVAILABLE}: live execution (signing and sending real swaps) does not exist in this build, "
+                "so live mode is refused — buys in live mode are skipped with this reason, never copied on paper "
+                "instead. Choose paper or off.")
+    return None
+
+
 class CopyRules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -5,6 +5,14 @@ linear list). A child that is starting or restarting gets its messages buffered,
 runs. A restart builds a fresh actor from persisted state: a wallet from its open positions, a position
 from its journal.
 
+Supervision is OTP's (actors/supervision.py), one_for_one, with one `RestartPolicy` per child: a failed
+child is restarted after a backoff with jitter (a timer, never a sleep in this mailbox), as its restart
+type in `RESTART` says. A child that fails more than `Intensity.max_restarts` times within `period_s` is
+not restarted: the root escalates — it trips the global breaker `supervisor:escalated` in the risk actor
+(no new entries; exits go on; /health is degraded) and logs one `supervisor_escalated` error line. An
+operator reset of that breaker (`walltrack breakers reset supervisor:escalated`, or the panel) restarts
+the children given up on, with fresh counts.
+
 With `Ports.risk` set, the root also owns the one RiskActor, ("risk", "global"), rebuilt from the database
 (`Store.risk_snapshot`): entry reservations, their binding and release, operator breaker resets and every
 `PositionClosed` are routed to it; the SOL price from price ticks too. Tripped breakers are published in
@@ -14,6 +22,7 @@ With `Ports.risk` set, the root also owns the one RiskActor, ("risk", "global"),
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pykka
@@ -34,16 +43,32 @@ from actors.messages import (
     WatchlistChanged,
 )
 from actors.messages import BreakerReset, ReservationBound, ReservationReleased, ReserveEntry, SolPrice, WalletSettingsChanged
-from actors.messages import GetChild
+from actors.messages import GetChild, TradingModeChanged, TripBreaker
 from actors.ports import Ports
 from actors.position import TERMINAL, PositionActor, fold
-from actors.risk import RiskActor, rebuild
+from actors.risk import SUPERVISOR_BREAKER, RiskActor, rebuild, trip_event
+from actors.supervision import Backoff, Escalate, Intensity, Restart, RestartChildren, RestartPolicy
 from actors.wallet import WalletActor, WalletState
 
 log = structlog.get_logger("supervisor")
 
 ChildId = tuple[str, str]
 RISK: ChildId = ("risk", "global")
+
+# Child specs: the restart type of each kind of child (a failure is always abnormal; a normal stop — a closed
+# position, an unwatched wallet — is the root's own doing and restarts nothing).
+RESTART: dict[str, Restart] = {
+    "risk": Restart.PERMANENT,
+    "wallet": Restart.PERMANENT,  # while it is watched
+    "position": Restart.TRANSIENT,  # until it closes
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Restart:
+    """A child's backoff is over (or its recovery read failed): rebuild it from persisted state."""
+
+    child: ChildId
 
 
 class Published:
@@ -55,14 +80,20 @@ class Published:
 
 
 class RootSupervisor(pykka.ThreadingActor):
-    def __init__(self, ports: Ports, published: Published | None = None) -> None:
+    def __init__(self, ports: Ports, published: Published | None = None, intensity: Intensity = Intensity(),
+                 backoff: Backoff = Backoff()) -> None:
         super().__init__()
         self._ports = ports
         self.published = published or Published()
+        self._intensity, self._backoff = intensity, backoff
         self._children: dict[ChildId, pykka.ActorRef] = {}
         self._pending: dict[ChildId, list[Any]] = {}
+        self._policies: dict[ChildId, RestartPolicy] = {}  # restart counts per child
+        self._escalated: dict[ChildId, str] = {}  # children given up on (until an operator reset), and why
+        self._failed: set[ChildId] = set()  # wallets to restart with their inbox backlog
         self._watchlist: frozenset[str] = frozenset()
         self._by_mint: dict[str, set[int]] = {}  # open positions per token, for price ticks
+        self._trading_mode: str | None = None  # the global mode, handed to every wallet (None: not told yet)
         self.restarts = 0
 
     # -- start-up from persisted state (called by the composition root before traffic) --------------
@@ -88,6 +119,7 @@ class RootSupervisor(pykka.ThreadingActor):
             PositionClosed: self._position_closed,
             PriceTicks: self._price_ticks,
             ChildFailed: self._child_failed,
+            _Restart: self._restart,
             ChildRecovered: lambda m: self._spawn(m.child, m.snapshot),
             GetStats: lambda m: self.stats(),
             GetChild: lambda m: self._children.get(tuple(m.child)),  # the panel asks the child itself
@@ -95,8 +127,9 @@ class RootSupervisor(pykka.ThreadingActor):
             ReserveEntry: lambda m: self._send(RISK, m),
             ReservationBound: lambda m: self._send(RISK, m),
             ReservationReleased: lambda m: self._send(RISK, m),
-            BreakerReset: lambda m: self._send(RISK, m),
+            BreakerReset: self._breaker_reset,
             WalletSettingsChanged: lambda m: self._send(("wallet", m.wallet), m),
+            TradingModeChanged: self._trading_mode_changed,
         }
 
     def on_start(self) -> None:
@@ -125,7 +158,7 @@ class RootSupervisor(pykka.ThreadingActor):
                 self._children.pop(child, None)
         if child in self._pending:
             self._pending[child].append(message)
-        else:
+        elif child not in self._escalated:  # an escalated child was reported once, by `supervisor_escalated`
             log.warning("undeliverable", child=f"{child[0]}:{child[1]}", message=type(message).__name__)
 
     def _watchlist_changed(self, m: WatchlistChanged) -> None:
@@ -140,6 +173,14 @@ class RootSupervisor(pykka.ThreadingActor):
         for wallet in sorted(added):
             log.info("wallet_watched", wallet=wallet)
             self._recover(("wallet", wallet))
+
+    def _trading_mode_changed(self, m: TradingModeChanged) -> None:
+        """To every running wallet; a wallet (re)started later gets the mode in its initial state."""
+        self._trading_mode = m.mode
+        wallets = [child for child in self._children if child[0] == "wallet"]
+        for child in wallets:
+            self._send(child, m)
+        log.info("trading_mode_applied", mode=m.mode, wallets=len(wallets))
 
     def _position_closed(self, m: PositionClosed) -> None:
         ref = self._children.pop(("position", str(m.position_id)), None)
@@ -170,9 +211,65 @@ class RootSupervisor(pykka.ThreadingActor):
         self._children.pop(m.child, None)
         if m.child[0] == "wallet" and m.child[1] not in self._watchlist:
             return
-        self.restarts += 1
-        log.warning("child_restart", child=f"{m.child[0]}:{m.child[1]}", error=m.error, restarts=self.restarts)
-        self._recover(m.child)
+        name = f"{m.child[0]}:{m.child[1]}"
+        if m.child[0] == "wallet":
+            self._failed.add(m.child)
+        policy = self._policies.setdefault(m.child, RestartPolicy(intensity=self._intensity, backoff=self._backoff))
+        decision = policy.on_exit(name, RESTART[m.child[0]], abnormal=True, order=(name,), reason=m.error)
+        if isinstance(decision, RestartChildren):
+            self.restarts += 1
+            self._pending.setdefault(m.child, [])  # its messages wait out the backoff
+            log.warning("child_restart", child=name, error=m.error, restarts=policy.recent_restarts,
+                        delay_s=round(decision.delay_s, 3))
+            self._later(decision.delay_s, _Restart(m.child))
+        elif isinstance(decision, Escalate):
+            self._escalate(m.child, decision.reason, policy.recent_restarts, m.error)
+
+    def _restart(self, m: _Restart) -> None:
+        kind, key = m.child
+        wanted = kind != "wallet" or key in self._watchlist
+        if wanted and m.child not in self._children and m.child not in self._escalated:
+            self._recover(m.child)
+
+    def _escalate(self, child: ChildId, reason: str, restarts: int, error: str) -> None:
+        """Stop restarting `child`, trip the global breaker, say so once."""
+        self._pending.pop(child, None)
+        self._escalated[child] = reason
+        log.error("supervisor_escalated", child=f"{child[0]}:{child[1]}", restarts=restarts,
+                  window_s=self._intensity.period_s, error=error, breaker=SUPERVISOR_BREAKER,
+                  action=f"no new entries until `walltrack breakers reset {SUPERVISOR_BREAKER}`")
+        if self._ports.risk is None:
+            return
+        if child != RISK:
+            self._send(RISK, TripBreaker(SUPERVISOR_BREAKER, reason))
+            return
+        # The risk actor itself is down (wallets fail closed without its answer): store and publish the trip here.
+        breaker, event = trip_event(SUPERVISOR_BREAKER, reason, self._ports.clock(), None, "supervisor")
+        self._ports.store.record_breakers((event,))
+        others = tuple(b for b in self.published.breakers if b["name"] != SUPERVISOR_BREAKER)
+        self.published.breakers = (*others, breaker.as_json())
+
+    def _breaker_reset(self, m: BreakerReset) -> None:
+        if m.name == SUPERVISOR_BREAKER and self._escalated:  # the operator clears it: those children start afresh
+            children, self._escalated = sorted(self._escalated), {}
+            log.info("escalation_reset", children=[f"{k}:{v}" for k, v in children], by=m.by)
+            for child in children:
+                self._policies.pop(child, None)
+                self._restart(_Restart(child))
+        if self._ports.risk is not None:
+            self._send(RISK, m)
+
+    def _later(self, delay: float, message: Any) -> None:
+        """Tell myself `message` after `delay` seconds, from the scheduler's thread."""
+        me = self.actor_ref
+
+        def fire() -> None:
+            try:
+                me.tell(message)
+            except pykka.ActorDeadError:
+                pass
+
+        self._ports.scheduler.call_later(delay, fire)
 
     def _recover(self, child: ChildId) -> None:
         """Rebuild a child from persisted state; buffer its messages until it runs."""
@@ -184,9 +281,9 @@ class RootSupervisor(pykka.ThreadingActor):
         me = self.actor_ref
 
         def done(f: Future) -> None:
-            if f.exception() is not None:
+            if f.exception() is not None:  # a temporary error (the database): read again, not a failure
                 log.warning("recover_retry", child=f"{kind}:{key}", error=repr(f.exception()))
-                self._ports.scheduler.call_later(1.0, lambda: me.tell(ChildFailed(child, "recovery read failed")))
+                self._later(1.0, _Restart(child))
                 return
             try:
                 me.tell(ChildRecovered(child, f.result()))
@@ -203,8 +300,17 @@ class RootSupervisor(pykka.ThreadingActor):
         if kind == "wallet":
             state = WalletState(key, open_by_token=dict(snapshot["open"]), shadow_by_token=dict(snapshot["shadow"]),
                                 screen=self._ports.safety is not None, overrides=dict(snapshot.get("settings") or {}),
-                                buys=dict(snapshot.get("buys") or {}), leader_holdings=dict(snapshot.get("holdings") or {}))
+                                buys=dict(snapshot.get("buys") or {}), leader_holdings=dict(snapshot.get("holdings") or {}),
+                                trading_mode=self._trading_mode)
             ref = WalletActor.start(state, self._ports, me)
+            if child in self._failed:  # a restart: what the failed actor's mailbox held is replayed from the inbox
+                self._failed.discard(child)
+                backlog = [SwapObserved(sig, key, payload) for sig, payload in snapshot.get("backlog") or ()]
+                replayed = {m.signature for m in backlog}
+                self._pending[child] = [*backlog, *(m for m in self._pending.get(child, [])
+                                                     if not (isinstance(m, SwapObserved) and m.signature in replayed))]
+                if backlog:
+                    log.info("wallet_backlog_replayed", wallet=key, deliveries=len(backlog))
         elif kind == "risk":
             ref = RiskActor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports, me, self.published)
         else:

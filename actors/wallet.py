@@ -1,6 +1,7 @@
 """WalletActor: one per watched wallet. Classifies the wallet's transactions and decides what to copy.
 
-A buy goes through, in order: the wallet's copy rules that need no outside facts (`screen_buy`: mode,
+A buy goes through, in order: the global trading mode (off: skipped as "mode:off" for every wallet, whatever
+its rules), the wallet's copy rules that need no outside facts (`screen_buy`: mode,
 active hours, blacklist, the leader's trade size, add-on buys, buys and SOL per token), the token safety
 verdict and the token filters on its facts (`screen_token`: liquidity, market cap, pool age, sources/DEXes,
 price impact), then a reservation from the RiskActor (global caps and breakers). Any refusal records the
@@ -17,6 +18,7 @@ Transition table (state, event) -> handler; the handlers are pure and return (st
 | watching | Recorded                | ReservationBound + StartPosition for an entry; Release for a duplicate; LeaderSold routes |
 | watching | PositionClosed          | —                                                                   |
 | watching | WalletSettingsChanged   | — (the wallet's overrides replaced)                                 |
+| watching | TradingModeChanged      | — (the global mode replaced; the rules' default mode follows it)    |
 
 Every state is `watching`; what changes is the books: positions by token (ours and shadows), our buys
 per token, and the leader's holdings observed since watching began (add-on buys, the sold fraction).
@@ -46,10 +48,11 @@ from actors.messages import (
     StartPosition,
     SwapObserved,
     ToPosition,
+    TradingModeChanged,
     WalletSettingsChanged,
 )
 from actors.ports import CopyRules, Ports
-from actors.rules import RulesError, effective
+from actors.rules import GLOBAL_OFF, LIVE_NOT_AVAILABLE, RulesError, effective
 from actors.shell import Shell
 from actors.trades import STABLE_MINTS, WSOL_MINT, Trade, classify
 
@@ -70,6 +73,7 @@ class WalletState:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # this wallet's copy-rule overrides
     buys: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # mint -> (our entries, quote spent) while we hold it
     leader_holdings: Mapping[str, int] = field(default_factory=dict)  # mint -> leader's net tokens observed (may be < 0)
+    trading_mode: str | None = None  # the global mode (from the root); None: the copy rules alone decide
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Context:
     now: float | None = None  # None: active hours are not checked
     live_available: bool = False
     risk: bool = False  # a RiskActor grants entries
+    rules_follow_mode: bool = False  # the default copy mode is the global trading mode (COPY_MODE unset)
 
 
 # -- internal events and effects ----------------------------------------------------------------------------
@@ -153,11 +158,13 @@ def paper_entry(trade: Trade, rules: CopyRules) -> PaperEntry | None:
 
 
 def screen_buy(state: WalletState, trade: Trade, entry: PaperEntry, rules: CopyRules, ctx: Context) -> str | None:
-    """The copy rules that need no outside facts: None to go on, else the skip reason."""
+    """The global mode, then the copy rules that need no outside facts: None to go on, else the skip reason."""
+    if state.trading_mode == "off":
+        return GLOBAL_OFF  # the operator paused every entry: it wins over any wallet's own mode
     if rules.mode == "off":
         return "mode_off"
     if rules.mode == "live" and not ctx.live_available:
-        return "live_not_available"  # never a silent fall-back to paper
+        return LIVE_NOT_AVAILABLE  # never a silent fall-back to paper
     if ctx.now is not None and not rules.in_active_hours(ctx.now):
         return "outside_active_hours"
     if trade.token_mint in rules.blacklist:
@@ -344,6 +351,10 @@ def on_settings_changed(state: WalletState, ev: WalletSettingsChanged, rules: Co
     return replace(state, overrides=dict(ev.overrides or {})), []
 
 
+def on_mode_changed(state: WalletState, ev: TradingModeChanged, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
+    return replace(state, trading_mode=ev.mode), []
+
+
 TABLE: dict[tuple[str, type], Callable[[WalletState, Any, CopyRules, Context], tuple[WalletState, list[Effect]]]] = {
     ("watching", SwapObserved): on_swap_observed,
     ("watching", SafetyAssessed): on_safety_assessed,
@@ -351,11 +362,15 @@ TABLE: dict[tuple[str, type], Callable[[WalletState, Any, CopyRules, Context], t
     ("watching", Recorded): on_recorded,
     ("watching", PositionClosed): on_position_closed,
     ("watching", WalletSettingsChanged): on_settings_changed,
+    ("watching", TradingModeChanged): on_mode_changed,
 }
 
 
-def rules_for(state: WalletState, defaults: CopyRules) -> CopyRules:
-    """The defaults with this wallet's overrides; overrides that no longer validate stop copying (mode off)."""
+def rules_for(state: WalletState, defaults: CopyRules, follow_mode: bool = False) -> CopyRules:
+    """The defaults with this wallet's overrides; overrides that no longer validate stop copying (mode off).
+    With `follow_mode`, the defaults' mode is the global trading mode (paper or live; off is a gate of its own)."""
+    if follow_mode and state.trading_mode in ("paper", "live") and defaults.mode != state.trading_mode:
+        defaults = defaults.model_copy(update={"mode": state.trading_mode})
     try:
         return effective(defaults, state.overrides)
     except RulesError as exc:
@@ -367,7 +382,7 @@ def transition(state: WalletState, event: Any, rules: CopyRules, ctx: Context = 
     handler = TABLE.get((state.status, type(event)))
     if handler is None:
         raise LookupError(f"wallet {state.wallet}: no transition for {type(event).__name__} in {state.status}")
-    return handler(state, event, rules_for(state, rules), ctx)
+    return handler(state, event, rules_for(state, rules, ctx.rules_follow_mode), ctx)
 
 
 class WalletActor(Shell):
@@ -383,7 +398,8 @@ class WalletActor(Shell):
         return None
 
     def _step(self, event: Any) -> None:
-        ctx = Context(self._ports.clock(), self._ports.live_available, self._ports.risk is not None)
+        ctx = Context(self._ports.clock(), self._ports.live_available, self._ports.risk is not None,
+                      self._ports.rules_follow_mode)
         self.state, effects = transition(self.state, event, self._ports.rules, ctx)
         for effect in effects:
             if isinstance(effect, Record):

@@ -23,6 +23,8 @@ USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 LAMPORTS = 10**9
 USDC_UNITS = 10**6
 POOL_FEE_BPS = 25
+RUG_BAIT_S = 180.0  # a rug waits until a leader has held the token this long (its copiers are in by then)
+RUG_KEEP = 50  # the rug leaves 1/RUG_KEEP of the pool: liquidity drained, far below an emergency-exit floor
 
 Quote = Literal["SOL", "USDC"]
 Style = Literal["flipper", "holder", "scaler"]
@@ -30,7 +32,7 @@ Style = Literal["flipper", "holder", "scaler"]
 
 @dataclass
 class Hazards:
-    rug_at: float | None = None  # sim seconds after start: the dev dumps most of the supply into the pool
+    rug_at: float | None = None  # sim seconds after start, at the earliest: the dev pulls the pool and dumps its bag
     honeypot: bool = False  # sells revert: no route back to SOL
     mint_authority: bool = False
     freeze_authority: bool = False
@@ -81,6 +83,7 @@ class SimToken:
     creator: str
     holders: dict[str, int] = field(default_factory=dict)  # owner -> raw amount, outside the pool
     rugged: bool = False
+    leaders_since: dict[str, float] = field(default_factory=dict)  # leader address -> when it bought in (while it holds)
 
     @property
     def quote_mint(self) -> str:
@@ -161,11 +164,11 @@ def signature(seed: str) -> str:
 # (symbol, quote, hazards, drift per minute, volatility per minute)
 CAST: list[tuple[str, Quote, Hazards, float, float]] = [
     ("MOON", "SOL", Hazards(), 0.012, 0.02),  # a pump: climbs steadily
-    ("STDY", "SOL", Hazards(), 0.002, 0.015),
+    ("STDY", "SOL", Hazards(), 0.006, 0.015),  # climbs slowly
     ("CHOP", "SOL", Hazards(), 0.0, 0.04),  # volatile, no trend
     ("SINK", "SOL", Hazards(), -0.01, 0.02),  # bleeds
     ("USDX", "USDC", Hazards(), 0.004, 0.02),  # a clean token quoted in USDC
-    ("RUGR", "SOL", Hazards(rug_at=600.0), 0.01, 0.02),  # pumps, then the dev dumps
+    ("RUGR", "SOL", Hazards(rug_at=600.0), 0.01, 0.02),  # pumps, then the dev rugs the leaders holding it
     ("HONY", "SOL", Hazards(honeypot=True), 0.01, 0.01),
     ("MNTA", "SOL", Hazards(mint_authority=True), 0.003, 0.02),
     ("FRZA", "SOL", Hazards(freeze_authority=True), 0.003, 0.02),
@@ -194,7 +197,8 @@ class Market:
         self._n = 0
         for symbol, quote, hazards, drift, vol in CAST:
             self._add_token(symbol, quote, hazards, drift, vol)
-        for i, style in enumerate(["flipper", "flipper", "holder", "scaler", "holder", "flipper"]):
+        # two flippers (out within minutes: mirror exits), three holders (long enough for the price exits), a scaler
+        for i, style in enumerate(["flipper", "holder", "holder", "scaler", "holder", "flipper"]):
             addr = pubkey(f"{seed}:leader:{i}")
             self.leaders.append(Leader(addr, f"{style}-{i}", style, self.rng.randrange(2**32),  # type: ignore[arg-type]
                                        next_action_at=start + self.rng.uniform(5, 60)))
@@ -222,9 +226,9 @@ class Market:
         if hz.concentrated:
             holders = {creator: rest * 6 // 10, pubkey(f"{s}:whale:{symbol}:1"): rest * 3 // 10}
             holders[pubkey(f"{s}:whale:{symbol}:2")] = rest - sum(holders.values())
-        else:
-            n = 40
-            holders = {pubkey(f"{s}:holder:{symbol}:{i}"): rest // n for i in range(n)}
+        else:  # a rugger keeps half of what is outside the pool (10% of the supply) to dump
+            n, bag = 40, rest // 2 if hz.rug_at is not None else 0
+            holders = {pubkey(f"{s}:holder:{symbol}:{i}"): (rest - bag) // n for i in range(n)}
             holders[creator] = holders.get(creator, 0) + rest - sum(holders.values())
         token = SimToken(mint, symbol, f"{symbol.title()} Token", decimals, supply, quote, pool, hz, drift, vol, creator, holders)
         self.tokens[mint] = token
@@ -280,7 +284,7 @@ class Market:
                 self.slot += int(self.step_seconds / 0.4)
                 for token in self.tokens.values():
                     self._noise(token)
-                    if token.hazards.rug_at is not None and not token.rugged and self.now - self.start >= token.hazards.rug_at:
+                    if self._rug_due(token):
                         self._rug(token)
                 for leader in self.leaders:
                     trades.extend(self._leader_act(leader))
@@ -302,11 +306,17 @@ class Market:
         else:
             t.apply_swap(int(p.base_reserve * (1 / math.sqrt(f) - 1)) + 1, buy=False)
 
+    def _rug_due(self, t: SimToken) -> bool:
+        """From `rug_at` on, the dev waits for bait: a leader that has held the token for `RUG_BAIT_S`."""
+        at = t.hazards.rug_at
+        return (at is not None and not t.rugged and self.now - self.start >= at
+                and any(self.now - since >= RUG_BAIT_S for since in t.leaders_since.values()))
+
     def _rug(self, t: SimToken) -> None:
-        """The creator pulls 95% of the liquidity, then dumps its own bag into what is left."""
+        """The creator pulls all but 1/RUG_KEEP of the liquidity, then dumps its own bag into what is left."""
         p = t.pool
-        p.base_reserve //= 20
-        p.quote_reserve //= 20
+        p.base_reserve //= RUG_KEEP
+        p.quote_reserve //= RUG_KEEP
         t.apply_swap(t.holders.pop(t.creator, 0), buy=False)
         t.rugged = True
 
@@ -348,6 +358,7 @@ class Market:
         if side == "buy":
             token_amount, quote_amount = out, amount
             leader.holdings[mint] = before + out
+            t.leaders_since.setdefault(leader.address, self.now)
         else:
             token_amount, quote_amount = amount, out
             left = before - amount
@@ -355,6 +366,7 @@ class Market:
                 leader.holdings[mint] = left
             else:
                 leader.holdings.pop(mint, None)
+                t.leaders_since.pop(leader.address, None)
         self._n += 1
         return LeaderTrade(
             signature=signature(f"{self.seed}:tx:{self._n}"),
@@ -390,3 +402,8 @@ class SimClock:
 
     def __call__(self) -> float:
         return self.start + (self._monotonic() - self._t0) * self.speed
+
+    def restart(self) -> None:
+        """Back to `start`, counting from now. For a clock made before the trading begins (nothing timed by it
+        yet): the seconds a bot takes to start are minutes of trades otherwise, all delivered at once."""
+        self._t0 = self._monotonic()

@@ -309,7 +309,7 @@ def test_signals_are_searchable_with_the_safety_checks_behind_each_decision(demo
     shot(page, "signal-safety")
 
 
-def test_config_masks_secrets_and_the_mode_switch_states_the_caps_and_says_it_is_not_available(
+def test_config_masks_secrets_and_switches_the_trading_mode_behind_a_dialog_stating_the_caps(
         demo: Demo, page: Any) -> None:
     from playwright.sync_api import expect
 
@@ -318,11 +318,48 @@ def test_config_masks_secrets_and_the_mode_switch_states_the_caps_and_says_it_is
     expect(secrets).to_contain_text("HELIUS_WEBHOOK_SECRET")
     expect(secrets).to_contain_text("•••••••• (set)")
     expect(page.get_by_test_id("group-caps")).to_contain_text("RISK_MAX_OPEN_POSITIONS")
-    page.get_by_test_id("mode-switch").click()
-    dialog = page.get_by_test_id("mode-dialog")
-    expect(dialog).to_contain_text("Switch to live mode?")
-    expect(dialog.get_by_test_id("mode-caps")).to_contain_text("RISK_MAX_TOTAL_EXPOSURE_SOL = ")
-    shot(page, "config-mode-dialog")
-    page.get_by_test_id("mode-confirm").click()
-    expect(page.get_by_text("not available yet")).to_be_visible()
     expect(page.get_by_test_id("mode-current")).to_have_text("Running in paper mode.")
+    expect(page.get_by_test_id("mode-source")).to_contain_text("TRADING_MODE")
+
+    # off: every new entry paused, confirmed in a dialog that states the caps in force
+    page.get_by_test_id("mode-set-off").click()
+    dialog = page.get_by_test_id("mode-dialog")
+    expect(dialog).to_contain_text("Switch to off mode?")
+    caps = dialog.get_by_test_id("mode-caps")
+    for cap in ("Max open positions: ", "Max exposure per token: ", "Max total exposure: ", "Max entries per UTC day: ",
+                "Reserve kept: ", "Daily loss breaker: "):
+        expect(caps).to_contain_text(cap)
+    shot(page, "config-mode-dialog")
+    dialog.get_by_test_id("mode-confirm").click()
+    expect(page.get_by_text("trading mode set to off")).to_be_visible()
+    expect(page.get_by_test_id("mode-current")).to_have_text("Running in off mode.")
+    expect(page.get_by_test_id("mode-source")).to_contain_text("by the panel")
+    expect(page.get_by_test_id("mode-badge")).to_have_text("off mode")
+    db = demo.db_url()
+    assert [tuple(r) for r in sql(db, "SELECT old_value, new_value, by FROM runtime_setting_events")] == [
+        (None, "off", "panel")]
+    # the running bot heard it: the next leader buy is skipped for every wallet, with the reason
+    since = sql(db, "SELECT coalesce(max(id), 0) AS id FROM signals")[0]["id"]
+    wait_until(lambda: sql(db, "SELECT 1 FROM signals WHERE id > $1 AND side = 'buy' AND reason = 'mode:off'", since),
+               timeout=90, interval=0.5)
+    assert sql(db, "SELECT count(*) AS n FROM signals WHERE id > $1 AND side = 'buy' AND decision = 'taken'"
+                   " AND created_at > (SELECT max(at) FROM runtime_setting_events) + interval '5 seconds'",
+               since)[0]["n"] == 0
+
+    # live: refused with the reason, visibly; the mode stays off
+    page.get_by_test_id("mode-set-live").click()
+    expect(dialog).to_contain_text("Switch to live mode?")
+    dialog.get_by_test_id("mode-confirm").click()
+    expect(page.get_by_test_id("mode-refused")).to_contain_text("live_not_available")
+    expect(page.get_by_test_id("mode-refused")).to_contain_text("never copied on paper")
+    expect(page.get_by_test_id("mode-current")).to_have_text("Running in off mode.")
+    shot(page, "config-mode-live-refused")
+    assert len(sql(db, "SELECT 1 FROM runtime_setting_events")) == 1
+
+    # and back to paper
+    page.get_by_test_id("mode-set-paper").click()
+    expect(dialog).to_contain_text("Switch to paper mode?")
+    dialog.get_by_test_id("mode-confirm").click()
+    expect(page.get_by_text("trading mode set to paper")).to_be_visible()
+    expect(page.get_by_test_id("mode-current")).to_have_text("Running in paper mode.")
+    expect(page.get_by_test_id("mode-refused")).to_be_hidden()

@@ -205,6 +205,19 @@ def test_take_profit_ladder_then_breakeven() -> None:
     assert kinds_and_reason(s, tick(1.0))[1] == "breakeven_stop"
 
 
+def test_a_ladder_of_the_whole_entry_leaves_no_dust() -> None:
+    halves = replace(PLAN, take_profit=((Decimal(20), Decimal("0.5")), (Decimal(40), Decimal("0.5"))))
+    odd = TOKENS + 1  # half of it rounds down: two floored halves would leave one raw unit open for ever
+    s = step(pending(), Filled(fill("buy", odd, COST)), Context(now=T0, plan=halves))[0]
+    s, out = step(s, tick(1.2))
+    assert out.effects == (Sell(odd // 2),)
+    s = step(s, Filled(fill("sell", odd // 2, 59_000_000)))[0]
+    s, out = step(s, tick(1.4))
+    assert out.effects == (Sell(odd - odd // 2),)  # the last rung sells what is open
+    s = step(s, Filled(fill("sell", odd - odd // 2, 69_000_000)))[0]
+    assert s.status == "closed" and s.exit_reason == "take_profit_2" and s.token_amount_open == 0
+
+
 def test_trailing_stop_follows_the_journaled_high_water_mark() -> None:
     plan = replace(PLAN, take_profit=())
     s = replace(opened(), plan=plan)

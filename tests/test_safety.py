@@ -92,7 +92,7 @@ async def test_a_rug_turns_a_passing_token_into_a_rejected_one() -> None:
         a = SafetyAnalyzer(src, SafetyConfig(ttl_s=0), clock=lambda: sb.market.now, rugcheck_enabled=True)
         rugr = mint(sb, "RUGR")
         assert (await a.assess(rugr)).passed
-        sb.market.step_to(sb.market.start + 601)  # the rug is due at 600 s
+        sb.market.step_to(sb.market.start + 700)  # seed 7: the dev rugs its first leader at 646 s
         sb.chain.sync()
         after = await a.assess(rugr)
         assert not after.passed and after.reason == "safety:liquidity"
@@ -120,6 +120,29 @@ async def test_rpc_down_fails_closed_and_says_what_it_could_not_check(sandbox: S
     report = await analyzer.assess(mint(sandbox, "STDY"))
     assert not report.passed and report.reason == "safety:freeze_authority_unverified"
     assert {c.name for c in report.checks if c.passed is None} >= {"mint_authority", "freeze_authority", "top_holders"}
+
+
+@pytest.mark.trio
+async def test_an_unverified_verdict_is_asked_again_sooner_than_a_full_one(sandbox: Sandbox) -> None:
+    src, clients = sources(sandbox)
+    now = [sandbox.market.now]
+    analyzer = SafetyAnalyzer(src, SafetyConfig(source_timeout_s=1.0, ttl_s=300, unverified_ttl_s=15),
+                              clock=lambda: now[0], rugcheck_enabled=True)
+    try:
+        sandbox.faults["rpc"].error_status = 503
+        assert (await analyzer.assess(mint(sandbox, "STDY"))).reason == "safety:freeze_authority_unverified"
+        sandbox.faults["rpc"].clear()  # the RPC is back
+        now[0] += 10
+        assert not (await analyzer.assess(mint(sandbox, "STDY"))).passed  # within 15 s: the cached verdict
+        now[0] += 6
+        full = await analyzer.assess(mint(sandbox, "STDY"))  # past it: checked again, and it passes
+        assert full.passed, full.reason
+        rpc = sandbox.faults["rpc"].requests
+        now[0] += 250
+        assert (await analyzer.assess(mint(sandbox, "STDY"))) is full and sandbox.faults["rpc"].requests == rpc
+    finally:
+        for c in clients:
+            await c.aclose()
 
 
 @pytest.mark.trio

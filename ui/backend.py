@@ -95,7 +95,10 @@ class ResetBreaker:
 
 @dataclass(frozen=True, slots=True)
 class SetTradingMode:
-    mode: Literal["paper", "live"]
+    """The global mode: off (no new entries for any wallet; exits go on), paper, or live (refused while live
+    execution does not exist, with the reason)."""
+
+    mode: Literal["off", "paper", "live"]
     kind: Literal["set_trading_mode"] = "set_trading_mode"
 
 
@@ -124,4 +127,12 @@ class Backend(Protocol):
 
     def rule_fields(self) -> dict[str, Any]:
         """The copy rules a wallet can override: name -> default value (empty when not available yet)."""
+        ...
+
+    def trading_mode(self) -> str:
+        """The global trading mode in force in the running bot: off, paper or live (no I/O: the header shows it)."""
+        ...
+
+    def caps_in_force(self) -> list[str]:
+        """The caps and breakers every new entry must pass, one line each: what a mode switch's dialog states."""
         ...

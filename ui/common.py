@@ -11,6 +11,7 @@ from nicegui import ui
 from ui.backend import Backend, Command, PanelError
 
 REFRESH_S = 3.0  # live updates: every page re-reads its projections this often
+MODE_COLORS = {"off": "grey-7", "paper": "green", "live": "orange"}
 
 
 def frame(title: str, backend: Backend, *, auth: bool) -> ui.label:
@@ -23,8 +24,18 @@ def frame(title: str, backend: Backend, *, auth: bool) -> ui.label:
             if text == title:
                 link.classes("text-weight-bold underline")
         ui.space()
-        mode = getattr(backend.settings, "trading_mode", "paper")
-        ui.badge(f"{mode} mode", color="orange" if mode == "live" else "green").props('data-testid=mode-badge')
+        badge = ui.badge("").props("data-testid=mode-badge")
+
+        def show_mode() -> None:  # the mode the running bot was told: no I/O, so every page keeps it current
+            mode = backend.trading_mode() if hasattr(backend, "trading_mode") else backend.settings.trading_mode
+            if badge.text != f"{mode} mode":
+                badge.set_text(f"{mode} mode")
+                badge.props(f"color={MODE_COLORS.get(mode, 'grey')}")
+
+        show_mode()
+        # not immediate: a timer that starts waits for the browser's connection, and NiceGUI then serves the page
+        # at once — before the page's own first read (`every`) has put its data in the HTML
+        ui.timer(REFRESH_S, show_mode, immediate=False)
         if auth:
             ui.link("Sign out", "/logout").classes("text-white q-ml-md")
     banner = ui.label("").classes("text-negative text-weight-medium").props("role=alert data-testid=load-error")
@@ -33,15 +44,16 @@ def frame(title: str, backend: Backend, *, auth: bool) -> ui.label:
 
 
 async def every(interval: float, fn: Callable[[], Awaitable[None]], banner: ui.label) -> ui.timer:
-    """Run `fn` now (so the page's first HTML already holds its data) and then every `interval` seconds; a
-    round still running is not started again. A failed read shows in the banner (the page keeps its last
-    data) and clears when a read succeeds."""
+    """Run `fn` now (so the page's first HTML already holds its data) and then every `interval` seconds while the
+    browser is connected; a round still running is not started again. A failed read shows in the banner (the page
+    keeps its last data) and clears when a read succeeds."""
     busy = False
+    client = ui.context.client
 
     async def tick() -> None:
         nonlocal busy
-        if busy:
-            return
+        if busy or (timer is not None and not client.has_socket_connection):
+            return  # still running; or a closed tab NiceGUI keeps a while for a reconnect: nobody to show it to
         busy = True
         try:
             await fn()
@@ -53,8 +65,10 @@ async def every(interval: float, fn: Callable[[], Awaitable[None]], banner: ui.l
         finally:
             busy = False
 
-    await tick()
-    return ui.timer(interval, tick, immediate=False)
+    timer: ui.timer | None = None
+    await tick()  # the page's first HTML: before the browser connects
+    timer = ui.timer(interval, tick, immediate=False)
+    return timer
 
 
 async def act(backend: Backend, cmd: Command) -> bool:

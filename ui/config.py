@@ -1,6 +1,7 @@
 """Config: the global parameters, exit presets and breakers in force (from the settings: edit `.env` and
-restart to change them), the paper/live switch behind a dialog that states the caps in force, secrets shown
-masked only, and the webhook's status."""
+restart to change them), the global trading mode (off / paper / live) switched behind a dialog that states the
+caps in force — a refusal (live, while it does not exist) shown with its reason —, secrets shown masked only,
+and the webhook's status."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from nicegui import ui
 from pydantic import SecretStr
 
 from ui import queries
-from ui.backend import Backend, SetTradingMode
-from ui.common import REFRESH_S, act, ago, every, frame
+from ui.backend import Backend, PanelError, SetTradingMode
+from ui.common import REFRESH_S, ago, every, frame
 
 GROUPS = (
     ("Trading and copy defaults", ("trading_mode", "copy_")),
@@ -40,6 +41,8 @@ def settings_rows(settings: Any) -> tuple[dict[str, list[dict[str, str]]], list[
     for name in fields:
         value = getattr(settings, name)
         row = {"name": name.upper(), "value": masked(value)}
+        if name == "trading_mode":  # the start-up default: the mode in force is the mode card's
+            row["value"] += " (at start, without a stored change; the mode in force is above)"
         if isinstance(value, SecretStr) or fields[name].annotation in (SecretStr, SecretStr | None):
             secrets.append(row)
             continue
@@ -50,9 +53,29 @@ def settings_rows(settings: Any) -> tuple[dict[str, list[dict[str, str]]], list[
     return groups, secrets
 
 
-def caps_in_force(settings: Any) -> list[str]:
-    return [f"{name.upper()} = {getattr(settings, name)}" for name in type(settings).model_fields
-            if name.startswith(CAP_PREFIXES)]
+def caps_in_force(backend: Backend) -> list[str]:
+    """The backend's statement of the caps in force, else the cap settings as they are named."""
+    caps = getattr(backend, "caps_in_force", None)
+    if caps is not None:
+        return list(caps())
+    s = backend.settings
+    return [f"{name.upper()} = {getattr(s, name)}" for name in type(s).model_fields if name.startswith(CAP_PREFIXES)]
+
+
+MODES = ("off", "paper", "live")
+MEANING = {
+    "off": "No new entries for any wallet (buys are recorded as skipped, mode:off, and followed as shadows); "
+           "open positions keep their stops, take-profits and exits.",
+    "paper": "Wallets copy on paper: simulated fills at real quotes. A wallet's own mode override (off, live) still "
+             "applies.",
+    "live": "Live: every buy in live mode is skipped as live_not_available while live execution does not exist "
+            "in this build — never copied on paper instead. A wallet's own mode override still applies.",
+}
+SWITCH = {
+    "off": "Pause every new entry, for every wallet. Exits go on. The caps that apply when entries resume:",
+    "paper": "Resume copying on paper for every wallet (their own mode overrides apply). Caps in force:",
+    "live": "Sign and send real swaps with the trading wallet. Caps in force:",
+}
 
 
 COLUMNS = [{"name": "name", "label": "Setting", "field": "name", "align": "left"},
@@ -69,31 +92,58 @@ def register(backend: Backend, auth: bool) -> None:
         with ui.row().classes("w-full q-gutter-md items-stretch"):
             with ui.card().classes("col").props("data-testid=mode-card"):
                 ui.label("Trading mode").classes("text-subtitle1")
-                mode = getattr(s, "trading_mode", "paper")
-                ui.label(f"Running in {mode} mode.").props("data-testid=mode-current")
-                target = "live" if mode == "paper" else "paper"
+                current = ui.label("").classes("text-weight-bold").props("data-testid=mode-current")
+                source = ui.label("").classes("text-caption text-grey-7").props("data-testid=mode-source")
+                meaning = ui.label("").classes("text-caption")
+                refused = ui.label("").classes("text-negative text-weight-medium").props(
+                    "role=alert data-testid=mode-refused")
+                refused.set_visibility(False)
+                switches = ui.row().classes("q-gutter-sm")
+                shown: list[str | None] = [None]
 
-                def ask_switch() -> None:
+                async def show_mode() -> None:
+                    stored = await backend.query(queries.trading_mode)
+                    mode = stored["mode"] if stored else getattr(s, "trading_mode", "paper")
+                    current.set_text(f"Running in {mode} mode.")
+                    source.set_text(f"Set to {mode} by the {stored['by']} at {stored['at']} UTC." if stored else
+                                    "From TRADING_MODE (the environment); no change from the panel or CLI stored.")
+                    meaning.set_text(MEANING.get(mode, ""))
+                    if mode != shown[0]:  # rebuilt only on a change: never under the operator's mouse
+                        shown[0] = mode
+                        switches.clear()
+                        with switches:
+                            for target in MODES:
+                                if target != mode:
+                                    ui.button(f"Switch to {target}…", on_click=lambda t=target: ask_switch(t),
+                                              color="negative" if target == "live" else "primary").props(
+                                        f"data-testid=mode-set-{target}")
+
+                def ask_switch(target: str) -> None:
                     with ui.dialog() as dialog, ui.card().props("data-testid=mode-dialog"):
                         ui.label(f"Switch to {target} mode?").classes("text-h6")
-                        if target == "live":
-                            ui.label("Live mode signs and sends real swaps with the trading wallet. Caps in force:")
-                        else:
-                            ui.label("Paper mode stops real swaps; open live positions stay open. Caps in force:")
+                        ui.label(SWITCH[target])
                         with ui.column().classes("gap-0 q-ml-md").props("data-testid=mode-caps"):
-                            for line in caps_in_force(s):
+                            for line in caps_in_force(backend):
                                 ui.label(line).classes("text-caption font-mono")
                         with ui.row():
                             ui.button("Cancel", on_click=dialog.close).props("flat")
 
                             async def go() -> None:
                                 dialog.close()
-                                await act(backend, SetTradingMode(target))  # type: ignore[arg-type]
+                                try:
+                                    message = await backend.command(SetTradingMode(target))  # type: ignore[arg-type]
+                                except PanelError as exc:  # refused (live), or the database did not answer
+                                    refused.set_text(f"Not switched to {target}: {exc}")
+                                    refused.set_visibility(True)
+                                    ui.notify(str(exc), type="negative", close_button=True, timeout=15000, multi_line=True)
+                                    return
+                                refused.set_visibility(False)
+                                ui.notify(message, type="positive")
+                                await show_mode()
 
                             ui.button(f"Switch to {target}", on_click=go, color="negative").props("data-testid=mode-confirm")
                     dialog.open()
 
-                ui.button(f"Switch to {target}…", on_click=ask_switch).props("data-testid=mode-switch")
             with ui.card().classes("col").props("data-testid=webhook-card"):
                 ui.label("Webhook").classes("text-subtitle1")
                 ui.label(f"Listening on {getattr(s, 'gateway_host', '?')}:{getattr(s, 'gateway_port', '?')}"
@@ -112,6 +162,7 @@ def register(backend: Backend, auth: bool) -> None:
                     ui.table(columns=COLUMNS, rows=groups[group], row_key="name").props("dense flat").classes("w-full")
 
         async def refresh() -> None:
+            await show_mode()  # a change from the CLI shows here too
             h = await backend.query(queries.health)
             webhook.set_text(f"Last delivery {ago(h['last_webhook'], time.time())}; {h['deliveries']} stored")
             inbox.set_text(f"Inbox pending: {h['inbox_pending']}")

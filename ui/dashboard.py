@@ -1,5 +1,9 @@
 """Dashboard: open positions, PnL (totals and per wallet), the equity curve, recent signals, breakers with a
-reset button, component health. Re-read every few seconds."""
+reset button, component health. Re-read every few seconds.
+
+The page's first HTML carries what the database holds (one connection, `reads`); what costs more than it
+shows at first sight comes right after the browser connects: the equity chart (its charting library is large)
+and the running bot's health (an ask to the root, whose mailbox may be busy under webhook load)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from ui.backend import Backend, ResetBreaker
 from ui.common import REFRESH_S, act, ago, age, confirm, every, frame, num, pnl
 
 POSITION_COLUMNS = [
-    {"name": "id", "label": "#", "field": "id", "align": "left", "sortable": True},
+    {"name": "id", "label": "#", "field": "id", "align": "left"},  # newest first, as opened
     {"name": "token", "label": "Token", "field": "token", "align": "left"},
     {"name": "wallet", "label": "Wallet", "field": "wallet", "align": "left"},
     {"name": "status", "label": "Status", "field": "status", "align": "left"},
@@ -71,6 +75,25 @@ def position_rows(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+async def reads(conn: Any, now: float) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Every projection the dashboard shows, on one pooled connection (one acquisition under load, not three)."""
+    return await queries.dashboard(conn, now), await queries.health(conn), await queries.breakers(conn)
+
+
+def curve_series(curve: dict[str, list[tuple[float, float]]]) -> list[dict[str, Any]]:
+    return [{"name": q, "type": "line", "step": "end", "showSymbol": False, "data": pts, "yAxisIndex": 0 if q == "SOL" else 1}
+            for q, pts in sorted(curve.items())]
+
+
+CHART = {
+    "tooltip": {"trigger": "axis"}, "legend": {},
+    "xAxis": {"type": "time"},
+    "yAxis": [{"type": "value", "scale": True, "name": "SOL"},
+              {"type": "value", "scale": True, "name": "USD", "position": "right"}],
+    "series": [], "animation": False,
+}
+
+
 def register(backend: Backend, auth: bool) -> None:
     @ui.page("/")
     async def dashboard() -> None:
@@ -90,31 +113,30 @@ def register(backend: Backend, auth: bool) -> None:
                 breaker_summary = ui.label("—").classes("text-h6").props("data-testid=breaker-summary")
 
         ui.label("Open positions").classes("text-h6 q-mt-md")
-        table = ui.table(columns=POSITION_COLUMNS, rows=[], row_key="id", pagination={"rowsPerPage": 25})
-        table.classes("w-full").props("dense flat bordered data-testid=positions")
+        # Virtual scroll: the browser renders the rows in view (a few dozen), however many positions are open; no
+        # pagination controls (nor the icon font they need) on the page's first paint.
+        table = ui.table(columns=POSITION_COLUMNS, rows=[], row_key="id", pagination={"rowsPerPage": 0})
+        table.classes("w-full sticky-head").style("max-height: 32rem").props(
+            "dense flat bordered virtual-scroll hide-bottom hide-no-data :virtual-scroll-item-size=28"
+            " :virtual-scroll-slice-ratio-before=0.2 :virtual-scroll-slice-ratio-after=0.5 data-testid=positions")
+        no_positions = ui.label("No open position.").classes("text-caption text-grey-7").props("data-testid=no-positions")
         table.add_slot("body-cell-id", r"""<q-td :props="props"><a :href="'/position/' + props.value"
             class="text-primary text-weight-bold">#{{ props.value }}</a></q-td>""")
 
         with ui.row().classes("w-full q-gutter-md"):
             with ui.card().classes("col-7"):
                 ui.label("Equity curve (cumulative realized PnL)").classes("text-subtitle1")
-                chart = ui.echart({
-                    "tooltip": {"trigger": "axis"}, "legend": {},
-                    "xAxis": {"type": "time"},
-                    "yAxis": [{"type": "value", "scale": True, "name": "SOL"},
-                              {"type": "value", "scale": True, "name": "USD", "position": "right"}],
-                    "series": [], "animation": False,
-                }).classes("w-full h-64").props("data-testid=equity-chart")
+                chart_box = ui.element("div").classes("w-full h-64")  # the chart comes once the browser is connected
             with ui.card().classes("col"):
                 ui.label("PnL per wallet").classes("text-subtitle1")
                 wallets = ui.table(columns=WALLET_COLUMNS, rows=[], row_key="label").classes("w-full")
-                wallets.props("dense flat data-testid=wallet-pnl")
+                wallets.props("dense flat hide-no-data data-testid=wallet-pnl")  # no "no data" icon (an icon font)
 
         with ui.row().classes("w-full q-gutter-md"):
             with ui.card().classes("col-7"):
                 ui.label("Recent signals").classes("text-subtitle1")
                 signals = ui.table(columns=SIGNAL_COLUMNS, rows=[], row_key="id").classes("w-full")
-                signals.props("dense flat data-testid=recent-signals")
+                signals.props("dense flat hide-no-data data-testid=recent-signals")
                 signals.add_slot("body-cell-decision", DECISION_SLOT)
             with ui.column().classes("col"):
                 with ui.card().classes("w-full").props("data-testid=breakers"):
@@ -124,8 +146,9 @@ def register(backend: Backend, auth: bool) -> None:
                     ui.label("Health").classes("text-subtitle1")
                     health_lines = {k: ui.label("").props(f"data-testid=health-{k}")
                                     for k in ("database", "webhook", "inbox", "actors", "global_breaker")}
+                    health_lines["actors"].set_text("Actors: asking…")
                     providers = ui.table(columns=PROVIDER_COLUMNS, rows=[], row_key="name").classes("w-full")
-                    providers.props("dense flat data-testid=providers")
+                    providers.props("dense flat hide-no-data data-testid=providers")
 
         shown_breakers: list[Any] = [None]
 
@@ -154,20 +177,20 @@ def register(backend: Backend, auth: bool) -> None:
 
                         ui.button("Reset", on_click=reset, color="warning").props(f"dense data-testid=reset-{b['name']}")
 
-        async def refresh() -> None:
-            now = time.time()
-            data, h, items, status = await asyncio.gather(  # concurrent: the store has a pool, the ask a thread
-                backend.query(lambda c: queries.dashboard(c, now)), backend.query(queries.health),
-                backend.query(queries.breakers), backend.status())
+        series: list[list[dict[str, Any]]] = [[]]
+        charts: list[Any] = []
+
+        def show_data(now: float, data: dict[str, Any], h: dict[str, Any], items: list[dict[str, Any]]) -> None:
             table.rows = position_rows(data["positions"])
             table.update()
             open_count.set_text(str(len(data["positions"])))
+            no_positions.set_visibility(not data["positions"])
             realized.set_text("  ".join(pnl(t["realized"], q) for q, t in sorted(data["totals"].items())) or "0")
             unrealized.set_text("  ".join(pnl(t["unrealized"], q) for q, t in sorted(data["totals"].items())) or "0")
-            chart.options["series"] = [{"name": q, "type": "line", "step": "end", "showSymbol": False, "data": pts,
-                                        "yAxisIndex": 0 if q == "SOL" else 1}
-                                       for q, pts in sorted(data["curve"].items())]
-            chart.update()
+            series[0] = curve_series(data["curve"])
+            if charts and charts[0].options["series"] != series[0]:
+                charts[0].options["series"] = series[0]
+                charts[0].update()
             wallets.rows = [{"label": w["label"], "open": w["open"], "closed": w["closed"],
                              "win": f"{100 * w['wins'] / w['closed']:.0f}%" if w["closed"] else "—",
                              "realized": "  ".join(pnl(v, q) for q, v in w["realized"].items()) or "—",
@@ -183,6 +206,8 @@ def register(backend: Backend, auth: bool) -> None:
             health_lines["database"].set_text("Database: connected")
             health_lines["webhook"].set_text(f"Last webhook: {ago(h['last_webhook'], now)} ({h['deliveries']} deliveries)")
             health_lines["inbox"].set_text(f"Inbox pending: {h['inbox_pending']}")
+
+        def show_status(now: float, status: dict[str, Any]) -> None:
             actors = status.get("actors")
             health_lines["actors"].set_text(
                 f"Actors: {actors.get('wallets', 0)} wallets, {actors.get('positions', 0)} positions, "
@@ -197,6 +222,27 @@ def register(backend: Backend, auth: bool) -> None:
                               for name, p in sorted((status.get("providers") or {}).items())]
             providers.update()
 
+        first = [True]
+
+        async def refresh() -> None:
+            now = time.time()
+            if first[0]:  # the page's first HTML: the database's projections only (see `secondary`)
+                first[0] = False
+                show_data(now, *await backend.query(lambda c: reads(c, now)))
+                return
+            status = asyncio.ensure_future(backend.status())  # concurrent: the store has a pool, the ask a thread
+            try:
+                show_data(now, *await backend.query(lambda c: reads(c, now)))
+            finally:
+                show_status(now, await status)
+
+        async def secondary() -> None:
+            """Once connected: the equity chart (its library loads now, off the first paint) and the bot's health."""
+            with chart_box:
+                charts.append(ui.echart({**CHART, "series": series[0]}).classes("w-full h-64")
+                              .props("data-testid=equity-chart"))
+            show_status(time.time(), await backend.status())
+
         def db_down(banner_text: str) -> None:
             health_lines["database"].set_text("Database: unreachable")
 
@@ -208,3 +254,4 @@ def register(backend: Backend, auth: bool) -> None:
                 raise
 
         await every(REFRESH_S, guarded, banner)
+        ui.timer(0, secondary, once=True)

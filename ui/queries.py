@@ -9,6 +9,7 @@ for display only.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,10 +27,6 @@ QUOTE_SYMBOL = {WSOL_MINT: "SOL", **{m: "USD" for m in STABLE_MINTS}}
 OPEN_STATES = ("pending_entry", "open", "partially_closed")
 
 
-async def has_table(conn: asyncpg.Connection, name: str) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name))
-
-
 async def has_column(conn: asyncpg.Connection, table: str, column: str) -> bool:
     return bool(await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2)",
@@ -41,7 +38,7 @@ def quote_symbol(mint: str) -> str:
 
 
 def whole(raw: Any, decimals: int) -> float:
-    return float(Fraction(int(raw), 10**decimals)) if raw is not None else 0.0
+    return int(raw) / 10**decimals if raw is not None else 0.0  # int / int: correctly rounded, like float(Fraction)
 
 
 def raw_price_to_whole(p: Fraction | None, token_decimals: int, quote_mint: str) -> float | None:
@@ -99,27 +96,69 @@ async def _journals(conn: asyncpg.Connection, ids: list[int]) -> dict[int, tuple
     return {k: tuple(v) for k, v in out.items()}
 
 
-def position_view(row: asyncpg.Record | dict[str, Any], journal: tuple[JournalEvent, ...], mk: Marks, now: float,
-                  labels: dict[str, str | None]) -> dict[str, Any]:
-    """One position for display: the actor's fold of its journal, valued at the latest mark."""
-    pid = int(row["id"])
+@dataclass(frozen=True)
+class Levels:
+    """What the panel shows from a position's fold: its stop (and why), the take-profit ladder, the entry price."""
+
+    stop: float | None
+    stop_reason: str | None
+    take_profits: tuple[tuple[float, float, bool], ...]  # (price, fraction of the entry, done)
+
+
+def levels(pid: int, journal: tuple[JournalEvent, ...], token_decimals: int, quote_mint: str) -> Levels:
     try:
         s = fold(pid, journal) if journal else None
     except Exception:  # noqa: BLE001 - a journal this panel cannot fold is shown from the projection only
         s = None
+    if s is None:
+        return Levels(None, None, ())
+    qdec = QUOTE_DECIMALS.get(quote_mint, 9)
+    tps: tuple[tuple[float, float, bool], ...] = ()
+    if s.entry_price is not None:
+        scale = s.entry_price * 10**token_decimals / 10**qdec
+        tps = tuple((float(scale * (1 + Fraction(g) / 100)), float(f), i < s.tp_done)
+                    for i, (g, f) in enumerate(s.plan.take_profit))
+    return Levels(raw_price_to_whole(s.stop, token_decimals, quote_mint), s.stop_reason, tps)
+
+
+class LevelsCache:
+    """Folds by (position id, last journal seq). A journal only grows (events are never rewritten), so the pair
+    names one journal exactly: a position whose journal has not moved since the last read is not fetched nor
+    folded again. Holds the positions of the last read only."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[int | None, Levels]] = {}
+
+    def get(self, pid: int, last_seq: int | None) -> Levels | None:
+        hit = self._by_id.get(pid)
+        return hit[1] if hit is not None and hit[0] == last_seq else None
+
+    def keep(self, entries: dict[int, tuple[int | None, Levels]]) -> None:
+        self._by_id = entries  # replaced whole: readers on other tasks never see it half-built
+
+
+LEVELS = LevelsCache()
+
+
+def position_view(row: asyncpg.Record | dict[str, Any], journal: tuple[JournalEvent, ...] | None, mk: Marks, now: float,
+                  labels: dict[str, str | None], lv: Levels | None = None) -> dict[str, Any]:
+    """One position for display: the actor's fold of its journal (or its `Levels`, already folded), valued at the
+    latest mark."""
+    pid = int(row["id"])
     dec, qm = int(row["token_decimals"]), row["quote_mint"]
+    if lv is None:
+        lv = levels(pid, journal or (), dec, qm)
     qdec = QUOTE_DECIMALS.get(qm, 9)
     entry_quote = int(row["entry_quote_amount"])
     entry_tokens = int(row["entry_token_amount"])
     open_tokens = int(row["token_amount_open"])
-    entry_price = float(Fraction(entry_quote, entry_tokens) * 10**dec / 10**qdec) if entry_tokens > 0 else None
+    entry_price = entry_quote / entry_tokens * 10 ** (dec - qdec) if entry_tokens > 0 else None
     price = mk.quote_per_token(row["token_mint"], qm)
     m = mk.usd.get(row["token_mint"])
     priced_at = m[1] if m is not None else None
-    cost_open = Fraction(entry_quote * open_tokens, entry_tokens) if entry_tokens > 0 else Fraction(0)
     unrealized = None
-    if price is not None and open_tokens > 0:
-        unrealized = float(Fraction(open_tokens, 10**dec) * Fraction(price) - cost_open / 10**qdec)
+    if price is not None and open_tokens > 0 and entry_tokens > 0:
+        unrealized = open_tokens / 10**dec * price - entry_quote * open_tokens / (entry_tokens * 10**qdec)
     exit_quote = int(row["exit_quote_amount"] or 0)
     sold_tokens = entry_tokens - open_tokens
     realized = None
@@ -127,15 +166,6 @@ def position_view(row: asyncpg.Record | dict[str, Any], journal: tuple[JournalEv
         realized = whole(row["realized_pnl_quote"], qdec)
     elif sold_tokens > 0 and entry_tokens > 0:  # partial exits so far: what they brought in against their cost
         realized = float(Fraction(exit_quote, 10**qdec) - Fraction(entry_quote * sold_tokens, entry_tokens) / 10**qdec)
-    stop = tps = None
-    stop_reason = None
-    if s is not None:
-        stop = raw_price_to_whole(s.stop, dec, qm)
-        stop_reason = s.stop_reason
-        ep = s.entry_price
-        if ep is not None:
-            tps = [(float(ep * (1 + Fraction(g) / 100) * 10**dec / 10**qdec), float(f), i < s.tp_done)
-                   for i, (g, f) in enumerate(s.plan.take_profit)]
     opened = _epoch(row["opened_at"])
     closed = _epoch(row["closed_at"])
     return {
@@ -155,9 +185,9 @@ def position_view(row: asyncpg.Record | dict[str, Any], journal: tuple[JournalEv
         "price_stale": bool(m[2]) if m is not None else False,
         "unrealized": unrealized,
         "realized": realized,
-        "stop": stop,
-        "stop_reason": stop_reason,
-        "take_profits": tps or [],
+        "stop": lv.stop,
+        "stop_reason": lv.stop_reason,
+        "take_profits": list(lv.take_profits),
         "opened_at": opened,
         "closed_at": closed,
         "held_s": ((closed or now) - opened) if opened is not None else None,
@@ -169,28 +199,71 @@ async def _labels(conn: asyncpg.Connection) -> dict[str, str | None]:
     return {r["address"]: r["label"] for r in await conn.fetch("SELECT address, label FROM wallets")}
 
 
-async def dashboard(conn: asyncpg.Connection, now: float | None = None) -> dict[str, Any]:
-    """Open positions, PnL totals and per wallet, the equity curve, recent signals."""
-    now = time.time() if now is None else now
-    labels = await _labels(conn)
-    rows = await conn.fetch(
-        """SELECT * FROM positions WHERE closed_at IS NULL AND mode <> 'shadow' AND status = ANY($1::text[])
-            ORDER BY opened_at DESC, id DESC""", list(OPEN_STATES))
-    ids = [int(r["id"]) for r in rows]
-    journals = await _journals(conn, ids)
-    mk = await marks(conn, sorted({r["token_mint"] for r in rows}))
-    positions = [position_view(r, journals.get(int(r["id"]), ()), mk, now, labels) for r in rows]
+_OPEN_POSITIONS = """
+SELECT p.id, p.wallet, w.label, p.token_mint, p.token_decimals, p.quote_mint, p.mode, p.status, p.entry_quote_amount,
+       p.entry_token_amount, p.token_amount_open, p.exit_quote_amount, p.realized_pnl_quote, p.exit_reason,
+       p.opened_at, p.closed_at,
+       (SELECT max(e.seq) FROM position_events e WHERE e.position_id = p.id) AS last_seq,
+       tp.usd, tp.priced_at, tp.stale, tp.source
+  FROM positions p
+  LEFT JOIN wallets w ON w.address = p.wallet
+  LEFT JOIN token_prices tp ON tp.mint = p.token_mint
+ WHERE p.closed_at IS NULL AND p.mode <> 'shadow' AND p.status = ANY($1::text[])
+ ORDER BY p.opened_at DESC, p.id DESC"""
 
-    realized_rows = await conn.fetch(
-        """SELECT wallet, quote_mint, sum(realized_pnl_quote) AS pnl, count(*) AS n,
-                  count(*) FILTER (WHERE realized_pnl_quote > 0) AS wins
-             FROM positions WHERE mode <> 'shadow' AND realized_pnl_quote IS NOT NULL GROUP BY 1, 2""")
+# Everything else the dashboard shows, in one round trip (a busy bot shares the store's loop: each round trip
+# waits its turn): the SOL mark, realized PnL per wallet and quote, the equity curve (cumulative realized PnL per
+# quote, in close order: both read the closed positions through schema/005's covering index), and the newest
+# signals. Raw amounts travel as text, exact.
+_SUMMARY = """
+SELECT (SELECT usd FROM token_prices WHERE mint = $2) AS sol_usd,
+  (SELECT coalesce(json_agg(r), '[]') FROM (
+      SELECT p.wallet, w.label, p.quote_mint, sum(p.realized_pnl_quote)::text AS pnl, count(*) AS n,
+             count(*) FILTER (WHERE p.realized_pnl_quote > 0) AS wins
+        FROM positions p LEFT JOIN wallets w ON w.address = p.wallet
+       WHERE p.mode <> 'shadow' AND p.realized_pnl_quote IS NOT NULL AND p.closed_at IS NOT NULL
+       GROUP BY p.wallet, w.label, p.quote_mint) r)::text AS realized,
+  (SELECT coalesce(json_agg(json_build_array(c.at, c.quote_mint, c.running::text) ORDER BY c.closed_at, c.id), '[]')
+     FROM (SELECT closed_at, id, extract(epoch FROM closed_at)::float8 * 1000 AS at, quote_mint,
+                  sum(realized_pnl_quote) OVER (PARTITION BY quote_mint ORDER BY closed_at, id) AS running
+             FROM positions WHERE mode <> 'shadow' AND realized_pnl_quote IS NOT NULL AND closed_at IS NOT NULL) c
+  )::text AS curve,
+  (SELECT coalesce(json_agg(s ORDER BY s.id DESC), '[]') FROM (
+      SELECT s.id, to_char(s.created_at AT TIME ZONE 'UTC', 'HH24:MI:SS') AS at, s.wallet, w.label, s.side,
+             s.token_mint, s.decision, s.reason, s.quote_mint, s.quote_amount::text AS quote_amount
+        FROM signals s LEFT JOIN wallets w ON w.address = s.wallet ORDER BY s.id DESC LIMIT $1) s)::text AS signals"""
+
+
+async def dashboard(conn: asyncpg.Connection, now: float | None = None) -> dict[str, Any]:
+    """Open positions, PnL totals and per wallet, the equity curve, recent signals, in two round trips.
+
+    A journal is fetched and folded only when it moved since the last read (`LEVELS`); totals and the curve are
+    summed by the database."""
+    now = time.time() if now is None else now
+    rows = await conn.fetch(_OPEN_POSITIONS, list(OPEN_STATES))
+    summary = await conn.fetchrow(_SUMMARY, 15, WSOL_MINT)
+    cached = {int(r["id"]): LEVELS.get(int(r["id"]), r["last_seq"]) for r in rows}
+    missing = [pid for pid, lv in cached.items() if lv is None]
+    journals = await _journals(conn, missing) if missing else {}
+    fresh: dict[int, tuple[int | None, Levels]] = {}
+    for r in rows:
+        pid = int(r["id"])
+        lv = cached[pid] or levels(pid, journals.get(pid, ()), int(r["token_decimals"]), r["quote_mint"])
+        cached[pid] = lv
+        fresh[pid] = (r["last_seq"], lv)
+    LEVELS.keep(fresh)
+    sol = float(summary["sol_usd"]) if summary["sol_usd"] is not None else None
+    mk = Marks({r["token_mint"]: (float(r["usd"]) if r["usd"] is not None else None, _epoch(r["priced_at"]), r["stale"],
+                                  r["source"]) for r in rows if r["priced_at"] is not None}, sol)
+    labels = {r["wallet"]: r["label"] for r in rows}
+    positions = [position_view(r, None, mk, now, labels, cached[int(r["id"])]) for r in rows]
+
     per_wallet: dict[str, dict[str, Any]] = {}
     totals: dict[str, dict[str, float]] = {}
-    for r in realized_rows:
+    for r in json.loads(summary["realized"]):
         q = quote_symbol(r["quote_mint"])
         v = whole(r["pnl"], QUOTE_DECIMALS.get(r["quote_mint"], 9))
-        w = per_wallet.setdefault(r["wallet"], {"wallet": r["wallet"], "label": labels.get(r["wallet"]) or short(r["wallet"]),
+        w = per_wallet.setdefault(r["wallet"], {"wallet": r["wallet"], "label": r["label"] or short(r["wallet"]),
                                                 "realized": {}, "unrealized": {}, "closed": 0, "wins": 0, "open": 0})
         w["realized"][q] = w["realized"].get(q, 0.0) + v
         w["closed"] += int(r["n"])
@@ -204,18 +277,19 @@ async def dashboard(conn: asyncpg.Connection, now: float | None = None) -> dict[
         if p["unrealized"] is not None:
             w["unrealized"][p["quote"]] = w["unrealized"].get(p["quote"], 0.0) + p["unrealized"]
             t["unrealized"] += p["unrealized"]
-    curve_rows = await conn.fetch(
-        """SELECT closed_at, quote_mint, realized_pnl_quote FROM positions
-            WHERE mode <> 'shadow' AND realized_pnl_quote IS NOT NULL AND closed_at IS NOT NULL ORDER BY closed_at""")
     curve: dict[str, list[tuple[float, float]]] = {}
-    running: dict[str, float] = {}
-    for r in curve_rows:
-        q = quote_symbol(r["quote_mint"])
-        running[q] = running.get(q, 0.0) + whole(r["realized_pnl_quote"], QUOTE_DECIMALS.get(r["quote_mint"], 9))
-        curve.setdefault(q, []).append((r["closed_at"].timestamp() * 1000, round(running[q], 9)))
-    signals = await recent_signals(conn, 15, labels)
+    for at, quote_mint, running in json.loads(summary["curve"]):
+        curve.setdefault(quote_symbol(quote_mint), []).append(
+            (float(at), round(whole(running, QUOTE_DECIMALS.get(quote_mint, 9)), 9)))
+    signals = [signal_row(r, r["label"], r["at"]) for r in json.loads(summary["signals"])]
     return {"positions": positions, "totals": totals, "per_wallet": sorted(per_wallet.values(), key=lambda w: w["label"]),
             "curve": curve, "signals": signals}
+
+
+def signal_row(r: Any, label: str | None, at: str) -> dict[str, Any]:
+    return {"id": r["id"], "at": at, "wallet": label or short(r["wallet"]), "side": r["side"],
+            "token": short(r["token_mint"]), "decision": r["decision"], "reason": r["reason"],
+            "size": f"{whole(r['quote_amount'], QUOTE_DECIMALS.get(r['quote_mint'], 9)):.4g} {quote_symbol(r['quote_mint'])}"}
 
 
 async def recent_signals(conn: asyncpg.Connection, limit: int, labels: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
@@ -223,10 +297,7 @@ async def recent_signals(conn: asyncpg.Connection, limit: int, labels: dict[str,
     rows = await conn.fetch(
         """SELECT id, created_at, wallet, side, token_mint, decision, reason, quote_mint, quote_amount
              FROM signals ORDER BY id DESC LIMIT $1""", limit)
-    return [{"id": r["id"], "at": r["created_at"].astimezone(timezone.utc).strftime("%H:%M:%S"),
-             "wallet": labels.get(r["wallet"]) or short(r["wallet"]), "side": r["side"],
-             "token": short(r["token_mint"]), "decision": r["decision"], "reason": r["reason"],
-             "size": f"{whole(r['quote_amount'], QUOTE_DECIMALS.get(r['quote_mint'], 9)):.4g} {quote_symbol(r['quote_mint'])}"}
+    return [signal_row(r, labels.get(r["wallet"]), r["created_at"].astimezone(timezone.utc).strftime("%H:%M:%S"))
             for r in rows]
 
 
@@ -357,9 +428,7 @@ async def position_detail(conn: asyncpg.Connection, position_id: int, now: float
 
 
 async def breakers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Breakers as stored by the risk actor (empty when the bot has none yet)."""
-    if not await has_table(conn, "breakers"):
-        return []
+    """Breakers as stored by the risk actor (schema/004; empty when none has tripped yet)."""
     rows = await conn.fetch("SELECT * FROM breakers ORDER BY name")
     out = []
     for r in rows:
@@ -385,3 +454,10 @@ async def health(conn: asyncpg.Connection) -> dict[str, Any]:
                   (SELECT created_at FROM signals ORDER BY id DESC LIMIT 1) AS last_signal""")
     return {"last_webhook": _epoch(row["last_webhook"]), "deliveries": int(row["deliveries"]),
             "inbox_pending": int(row["inbox_pending"]), "last_signal": _epoch(row["last_signal"])}
+
+
+async def trading_mode(conn: asyncpg.Connection) -> dict[str, Any] | None:
+    """The operator's stored global trading mode (schema/005), or None while TRADING_MODE is in force."""
+    row = await conn.fetchrow(
+        "SELECT value AS mode, updated_at, updated_by FROM runtime_settings WHERE key = 'trading_mode'")
+    return None if row is None else {"mode": row["mode"], "at": _fmt_epoch(row["updated_at"]), "by": row["updated_by"]}

@@ -28,6 +28,7 @@ UTILITIES = """
 .w-\\[48rem\\]{width:48rem} .w-\\[56rem\\]{width:56rem} .h-64{height:16rem} .h-80{height:20rem}
 .underline{text-decoration:underline} .no-underline{text-decoration:none} .text-lg{font-size:1.125rem}
 .font-mono{font-family:ui-monospace,monospace} .bg-slate-800{background:#1e293b}
+.sticky-head thead tr th{position:sticky;top:0;z-index:1;background:#fff}
 """
 
 

@@ -23,8 +23,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from actors.messages import BreakerReset, Deliver, GetStats, WalletSettingsChanged, WatchlistChanged
+from actors.messages import BreakerReset, Deliver, GetStats, TradingModeChanged, WalletSettingsChanged, WatchlistChanged
 from actors.ports import Ports
+from actors.risk import SUPERVISOR_BREAKER
 from actors.supervisor import Published, RootSupervisor
 from gateway.app import Delivery, GatewayDeps, create_app
 from walltrack import store as repo
@@ -33,9 +34,11 @@ from walltrack.executor import exit_plan
 from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.logs import Redactor, configure_logging
-from walltrack.settings import Settings, copy_rules, risk_config, webhook_secret
+from walltrack.settings import Settings, copy_rules, risk_config, supervision, webhook_secret
 
 log = structlog.get_logger("walltrack")
+
+RECONCILE_S = 15.0  # the slow poll behind LISTEN/NOTIFY: watchlist, trading mode, the inbox sweep
 
 
 class App:
@@ -53,7 +56,7 @@ class App:
         self.gateway: Service | None = None
         self.monitor: Service | None = None
         self.watched: frozenset[str] = frozenset()
-        self.breaker: dict[str, Any] = {"state": "closed", "reason": None, "tripped_at": None}
+        self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._listener: asyncpg.Connection | None = None
         self._reconcile: asyncio.Task | None = None
         self._url = ""
@@ -74,9 +77,12 @@ class App:
         self.services = Services(s, self.trio, self.store, self.clock)
         ports = Ports(self.store, self.loop, copy_rules(s),
                       safety=self.services.safety_port(), clock=self.clock,
-                      executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s))
+                      executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
+                      rules_follow_mode=s.copy_mode is None)
         self.published = Published()
-        self.root = RootSupervisor.start(ports, self.published)
+        intensity, backoff = supervision(s)
+        self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
+        self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
         root = self.root.proxy()
         wallets = self.store.run(repo.active_wallets)
         for w in wallets:
@@ -135,6 +141,22 @@ class App:
             repo.WALLET_SETTINGS_CHANNEL, lambda _c, _p, _ch, address: asyncio.ensure_future(self._reload_wallet_settings(address)))
         await self._listener.add_listener(
             repo.BREAKERS_CHANNEL, lambda _c, _p, _ch, name: self.root.tell(BreakerReset(name)) if self.root else None)
+        await self._listener.add_listener(  # the global trading mode (panel, `walltrack mode set`)
+            repo.TRADING_MODE_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_trading_mode()))
+
+    async def _reload_trading_mode(self) -> None:
+        assert self.store is not None
+        async with self.store.pool.acquire() as conn:
+            self._apply_trading_mode(await repo.trading_mode(conn))
+
+    def _apply_trading_mode(self, stored: dict[str, Any] | None) -> None:
+        """The operator's stored mode, else TRADING_MODE: told to the root (and so to every wallet) when it changes."""
+        mode = stored["mode"] if stored else self.settings.trading_mode
+        if mode != self.trading_mode and self.root is not None:
+            self.trading_mode = mode
+            self.root.tell(TradingModeChanged(mode))
+            log.info("trading_mode_in_force", mode=mode, source="operator" if stored else "TRADING_MODE",
+                     by=stored["updated_by"] if stored else None)
 
     async def _reload_wallet_settings(self, address: str) -> None:
         assert self.store is not None and self.root is not None
@@ -151,13 +173,29 @@ class App:
 
     async def _reconcile_loop(self) -> None:
         while True:
-            await asyncio.sleep(15)
+            await asyncio.sleep(min(RECONCILE_S, self.settings.inbox_sweep_s))
             try:
                 if self._listener is None or self._listener.is_closed():  # lost with a database outage
                     await self._listen()
                 await self._reload_watchlist()
+                await self._reload_trading_mode()  # a NOTIFY lost with the connection
+                await self._sweep_inbox()
             except Exception as exc:  # noqa: BLE001 - the next round retries
                 log.warning("watchlist_reload_failed", error=repr(exc))
+
+    async def _sweep_inbox(self) -> None:
+        """Hand the actors again what was stored but is still unprocessed long after: a delivery whose commit
+        outlived its connection (acknowledged to Helius later as a duplicate, so never dispatched), or one lost
+        with a crashed actor's mailbox. The store records each (signature, wallet) once, so a delivery that
+        was only slow is decided once all the same."""
+        assert self.store is not None and self.root is not None
+        async with self.store.pool.acquire() as conn:
+            stuck = await repo.pending_deliveries(conn, self.settings.inbox_sweep_s)
+        for signature, payload, todo in stuck:
+            self.root.tell(Deliver(signature, payload, todo))
+        if stuck:
+            log.warning("inbox_swept", deliveries=len(stuck), older_than_s=self.settings.inbox_sweep_s,
+                        signatures=[sig for sig, _, _ in stuck[:5]])
 
     async def _reload_watchlist(self) -> None:
         assert self.store is not None and self.root is not None
@@ -230,15 +268,14 @@ class App:
         return body, 200 if body["database"] == "connected" else 503
 
     def _breaker_state(self) -> dict[str, Any]:
-        """The root's own breaker (escalation), else the risk breakers: "open" while a global one is tripped
-        (no new entries at all); `breakers` lists every tripped one, per-token and per-wallet included."""
+        """Open while a global breaker is tripped (no new entries at all), with its reason — the supervisor's
+        escalation first; `breakers` lists every tripped one, per-token and per-wallet included."""
         now = self.clock()
         published = getattr(self, "published", None)
         tripped = [b for b in (published.breakers if published is not None else ())
                    if b["until"] is None or b["until"] > now]
-        if self.breaker["state"] != "closed":
-            return {**self.breaker, "breakers": tripped}
-        first = next((b for b in tripped if b["scope"] == "global"), None)
+        stops = sorted((b for b in tripped if b["scope"] == "global"), key=lambda b: b["name"] != SUPERVISOR_BREAKER)
+        first = stops[0] if stops else None
         return {"state": "open" if first else "closed", "reason": first["reason"] if first else None,
                 "tripped_at": _iso(datetime.fromtimestamp(first["tripped_at"], timezone.utc)) if first else None,
                 "breakers": tripped}

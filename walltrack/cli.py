@@ -174,6 +174,43 @@ def cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
+    """`mode show [--json]` / `mode set off|paper|live`: the global trading mode (the running bot hears a change at
+    once through NOTIFY). Live is refused, with the reason, while live execution does not exist."""
+    import structlog
+
+    from actors.rules import mode_refusal
+    from walltrack import store
+    from walltrack.settings import caps_in_force
+
+    if args.mode_command == "set":
+        refusal = mode_refusal(args.mode)
+        if refusal is not None:
+            structlog.get_logger("cli").warning("trading_mode_refused", mode=args.mode, by="cli", reason=refusal)
+            raise UsageError(f"mode not changed: {refusal}")
+        previous = _with_db(settings, lambda c: store.set_trading_mode(c, args.mode, "cli"))
+        previous = previous or f"{settings.trading_mode} (TRADING_MODE)"
+        # the audit line, at WARNING so the CLI's quiet logging keeps it (the table runtime_setting_events too)
+        structlog.get_logger("cli").warning("trading_mode_changed", mode=args.mode, previous=previous, by="cli")
+        print(f"trading mode: {previous} -> {args.mode}"
+              + ("  (no new entries for any wallet; exits go on)" if args.mode == "off" else ""))
+        return 0
+    stored = _with_db(settings, store.trading_mode)
+    view = {"mode": stored["mode"] if stored else settings.trading_mode,
+            "source": "operator" if stored else "TRADING_MODE",
+            "updated_at": stored["updated_at"] if stored else None, "updated_by": stored["updated_by"] if stored else None,
+            "caps": caps_in_force(settings)}
+    if args.json:
+        _print_json(view)
+    else:
+        print(f"trading mode: {view['mode']}" + (f"  (set by the {view['updated_by']} at {view['updated_at']})" if stored
+                                                  else "  (from TRADING_MODE)"))
+        print("caps in force:")
+        for line in view["caps"]:
+            print(f"  {line}")
+    return 0
+
+
 def _listing(query: str, line: Callable[[dict[str, Any]], str]) -> Callable[[argparse.Namespace, Settings], int]:
     """A `signals`/`positions` command: the rows as a JSON array with --json, else one line each."""
 
@@ -267,6 +304,14 @@ def parser() -> argparse.ArgumentParser:
     br = bs.add_parser("reset", help="clear a tripped breaker (the running bot takes new entries again)")
     br.add_argument("name", help="e.g. loss_streak, daily_loss, max_drawdown, wallet_pause:ADDRESS, token_cooldown:MINT")
     b.set_defaults(fn=cmd_breakers)
+
+    md = sub.add_parser("mode", help="the global trading mode: show it, or set it (off pauses every new entry)")
+    mds = md.add_subparsers(dest="mode_command", required=True)
+    mshow = mds.add_parser("show", help="the mode in force and the caps every entry must pass")
+    mshow.add_argument("--json", action="store_true")
+    mset = mds.add_parser("set", help="off: no new entries for any wallet (exits go on); paper; live (refused until it ships)")
+    mset.add_argument("mode", choices=("off", "paper", "live"))
+    md.set_defaults(fn=cmd_mode)
 
     for name, fn, text in (("signals", cmd_signals, "signals recorded"), ("positions", cmd_positions, "positions")):
         c = sub.add_parser(name, help=f"list {text}")

@@ -68,6 +68,7 @@ class Sandbox:
         return f"http://127.0.0.1:{self.port}/{service}"
 
     def start_market(self, webhook_url: str, secret: str) -> None:
+        self.clock.restart()  # the market's time starts now, not when the bot began to start
         symbols = {t.mint: t.symbol for t in self.market.tokens.values()}
         self.poster = HeliusPoster(webhook_url, secret, retry_interval_s=60 / self.speed, duplicate_rate=0.05,
                                    seed=self.seed, faults=self.faults["helius"], symbols=symbols)
@@ -134,23 +135,26 @@ def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, head
     })
 
 
-# Breakers on the demo's time scale: a run of losses stops entries for half an hour (so a two-hour demo shows
-# a trip, the entries it blocks, and its reset by time). See BREAKER_* in .env.example.
+# Breakers on the demo's time scale: a run of losses stops entries for ten minutes (so a two-hour demo shows a
+# trip, the entries it blocks and its reset by time, and still trades enough for every kind of exit).
+# See BREAKER_* in .env.example.
 DEMO_RISK: dict[str, Any] = {
-    "breaker_loss_streak": 4,
+    "breaker_loss_streak": 5,
     "breaker_loss_streak_window_minutes": 120,
-    "breaker_loss_streak_stop_minutes": 30,
+    "breaker_loss_streak_stop_minutes": 10,
     "breaker_stoploss_cooldown_minutes": 15,
-    "breaker_wallet_pause_hours": 1,
+    "breaker_wallet_pause_hours": 0.25,
 }
 
 
 # The sandbox's leaders hold for minutes, not days: the demo's exits are scaled to that (see EXIT_* in .env.example).
+# The trailing stop arms at the first take-profit and the second is far above it, so a climb that retraces
+# ends on the trailing stop (in profit) and only a clean run to +7 % ends on the ladder.
 DEMO_EXITS: dict[str, Any] = {
     "exit_stop_loss_pct": Decimal("6"),
-    "exit_take_profit": "3:0.5,6:0.5",
-    "exit_trailing_activation_pct": Decimal("3.5"),
-    "exit_trailing_distance_pct": Decimal("2"),
+    "exit_take_profit": "2.5:0.5,7:0.5",
+    "exit_trailing_activation_pct": Decimal("2.5"),
+    "exit_trailing_distance_pct": Decimal("1"),
     "exit_trailing_step_pct": Decimal("0.5"),
 }
 

@@ -1,10 +1,10 @@
 """The panel's side of the composition root: the `ui.Backend` over a started `App`, and `serve_panel`.
 
 Reads run on the store's asyncio thread and are awaited from NiceGUI's loop (`asyncio.wrap_future`), never
-blocking it. Commands are carried out the way the CLI carries them out (watchlist, copy rules and breaker
-resets are database writes the running bot hears through LISTEN/NOTIFY) or as messages to the actor that
-decides them (position commands: the root hands over the position's ref, the position answers with a
-`CommandReply`), each within `ASK_TIMEOUT_S`.
+blocking it. Commands are carried out the way the CLI carries them out (watchlist, copy rules, breaker resets
+and the global trading mode are database writes the running bot hears through LISTEN/NOTIFY, and the App
+turns into messages to the root) or as messages to the actor that decides them (position commands: the root
+hands over the position's ref, the position answers with a `CommandReply`), each within `ASK_TIMEOUT_S`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,21 @@ import structlog
 
 import ui
 from actors import messages as m
+from actors.rules import mode_refusal
 from actors.trades import is_base58_pubkey
 from walltrack import store as repo
 from walltrack.bridge import asyncio_ask
-from walltrack.settings import ConfigError, Settings
+from walltrack.settings import ConfigError, Settings, caps_in_force
 
 T = TypeVar("T")
 log = structlog.get_logger("panel")
 
 ASK_TIMEOUT_S = 3.0
+MODE_DONE = {
+    "off": "trading mode set to off: no new entries for any wallet; open positions keep their exits",
+    "paper": "trading mode set to paper: wallets copy on paper again (their own mode overrides apply)",
+    "live": "trading mode set to live",
+}
 
 
 def panel_password(settings: Settings) -> str | None:
@@ -56,7 +62,7 @@ class PanelBackend:
 
     async def status(self) -> dict[str, Any]:
         app = self._app
-        out: dict[str, Any] = {"mode": self.settings.trading_mode}
+        out: dict[str, Any] = {"mode": self.trading_mode()}
         if app.services is not None and app.trio is not None:
             async def states() -> dict[str, Any]:  # the providers' clocks are trio's: read them there
                 return app.services.provider_states()
@@ -73,6 +79,13 @@ class PanelBackend:
             out["actors"] = None
             out["actors_error"] = str(exc) or type(exc).__name__
         return out
+
+    def trading_mode(self) -> str:
+        """The global mode the running bot was last told (the stored one, else TRADING_MODE)."""
+        return getattr(self._app, "trading_mode", None) or self.settings.trading_mode
+
+    def caps_in_force(self) -> list[str]:
+        return caps_in_force(self.settings)
 
     # -- copy rules -----------------------------------------------------------------------------------
     def _defaults(self) -> Any:
@@ -154,9 +167,14 @@ class PanelBackend:
         return f"breaker {c.name} reset"
 
     async def _set_mode(self, c: ui.SetTradingMode) -> str:
-        raise ui.NotAvailable(
-            f"switching to {c.mode} mode from the panel is not available yet: set TRADING_MODE in the environment "
-            "and restart (live execution is refused until it ships)")
+        refusal = mode_refusal(c.mode, live_available=getattr(self._app, "live_available", False))
+        if refusal is not None:
+            log.warning("trading_mode_refused", mode=c.mode, by="panel", reason=refusal)
+            raise ui.CommandRefused(refusal)
+        previous = await self._write(lambda conn: repo.set_trading_mode(conn, c.mode, "panel"))
+        log.info("trading_mode_changed", mode=c.mode, previous=previous or f"{self.settings.trading_mode} (TRADING_MODE)",
+                 by="panel")
+        return MODE_DONE[c.mode]
 
     async def _position(self, position_id: int, message: Any, done: str) -> str:
         root = self._app.root

@@ -127,6 +127,7 @@ class SafetyConfig:
     probe_sol_lamports: int = 100_000_000  # size of the round-trip sell-route probe
     source_timeout_s: float = 3.0
     ttl_s: float = 300.0
+    unverified_ttl_s: float = 15.0  # a verdict with a check its source could not answer: asked again sooner
     known_program_owners: frozenset[str] = frozenset({
         "5Q544fKrFoe6tsEbD7S8EmxGTJYAKtTVhAW5Q5pge4j1",  # Raydium AMM v4 authority
         "GpMZbSM2GgvTKHJirzeGfMFoaZ8UR2X7F4v8vHTvxFbL",  # Raydium CPMM authority
@@ -288,10 +289,14 @@ class SafetyAnalyzer:
         self._cache: dict[str, SafetyReport] = {}
         self._inflight: dict[str, trio.Event] = {}
 
+    def _ttl(self, report: SafetyReport) -> float:
+        """A full verdict holds for `ttl_s`; one missing a source's answer (an outage) only `unverified_ttl_s`."""
+        return self.cfg.unverified_ttl_s if any(c.passed is None for c in report.checks) else self.cfg.ttl_s
+
     async def assess(self, mint: str) -> SafetyReport:
         while True:
             cached = self._cache.get(mint)
-            if cached is not None and self._clock() - cached.checked_at < self.cfg.ttl_s:
+            if cached is not None and self._clock() - cached.checked_at < self._ttl(cached):
                 return cached
             waiting = self._inflight.get(mint)
             if waiting is None:

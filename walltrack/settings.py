@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     panel_port: int = Field(default=8080, ge=0, le=65535)
     walltrack_panel_password: SecretStr | None = None
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    inbox_sweep_s: float = Field(default=120, gt=0)  # stored deliveries still unprocessed after this are handed out again
 
     copy_fixed_sol: Decimal = Field(default=Decimal("0.1"), gt=0)
     copy_fixed_usd: Decimal = Field(default=Decimal("20"), gt=0)
@@ -92,6 +93,11 @@ class Settings(BaseSettings):
     breaker_wallet_loss_streak: int = Field(default=3, ge=0)
     breaker_wallet_pause_hours: float = Field(default=24, ge=0)  # 0: until an operator resets it
     stats_min_trades: int = Field(default=5, ge=1)  # a wallet is "unmeasured" until this many closed trades
+    # supervision (actors/supervision.py): a child restarted more than N times within T seconds escalates
+    supervisor_max_restarts: int = Field(default=3, ge=0)
+    supervisor_period_s: float = Field(default=60.0, gt=0)
+    supervisor_backoff_s: float = Field(default=0.2, ge=0)  # before the first restart; doubles for each next one
+    supervisor_backoff_max_s: float = Field(default=10.0, ge=0)
 
     @field_validator("copy_mode", "copy_leader_min_sol", "copy_leader_max_sol", "copy_min_liquidity_usd",
                      "copy_min_market_cap_usd", "copy_max_market_cap_usd", "copy_max_pool_age_hours", "copy_active_hours",
@@ -326,3 +332,47 @@ def risk_config(s: Settings) -> "RiskConfig":
         wallet_loss_streak=s.breaker_wallet_loss_streak,
         wallet_pause_s=s.breaker_wallet_pause_hours * 3600,
     )
+
+
+def supervision(s: Settings) -> tuple["Intensity", "Backoff"]:
+    """The root supervisor's restart intensity and backoff."""
+    from actors.supervision import Backoff, Intensity
+
+    return (Intensity(s.supervisor_max_restarts, s.supervisor_period_s),
+            Backoff(s.supervisor_backoff_s, max(s.supervisor_backoff_s, s.supervisor_backoff_max_s)))
+
+
+def caps_in_force(s: Settings) -> list[str]:
+    """The caps and breakers every new entry must pass (risk_config) and the entry size, one line each, with the
+    variable that sets it: what a confirmation of a trading-mode change states."""
+    r, rules = risk_config(s), copy_rules(s)
+
+    def sol(x: Decimal) -> str:
+        return f"{x:f} SOL" if x else "off"
+
+    def minutes(seconds: float) -> str:
+        return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+
+    def stops(seconds: float) -> str:  # 0: the breaker holds until an operator resets it
+        return f"stops entries {minutes(seconds)}" if seconds else "stops entries until reset"
+
+    size = (f"fixed {rules.fixed_sol:f} SOL / {rules.fixed_usd:f} USD" if rules.sizing == "fixed" else
+            f"{rules.percent:f}% of the leader's trade, {rules.min_sol:f}-{rules.max_sol:f} SOL")
+    return [
+        f"Max open positions: {r.max_open_positions or 'off'} (RISK_MAX_OPEN_POSITIONS)",
+        f"Max exposure per token: {sol(r.max_token_exposure_sol)} (RISK_MAX_TOKEN_EXPOSURE_SOL)",
+        f"Max total exposure: {sol(r.max_total_exposure_sol)} (RISK_MAX_TOTAL_EXPOSURE_SOL)",
+        f"Max entries per UTC day: {r.max_trades_per_day or 'off'} (RISK_MAX_TRADES_PER_DAY)",
+        f"Reserve kept: {r.reserve_sol:f} SOL of {r.starting_capital_sol:f} SOL starting capital (RISK_RESERVE_SOL)",
+        f"Daily loss breaker: {sol(r.daily_loss_sol)} (BREAKER_DAILY_LOSS_SOL)",
+        "Drawdown breaker: " + (f"{r.max_drawdown_pct:f}% from peak equity, {stops(r.drawdown_stop_s)}"
+                                 if r.max_drawdown_pct else "off") + " (BREAKER_MAX_DRAWDOWN_PCT)",
+        "Loss-streak breaker: " + (f"{r.loss_streak} losses within {minutes(r.loss_streak_window_s)}, "
+                                   f"{stops(r.loss_streak_stop_s)}" if r.loss_streak else "off") + " (BREAKER_LOSS_STREAK)",
+        "Wallet pause: " + (f"after {r.wallet_loss_streak} losses in a row, "
+                             + (minutes(r.wallet_pause_s) if r.wallet_pause_s else "until reset")
+                             if r.wallet_loss_streak else "off") + " (BREAKER_WALLET_LOSS_STREAK)",
+        f"Token cooldown after a stop loss: {minutes(r.stoploss_cooldown_s) if r.stoploss_cooldown_s else 'off'}"
+        " (BREAKER_STOPLOSS_COOLDOWN_MINUTES)",
+        f"Entry size: {size} (COPY_SIZING)",
+    ]

@@ -55,10 +55,21 @@ class Store:
     def submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Future[T]:
         async def run() -> T:
             try:
-                async with self.pool.acquire(timeout=5) as conn:
-                    return await fn(conn)
+                conn = await self.pool.acquire(timeout=5)
             except _TEMPORARY as exc:
                 raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+            try:
+                return await fn(conn)
+            except _TEMPORARY as exc:
+                raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+            finally:
+                # The outcome is fn's. A connection that dies while the pool resets it (the server stopping just
+                # after a commit) is terminated by the pool; reported as a failure, a stored delivery would get a
+                # 503 and Helius' retry a duplicate that is never dispatched.
+                try:
+                    await self.pool.release(conn)
+                except Exception:  # noqa: BLE001
+                    pass
 
         return self._loop.submit(run())
 
@@ -171,7 +182,8 @@ async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[Journ
 
 
 async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, dict[str, frozenset[int]]]:
-    """{"open": mint -> ids, "shadow": mint -> ids} of the wallet's positions not yet closed."""
+    """{"open": mint -> ids, "shadow": mint -> ids} of the wallet's positions not yet closed, its rule books,
+    and its "backlog" of unobserved deliveries."""
     rows = await conn.fetch(
         """SELECT mode = 'shadow' AS shadow, token_mint, array_agg(id) AS ids FROM positions
             WHERE wallet = $1 AND closed_at IS NULL GROUP BY 1, 2""",
@@ -181,6 +193,12 @@ async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[
     for r in rows:
         books["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
     books.update(await _wallet_rule_books(conn, wallet))
+    # stored deliveries this wallet has not observed yet (what a crashed actor's mailbox held), oldest first
+    books["backlog"] = [(r["signature"], r["payload"]) for r in await conn.fetch(
+        """SELECT i.signature, i.payload::text AS payload FROM webhook_inbox i
+            WHERE i.processed_at IS NULL AND $1 = ANY(i.wallets)
+              AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.signature = i.signature AND o.wallet = $1)
+            ORDER BY i.id""", wallet)]
     return books
 
 
@@ -220,13 +238,16 @@ async def open_positions(conn: asyncpg.Connection) -> list[tuple[int, tuple[Jour
     return [(pid, await _journal(conn, pid)) for pid in ids]
 
 
-async def pending_deliveries(conn: asyncpg.Connection) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Stored but unprocessed deliveries, oldest first, with the wallets still to observe each."""
+async def pending_deliveries(conn: asyncpg.Connection, older_than_s: float = 0) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Stored but unprocessed deliveries (received at least `older_than_s` ago), oldest first, with the
+    wallets still to observe each."""
     rows = await conn.fetch(
         """SELECT i.signature, i.payload::text AS payload,
                   ARRAY(SELECT w FROM unnest(i.wallets) AS w
                          WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE o.signature = i.signature AND o.wallet = w)) AS todo
-             FROM webhook_inbox i WHERE i.processed_at IS NULL ORDER BY i.id"""
+             FROM webhook_inbox i
+            WHERE i.processed_at IS NULL AND i.received_at <= now() - make_interval(secs => $1)
+            ORDER BY i.id""", older_than_s
     )
     return [(r["signature"], r["payload"], tuple(r["todo"])) for r in rows]
 
@@ -462,3 +483,31 @@ async def set_wallet_status(conn: asyncpg.Connection, address: str, status: str)
         done = await conn.fetchval("UPDATE wallets SET status = $2 WHERE address = $1 RETURNING 1", address, status)
         await conn.execute("SELECT pg_notify($1, $2)", WATCHLIST_CHANNEL, address)
     return done is not None
+
+
+# -- the global trading mode (schema/005): a runtime setting the panel and the CLI change ---------------------
+TRADING_MODE_CHANNEL = "walltrack_trading_mode"
+
+
+async def trading_mode(conn: asyncpg.Connection) -> dict[str, Any] | None:
+    """The operator's global trading mode, {"mode", "updated_at", "updated_by"}, or None (TRADING_MODE in force)."""
+    row = await conn.fetchrow(
+        "SELECT value AS mode, updated_at, updated_by FROM runtime_settings WHERE key = 'trading_mode'")
+    return None if row is None else _jsonable(row)
+
+
+async def set_trading_mode(conn: asyncpg.Connection, mode: str, by: str) -> str | None:
+    """Store the global mode, record the change, tell the running bot. Returns the previous stored mode.
+    The caller has refused what must be refused (live, while it does not exist): this only stores."""
+    async with conn.transaction():
+        old = await conn.fetchval(
+            "SELECT value FROM runtime_settings WHERE key = 'trading_mode' FOR UPDATE")
+        await conn.execute(
+            """INSERT INTO runtime_settings (key, value, updated_by) VALUES ('trading_mode', $1, $2)
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_by = EXCLUDED.updated_by, updated_at = now()""",
+            mode, by)
+        await conn.execute(
+            "INSERT INTO runtime_setting_events (key, old_value, new_value, by) VALUES ('trading_mode', $1, $2, $3)",
+            old, mode, by)
+        await conn.execute("SELECT pg_notify($1, $2)", TRADING_MODE_CHANNEL, mode)
+    return old
