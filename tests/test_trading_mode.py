@@ -10,6 +10,7 @@ import socket
 import time
 from typing import Any, Iterator
 
+import httpx
 import pykka
 import pytest
 from structlog.testing import capture_logs
@@ -131,6 +132,8 @@ def test_the_operator_pauses_every_entry_from_the_panel_and_resumes_from_the_cli
         with pytest.raises(ui.CommandRefused, match=LIVE_NOT_AVAILABLE):
             command(app, ui.SetTradingMode("live"))
         assert app.trading_mode == "off"
+        health = httpx.get(f"http://127.0.0.1:{app.gateway_port}/health", timeout=5).json()
+        assert health["trading_mode"] == "off"
         assert signal(app, buy(app, "still-off"))["reason"] == GLOBAL_OFF  # never a silent switch
         events = app.store.run(lambda c: c.fetch("SELECT old_value, new_value, by FROM runtime_setting_events ORDER BY id"))
         assert [tuple(e) for e in events] == [(None, "off", "panel")]

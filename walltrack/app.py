@@ -244,7 +244,8 @@ class App:
 
     async def _health(self) -> tuple[dict[str, Any], int]:
         assert self.store is not None and self.root is not None
-        body: dict[str, Any] = {"status": "ok", "database": "connected", "uptime_s": round(time.time() - self.started_at, 1)}
+        body: dict[str, Any] = {"status": "ok", "database": "connected", "uptime_s": round(time.time() - self.started_at, 1),
+                                "trading_mode": self.trading_mode}
         try:
             with trio.fail_after(2):
                 db = await trio_await(self.store.health())

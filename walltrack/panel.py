@@ -72,7 +72,7 @@ class PanelBackend:
             except Exception as exc:  # noqa: BLE001 - shown as missing, never blocking the page
                 out["providers"] = {}
                 out["providers_error"] = str(exc) or type(exc).__name__
-        out["breaker"] = app._breaker_state() if hasattr(app, "_breaker_state") else dict(app.breaker)
+        out["breaker"] = app._breaker_state()
         try:
             out["actors"] = await asyncio_ask(app.root, m.GetStats(), timeout=self._timeout)
         except Exception as exc:  # noqa: BLE001 - shown on the dashboard as "not answering"
@@ -82,7 +82,7 @@ class PanelBackend:
 
     def trading_mode(self) -> str:
         """The global mode the running bot was last told (the stored one, else TRADING_MODE)."""
-        return getattr(self._app, "trading_mode", None) or self.settings.trading_mode
+        return self._app.trading_mode or self.settings.trading_mode
 
     def caps_in_force(self) -> list[str]:
         return caps_in_force(self.settings)
@@ -124,7 +124,7 @@ class PanelBackend:
             ui.SetTradingMode: self._set_mode,
         }.get(type(cmd))
         if handler is None:
-            raise ui.NotAvailable(f"{type(cmd).__name__} is not available yet")
+            raise ui.NotAvailable(f"{type(cmd).__name__} is not a panel command")
         result = await handler(cmd)
         log.info("panel_command", command=cmd.kind, result=result)
         return result
@@ -152,22 +152,18 @@ class PanelBackend:
         return f"removed {c.address}"
 
     async def _set_rules(self, c: ui.SetWalletRules) -> str:
-        if not hasattr(repo, "set_wallet_settings"):
-            raise ui.NotAvailable("per-wallet copy rules are not available yet")
         overrides = self.validate_rules(c.overrides)
         if not await self._write(lambda conn: repo.set_wallet_settings(conn, c.address, overrides)):
             raise ui.CommandRefused(f"not on the watchlist: {c.address}")
         return f"copy rules saved for {c.address}" + ("" if overrides else " (all defaults)")
 
     async def _reset_breaker(self, c: ui.ResetBreaker) -> str:
-        if not hasattr(repo, "reset_breaker"):
-            raise ui.NotAvailable("resetting breakers is not available yet")
         if not await self._write(lambda conn: repo.reset_breaker(conn, c.name)):
             raise ui.CommandRefused(f"breaker {c.name} is not tripped")
         return f"breaker {c.name} reset"
 
     async def _set_mode(self, c: ui.SetTradingMode) -> str:
-        refusal = mode_refusal(c.mode, live_available=getattr(self._app, "live_available", False))
+        refusal = mode_refusal(c.mode)  # live_available: no live executor exists yet
         if refusal is not None:
             log.warning("trading_mode_refused", mode=c.mode, by="panel", reason=refusal)
             raise ui.CommandRefused(refusal)
@@ -192,7 +188,7 @@ class PanelBackend:
         except Exception as exc:  # noqa: BLE001 - the actor died meanwhile
             raise ui.CommandRefused(f"position #{position_id} could not take the command: {exc}") from None
         if reply is None:
-            raise ui.NotAvailable(f"position #{position_id} does not take {type(message).__name__} yet")
+            raise ui.NotAvailable(f"position #{position_id} does not take {type(message).__name__}")
         if not getattr(reply, "ok", False):
             raise ui.CommandRefused(f"position #{position_id}: {getattr(reply, 'error', None) or 'refused'}")
         return f"position #{position_id}: {done}"
