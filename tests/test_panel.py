@@ -114,7 +114,10 @@ def shot(page: Any, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    d = Demo(tmp_path_factory.mktemp("panel") / "data").start()
+    # wide price exits (the operator's environment beats the demo's quick presets): a position stays open long
+    # enough for the panel to command it; leaders' sales still close positions by mirror
+    d = Demo(tmp_path_factory.mktemp("panel") / "data", EXIT_TAKE_PROFIT="40:0.5,80:0.5",
+             EXIT_TRAILING_ACTIVATION_PCT="30", EXIT_STOP_LOSS_PCT="30").start()
     yield d
     code = d.stop()
     log = d.log.read_text()
@@ -243,6 +246,7 @@ def test_a_sandbox_trade_opens_a_position_the_panel_moves_its_stop_sells_part_cl
         expect(page.get_by_test_id("position-title")).to_contain_text(f"#{pid}")
         expect(rows(page, "journal").filter(has_text="entry_filled")).to_have_count(1)
         expect(page.get_by_test_id("position-levels")).to_contain_text("Stop ")
+        expect(page.get_by_test_id("price-chart").locator("canvas")).to_be_visible()  # drawn once connected
         stop = float(page.get_by_test_id("position-levels").inner_text().split()[1])
         page.get_by_test_id("stop-price").fill(repr(stop / 2))
         page.get_by_test_id("move-stop").click()

@@ -99,7 +99,9 @@ def register(backend: Backend, auth: bool) -> None:
                     await refresh()
 
             ui.button("Move stop", on_click=move_stop).props("data-testid=move-stop")
-        chart = ui.echart({"series": []}).classes("w-full h-80").props("data-testid=price-chart")
+        chart_box = ui.element("div").classes("w-full h-80")  # the chart comes once the browser is connected
+        charts: list[Any] = []
+        options: list[dict[str, Any]] = [{"series": []}]
         ui.label("Journal").classes("text-h6")
         journal = ui.table(columns=JOURNAL_COLUMNS, rows=[], row_key="seq").classes("w-full")
         journal.props("dense flat bordered wrap-cells data-testid=journal")
@@ -122,10 +124,19 @@ def register(backend: Backend, auth: bool) -> None:
             commands.set_visibility(p["status"] not in ("closed", "entry_failed"))
             if p["stop"] is not None and not stop.value:
                 stop.props(f'placeholder="{num(p["stop"])}"')
-            chart.options.clear()
-            chart.options.update(chart_options(p))
-            chart.update()
+            options[0] = chart_options(p)
+            if charts:
+                charts[0].options.clear()
+                charts[0].options.update(options[0])
+                charts[0].update()
             journal.rows = [{**e, "data": json.dumps(e["data"], separators=(",", ":"))[:400]} for e in p["journal"]]
             journal.update()
 
         await every(REFRESH_S, refresh, banner)
+
+        def show_chart() -> None:
+            """Once connected: the price chart (the charting library is large: it loads off the first paint)."""
+            with chart_box:
+                charts.append(ui.echart(options[0]).classes("w-full h-80").props("data-testid=price-chart"))
+
+        ui.timer(0, show_chart, once=True)
