@@ -168,3 +168,16 @@ def test_explain_rejects_a_malformed_body(bot: Bot, tmp_path: Path) -> None:
     bad.write_text(json.dumps([{"signature": sig, "accountData": "nope"}]))
     r = bot.cli("explain", str(bad), "--wallet", PUMP_WALLET, check=False)
     assert r.returncode == 2 and "transaction[0].accountData" in r.stderr
+
+
+def test_a_gateway_port_in_use_is_a_clear_message_and_a_clean_stop(bot: Bot) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", bot.port))
+        holder.listen(1)
+        r = subprocess.run([sys.executable, "-m", "walltrack.cli", "run"], env=bot.env, cwd=bot.data_dir.parent,
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"walltrack: the webhook gateway cannot listen on 127.0.0.1:{bot.port}") and "GATEWAY_PORT" in last
+    assert "Traceback" not in r.stderr
+    assert not (bot.data_dir / "pg" / "postmaster.pid").exists()  # what had started is stopped again

@@ -4,6 +4,7 @@ the (signed-in) panel."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,21 @@ def test_a_non_loopback_panel_without_a_password_is_refused_before_anything_star
     assert "refusing to serve the panel on 0.0.0.0" in r.stderr
     assert "WALLTRACK_PANEL_PASSWORD" in r.stderr
     assert not (tmp_path / "data" / "pg").exists()  # refused before the database (or anything) started
+
+
+@pytest.mark.parametrize("command", [["run"], ["demo"]])
+def test_a_panel_port_already_held_is_refused_before_anything_starts(tmp_path: Path, command: list[str]) -> None:
+    d = Demo(tmp_path / "data")
+    d.env["PANEL_PORT"] = str(d.panel_port)  # `run` reads it from here, `demo` from --panel-port too
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", d.panel_port))
+        holder.listen(1)
+        r = subprocess.run([sys.executable, "-m", "walltrack.cli", *command, *(d.args[4:] if command == ["demo"] else [])],
+                           env=d.env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
+    assert f"the panel cannot listen on 127.0.0.1:{d.panel_port}" in r.stderr and "PANEL_PORT" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "data" / "pg").exists()
 
 
 @pytest.fixture(scope="module")

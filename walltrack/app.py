@@ -34,7 +34,7 @@ from walltrack.executor import exit_plan
 from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.logs import Redactor, configure_logging
-from walltrack.settings import Settings, copy_rules, risk_config, supervision, webhook_secret
+from walltrack.settings import ConfigError, Settings, copy_rules, risk_config, supervision, webhook_secret
 
 log = structlog.get_logger("walltrack")
 
@@ -99,7 +99,16 @@ class App:
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
         self.monitor = self.trio.start_service(self.services.price_monitor(self.root, self.published))
-        self.gateway = self.trio.start_service(self._serve_gateway(secret))
+        try:
+            self.gateway = self.trio.start_service(self._serve_gateway(secret))
+        except BaseExceptionGroup as group:  # hypercorn's nursery wraps the bind error
+            err: BaseException | None = group.subgroup(lambda e: isinstance(e, OSError))
+            if err is None:
+                raise
+            while isinstance(err, BaseExceptionGroup):
+                err = err.exceptions[0]
+            raise ConfigError(f"the webhook gateway cannot listen on {s.gateway_host}:{s.gateway_port} "
+                              f"({err}); set GATEWAY_HOST/GATEWAY_PORT or stop what holds it") from None
         log.info("gateway_listening", host=s.gateway_host, port=self.gateway_port)
         return self
 

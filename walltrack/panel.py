@@ -10,6 +10,7 @@ hands over the position's ref, the position answers with a `CommandReply`), each
 from __future__ import annotations
 
 import asyncio
+import socket
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -41,11 +42,20 @@ def panel_password(settings: Settings) -> str | None:
 
 
 def check_panel_access(settings: Settings) -> None:
-    """Refuse, before anything starts, to serve the panel beyond loopback without a password."""
+    """Refuse, before anything starts, to serve the panel beyond loopback without a password, or on an address
+    something else already holds."""
     try:
         ui.check_binding(settings.panel_host, panel_password(settings))
     except ui.AccessRefused as exc:
         raise ConfigError(str(exc)) from None
+    if settings.panel_port:
+        with socket.socket(socket.AF_INET6 if ":" in settings.panel_host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no holder
+            try:
+                probe.bind((settings.panel_host, settings.panel_port))
+            except OSError as exc:
+                raise ConfigError(f"the panel cannot listen on {settings.panel_host}:{settings.panel_port} ({exc.strerror}); "
+                                  "set PANEL_HOST/PANEL_PORT or stop what holds it") from None
 
 
 class PanelBackend:
