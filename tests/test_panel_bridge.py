@@ -71,3 +71,24 @@ def test_an_answer_comes_back_as_is() -> None:
         ref.stop()
     with pytest.raises(pykka.ActorDeadError):
         asyncio.run(asyncio_ask(ref, 1, timeout=1))
+
+
+def test_a_browser_gone_before_its_response_is_one_line_and_real_errors_keep_their_trace() -> None:
+    import io
+    import logging
+
+    from ui.server import _ClientGone
+
+    out = io.StringIO()
+    logger = logging.Logger("uvicorn.error.test")
+    logger.addHandler(logging.StreamHandler(out))
+    logger.addFilter(_ClientGone())
+    for exc in (RuntimeError("No response returned."), ValueError("a real failure")):
+        try:
+            raise exc
+        except Exception:  # noqa: BLE001
+            logger.exception("Exception in ASGI application")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "panel: the browser disconnected before its response"
+    assert "Traceback (most recent call last):" in lines and lines[-1] == "ValueError: a real failure"
+    assert out.getvalue().count("Traceback") == 1

@@ -9,6 +9,7 @@ service, the end of a timed demo). The caller stops the rest of the bot after `s
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Callable
 
@@ -30,6 +31,19 @@ UTILITIES = """
 .font-mono{font-family:ui-monospace,monospace} .bg-slate-800{background:#1e293b}
 .sticky-head thead tr th{position:sticky;top:0;z-index:1;background:#fff}
 """
+
+
+class _ClientGone(logging.Filter):
+    """Starlette's BaseHTTPMiddleware (NiceGUI's middlewares use it) raises "No response returned." when the
+    browser goes away before a response (a closed tab, a page left mid-load) — a disconnect, not a failure of
+    the panel. It is logged as one line without the trace; any other error keeps its trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RuntimeError) and str(exc) == "No response returned.":
+            record.msg, record.args, record.exc_info, record.levelno, record.levelname = (
+                "panel: the browser disconnected before its response", (), None, logging.INFO, "INFO")
+        return True
 
 
 def serve(backend: Backend, *, host: str, port: int, password: str | None = None,
@@ -61,6 +75,7 @@ def serve(backend: Backend, *, host: str, port: int, password: str | None = None
             asyncio.get_running_loop().create_task(watch())
 
     nicegui_app.on_startup(started)
+    logging.getLogger("uvicorn.error").addFilter(_ClientGone())
     ui.run(host=host, port=port, reload=False, show=False, title="WallTrack", favicon="📈", dark=False, tailwind=False,
            show_welcome_message=False, uvicorn_logging_level="warning", timeout_graceful_shutdown=3,
            reconnect_timeout=10)
