@@ -169,7 +169,8 @@ Effect = Any
 
 # -- pure helpers -----------------------------------------------------------------------------------------
 def to_lamports(quote_mint: str | None, amount: int, sol_usd: Decimal | None, cfg: RiskConfig) -> int:
-    """A raw quote amount valued in lamports (USD stables at the last SOL price seen)."""
+    """A raw quote amount valued in lamports (USD stables at the last SOL price seen), truncated toward zero: a
+    loss values as the negative of the same gain."""
     if quote_mint in STABLE_MINTS:
         price = sol_usd or cfg.sol_usd_fallback
         return int(Decimal(amount) * LAMPORTS / (STABLE_UNITS * price))
@@ -327,8 +328,7 @@ def _closed_with_pnl(state: RiskState, m: PositionClosed, cfg: RiskConfig, now: 
     assert m.realized_pnl_quote is not None
     if m.exit_reason in NOT_A_TRADE:
         return state, []  # nothing was bought: neither a win nor a loss
-    pnl = to_lamports(m.quote_mint, m.realized_pnl_quote, state.sol_usd, cfg) if m.realized_pnl_quote >= 0 else \
-        -to_lamports(m.quote_mint, -m.realized_pnl_quote, state.sol_usd, cfg)
+    pnl = to_lamports(m.quote_mint, m.realized_pnl_quote, state.sol_usd, cfg)
     state, trips = apply_close(state, cfg, now, m.wallet, m.token_mint, pnl, m.exit_reason)
     events = []
     for b in trips:
@@ -408,7 +408,7 @@ def rebuild(cfg: RiskConfig, now: float, snapshot: Mapping[str, Any]) -> RiskSta
     for at, wallet, mint, q, pnl, reason in snapshot["closes"]:
         if reason in NOT_A_TRADE:
             continue
-        lam = to_lamports(q, int(pnl), None, cfg) if int(pnl) >= 0 else -to_lamports(q, -int(pnl), None, cfg)
+        lam = to_lamports(q, int(pnl), None, cfg)
         counted, _ = apply_close(state, cfg, at, wallet, mint, lam, reason, trip=False)
         state = replace(state, realized=counted.realized)
         if at > since.get("max_drawdown", -1.0):

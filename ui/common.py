@@ -11,6 +11,11 @@ from nicegui import ui
 from ui.backend import Backend, Command, PanelError
 
 REFRESH_S = 3.0  # live updates: every page re-reads its projections this often
+
+
+def column(field: str, label: str, align: str = "left", **extra: Any) -> dict[str, Any]:
+    """A table column (Quasar's shape) named after the row field it shows."""
+    return {"name": field, "label": label, "field": field, "align": align, **extra}
 MODE_COLORS = {"off": "grey-7", "paper": "green", "live": "orange"}
 
 
@@ -27,7 +32,7 @@ def frame(title: str, backend: Backend, *, auth: bool) -> ui.label:
         badge = ui.badge("").props("data-testid=mode-badge")
 
         def show_mode() -> None:  # the mode the running bot was told: no I/O, so every page keeps it current
-            mode = backend.trading_mode() if hasattr(backend, "trading_mode") else backend.settings.trading_mode
+            mode = backend.trading_mode()
             if badge.text != f"{mode} mode":
                 badge.set_text(f"{mode} mode")
                 badge.props(f"color={MODE_COLORS.get(mode, 'grey')}")

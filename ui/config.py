@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from ui import queries
 from ui.backend import Backend, PanelError, SetTradingMode
-from ui.common import REFRESH_S, ago, every, frame
+from ui.common import REFRESH_S, ago, column, every, frame
 
 GROUPS = (
     ("Trading and copy defaults", ("trading_mode", "copy_")),
@@ -24,7 +24,6 @@ GROUPS = (
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
     ("Webhook, panel and storage", ("gateway_", "webhook_", "panel_", "walltrack_data_dir", "log_")),
 )
-CAP_PREFIXES = ("risk_", "breaker_", "copy_fixed", "copy_max", "copy_sizing", "copy_percent")
 
 
 def masked(value: Any) -> str:
@@ -53,15 +52,6 @@ def settings_rows(settings: Any) -> tuple[dict[str, list[dict[str, str]]], list[
     return groups, secrets
 
 
-def caps_in_force(backend: Backend) -> list[str]:
-    """The backend's statement of the caps in force, else the cap settings as they are named."""
-    caps = getattr(backend, "caps_in_force", None)
-    if caps is not None:
-        return list(caps())
-    s = backend.settings
-    return [f"{name.upper()} = {getattr(s, name)}" for name in type(s).model_fields if name.startswith(CAP_PREFIXES)]
-
-
 MODES = ("off", "paper", "live")
 MEANING = {
     "off": "No new entries for any wallet (buys are recorded as skipped, mode:off, and followed as shadows); "
@@ -78,9 +68,7 @@ SWITCH = {
 }
 
 
-COLUMNS = [{"name": "name", "label": "Setting", "field": "name", "align": "left"},
-           {"name": "value", "label": "Value", "field": "value", "align": "left",
-            "style": "white-space: normal; word-break: break-all"}]
+COLUMNS = [column("name", "Setting"), column("value", "Value", style="white-space: normal; word-break: break-all")]
 
 
 def register(backend: Backend, auth: bool) -> None:
@@ -123,7 +111,7 @@ def register(backend: Backend, auth: bool) -> None:
                         ui.label(f"Switch to {target} mode?").classes("text-h6")
                         ui.label(SWITCH[target])
                         with ui.column().classes("gap-0 q-ml-md").props("data-testid=mode-caps"):
-                            for line in caps_in_force(backend):
+                            for line in backend.caps_in_force():
                                 ui.label(line).classes("text-caption font-mono")
                         with ui.row():
                             ui.button("Cancel", on_click=dialog.close).props("flat")

@@ -15,44 +15,44 @@ from nicegui import ui
 
 from ui import queries
 from ui.backend import Backend, ResetBreaker
-from ui.common import REFRESH_S, act, ago, age, confirm, every, frame, num, pnl
+from ui.common import REFRESH_S, act, age, ago, column, confirm, every, frame, num, pnl
 
 POSITION_COLUMNS = [
-    {"name": "id", "label": "#", "field": "id", "align": "left"},  # newest first, as opened
-    {"name": "token", "label": "Token", "field": "token", "align": "left"},
-    {"name": "wallet", "label": "Wallet", "field": "wallet", "align": "left"},
-    {"name": "status", "label": "Status", "field": "status", "align": "left"},
-    {"name": "entry", "label": "Entry", "field": "entry", "align": "right"},
-    {"name": "price", "label": "Price (age)", "field": "price", "align": "right"},
-    {"name": "unrealized", "label": "Unrealized PnL", "field": "unrealized", "align": "right"},
-    {"name": "stop", "label": "Stop", "field": "stop", "align": "right"},
-    {"name": "tp", "label": "Take-profit", "field": "tp", "align": "left"},
-    {"name": "held", "label": "Held", "field": "held", "align": "right"},
+    column("id", "#"),  # newest first, as opened
+    column("token", "Token"),
+    column("wallet", "Wallet"),
+    column("status", "Status"),
+    column("entry", "Entry", "right"),
+    column("price", "Price (age)", "right"),
+    column("unrealized", "Unrealized PnL", "right"),
+    column("stop", "Stop", "right"),
+    column("tp", "Take-profit"),
+    column("held", "Held", "right"),
 ]
 SIGNAL_COLUMNS = [
-    {"name": "at", "label": "Time (UTC)", "field": "at", "align": "left"},
-    {"name": "wallet", "label": "Wallet", "field": "wallet", "align": "left"},
-    {"name": "side", "label": "Side", "field": "side", "align": "left"},
-    {"name": "token", "label": "Token", "field": "token", "align": "left"},
-    {"name": "size", "label": "Leader size", "field": "size", "align": "right"},
-    {"name": "decision", "label": "Decision", "field": "decision", "align": "left"},
-    {"name": "reason", "label": "Reason", "field": "reason", "align": "left"},
+    column("at", "Time (UTC)"),
+    column("wallet", "Wallet"),
+    column("side", "Side"),
+    column("token", "Token"),
+    column("size", "Leader size", "right"),
+    column("decision", "Decision"),
+    column("reason", "Reason"),
 ]
 WALLET_COLUMNS = [
-    {"name": "label", "label": "Wallet", "field": "label", "align": "left"},
-    {"name": "open", "label": "Open", "field": "open", "align": "right"},
-    {"name": "closed", "label": "Closed", "field": "closed", "align": "right"},
-    {"name": "win", "label": "Win rate", "field": "win", "align": "right"},
-    {"name": "realized", "label": "Realized", "field": "realized", "align": "right"},
-    {"name": "unrealized", "label": "Unrealized", "field": "unrealized", "align": "right"},
+    column("label", "Wallet"),
+    column("open", "Open", "right"),
+    column("closed", "Closed", "right"),
+    column("win", "Win rate", "right"),
+    column("realized", "Realized", "right"),
+    column("unrealized", "Unrealized", "right"),
 ]
 PROVIDER_COLUMNS = [
-    {"name": "name", "label": "Provider", "field": "name", "align": "left"},
-    {"name": "breaker", "label": "Breaker", "field": "breaker", "align": "left"},
-    {"name": "requests", "label": "Requests", "field": "requests", "align": "right"},
-    {"name": "failures", "label": "Failures", "field": "failures", "align": "right"},
-    {"name": "last_ok", "label": "Last success", "field": "last_ok", "align": "left"},
-    {"name": "last_error", "label": "Last error", "field": "last_error", "align": "left"},
+    column("name", "Provider"),
+    column("breaker", "Breaker"),
+    column("requests", "Requests", "right"),
+    column("failures", "Failures", "right"),
+    column("last_ok", "Last success"),
+    column("last_error", "Last error"),
 ]
 
 DECISION_SLOT = r"""<q-td :props="props"><q-badge :color="props.value === 'taken' ? 'green' : 'grey-7'">{{ props.value }}</q-badge></q-td>"""

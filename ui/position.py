@@ -12,15 +12,14 @@ from nicegui import ui
 
 from ui import queries
 from ui.backend import Backend, ClosePartial, ClosePosition, MoveStop
-from ui.common import REFRESH_S, act, age, confirm, every, frame, num, pnl
+from ui.common import REFRESH_S, act, age, column, confirm, every, frame, num, pnl
 
 JOURNAL_COLUMNS = [
-    {"name": "seq", "label": "#", "field": "seq", "align": "right"},
-    {"name": "at", "label": "Time (UTC)", "field": "at", "align": "left"},
-    {"name": "kind", "label": "Event", "field": "kind", "align": "left"},
-    {"name": "reason", "label": "Reason", "field": "reason", "align": "left"},
-    {"name": "data", "label": "Data", "field": "data", "align": "left", "classes": "ellipsis",
-     "style": "max-width: 42rem; white-space: normal; word-break: break-all"},
+    column("seq", "#", "right"),
+    column("at", "Time (UTC)"),
+    column("kind", "Event"),
+    column("reason", "Reason"),
+    column("data", "Data", classes="ellipsis", style="max-width: 42rem; white-space: normal; word-break: break-all"),
 ]
 
 

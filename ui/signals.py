@@ -9,27 +9,27 @@ from nicegui import ui
 
 from ui import queries
 from ui.backend import Backend
-from ui.common import REFRESH_S, every, frame
+from ui.common import REFRESH_S, column, every, frame
 from ui.dashboard import DECISION_SLOT
 
 PAGE_SIZE = 50
 COLUMNS = [
-    {"name": "id", "label": "#", "field": "id", "align": "right"},
-    {"name": "at", "label": "Time (UTC)", "field": "at", "align": "left"},
-    {"name": "wallet_label", "label": "Wallet", "field": "wallet_label", "align": "left"},
-    {"name": "side", "label": "Side", "field": "side", "align": "left"},
-    {"name": "token_short", "label": "Token", "field": "token_short", "align": "left"},
-    {"name": "size", "label": "Leader size", "field": "size", "align": "right"},
-    {"name": "decision", "label": "Decision", "field": "decision", "align": "left"},
-    {"name": "reason", "label": "Reason", "field": "reason", "align": "left"},
-    {"name": "score", "label": "Safety score", "field": "score", "align": "right"},
-    {"name": "sig_short", "label": "Signature", "field": "sig_short", "align": "left"},
+    column("id", "#", "right"),
+    column("at", "Time (UTC)"),
+    column("wallet_label", "Wallet"),
+    column("side", "Side"),
+    column("token_short", "Token"),
+    column("size", "Leader size", "right"),
+    column("decision", "Decision"),
+    column("reason", "Reason"),
+    column("score", "Safety score", "right"),
+    column("sig_short", "Signature"),
 ]
 CHECK_COLUMNS = [
-    {"name": "check", "label": "Check", "field": "check", "align": "left"},
-    {"name": "result", "label": "Result", "field": "result", "align": "left"},
-    {"name": "value", "label": "Value", "field": "value", "align": "left"},
-    {"name": "reason", "label": "Reason", "field": "reason", "align": "left"},
+    column("check", "Check"),
+    column("result", "Result"),
+    column("value", "Value"),
+    column("reason", "Reason"),
 ]
 
 

@@ -10,20 +10,20 @@ from nicegui import ui
 from actors.trades import is_base58_pubkey
 from ui import queries
 from ui.backend import AddWallet, Backend, CommandRefused, RemoveWallet, SetWalletRules, SetWalletStatus
-from ui.common import REFRESH_S, act, confirm, every, frame
+from ui.common import REFRESH_S, act, column, confirm, every, frame
 
 COLUMNS = [
-    {"name": "label", "label": "Label", "field": "label", "align": "left"},
-    {"name": "address", "label": "Address", "field": "address", "align": "left"},
-    {"name": "status", "label": "Status", "field": "status", "align": "left"},
-    {"name": "signals", "label": "Signals", "field": "signals", "align": "right"},
-    {"name": "taken", "label": "Taken", "field": "taken", "align": "right"},
-    {"name": "open", "label": "Open", "field": "open", "align": "right"},
-    {"name": "closed", "label": "Closed", "field": "closed", "align": "right"},
-    {"name": "win_rate", "label": "Win rate", "field": "win_rate", "align": "right"},
-    {"name": "pnl_sol", "label": "Realized (SOL)", "field": "pnl_sol", "align": "right"},
-    {"name": "shadow_pnl_sol", "label": "Shadow (SOL)", "field": "shadow_pnl_sol", "align": "right"},
-    {"name": "rules", "label": "Rule overrides", "field": "rules", "align": "left"},
+    column("label", "Label"),
+    column("address", "Address"),
+    column("status", "Status"),
+    column("signals", "Signals", "right"),
+    column("taken", "Taken", "right"),
+    column("open", "Open", "right"),
+    column("closed", "Closed", "right"),
+    column("win_rate", "Win rate", "right"),
+    column("pnl_sol", "Realized (SOL)", "right"),
+    column("shadow_pnl_sol", "Shadow (SOL)", "right"),
+    column("rules", "Rule overrides"),
     {"name": "actions", "label": "", "field": "address", "align": "right"},
 ]
 

@@ -92,9 +92,7 @@ class App:
             root.adopt_position(pid, journal).get()
         self.watched = frozenset(wallets)
         pending = self.store.run(repo.pending_deliveries)
-        for signature, payload, todo in pending:
-            self.root.tell(Deliver(signature, payload, todo))
-            self.services.prefetch_safety(payload, todo)  # screen the backlog concurrently, decide in order
+        self._hand_out(pending)
         log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
@@ -192,6 +190,13 @@ class App:
             except Exception as exc:  # noqa: BLE001 - the next round retries
                 log.warning("watchlist_reload_failed", error=repr(exc))
 
+    def _hand_out(self, pending: list[tuple[str, str, tuple[str, ...]]]) -> None:
+        """Stored deliveries to the actors, in order, with the wallets still to observe each."""
+        assert self.root is not None and self.services is not None
+        for signature, payload, todo in pending:
+            self.root.tell(Deliver(signature, payload, todo))
+            self.services.prefetch_safety(payload, todo)  # screen the backlog concurrently, decide in order
+
     async def _sweep_inbox(self) -> None:
         """Hand the actors again what was stored but is still unprocessed long after: a delivery whose commit
         outlived its connection (acknowledged to Helius later as a duplicate, so never dispatched), or one lost
@@ -200,8 +205,7 @@ class App:
         assert self.store is not None and self.root is not None
         async with self.store.pool.acquire() as conn:
             stuck = await repo.pending_deliveries(conn, self.settings.inbox_sweep_s)
-        for signature, payload, todo in stuck:
-            self.root.tell(Deliver(signature, payload, todo))
+        self._hand_out(stuck)
         if stuck:
             log.warning("inbox_swept", deliveries=len(stuck), older_than_s=self.settings.inbox_sweep_s,
                         signatures=[sig for sig, _, _ in stuck[:5]])
@@ -217,17 +221,13 @@ class App:
     # -- the gateway ---------------------------------------------------------------------------------
     def _serve_gateway(self, secret: str):  # noqa: ANN202
         assert self.store is not None and self.root is not None
-        store, root = self.store, self.root
+        store = self.store
 
         async def store_deliveries(items: list[Delivery]) -> set[str]:
             return await trio_await(store.store_deliveries(items))
 
-        services = self.services
-
         def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
-            root.tell(Deliver(signature, payload, wallets))
-            if services is not None:
-                services.prefetch_safety(payload, wallets)  # screen buys in parallel; decisions stay in order
+            self._hand_out([(signature, payload, wallets)])
 
         deps = GatewayDeps(
             secret=secret,

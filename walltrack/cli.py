@@ -50,6 +50,15 @@ def _print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
+    """A listing: the rows as a JSON array with --json, else one line each."""
+    if as_json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(line(r))
+
+
 def _address(value: str) -> str:
     if not is_base58_pubkey(value):
         raise UsageError(f"not a Solana address (base58 public key): {value!r}")
@@ -106,12 +115,8 @@ def cmd_wallets(args: argparse.Namespace, settings: Settings) -> int:
     elif args.wallets_command in ("set", "show", "stats"):
         return cmd_wallet_rules(args, settings)
     else:
-        rows = _with_db(settings, store.list_wallets)
-        if args.json:
-            _print_json(rows)
-        else:
-            for r in rows:
-                print(f"{r['address']}  {r['status']:<7} {r['label'] or ''}")
+        _print_rows(_with_db(settings, store.list_wallets), args.json,
+                    lambda r: f"{r['address']}  {r['status']:<7} {r['label'] or ''}")
     return 0
 
 
@@ -123,15 +128,13 @@ def cmd_wallet_rules(args: argparse.Namespace, settings: Settings) -> int:
 
     defaults = copy_rules(settings)
     if args.wallets_command == "stats":
-        rows = _with_db(settings, lambda c: store.wallet_stats(c, settings.stats_min_trades))
-        if args.json:
-            _print_json(rows)
-        else:
-            for r in rows:
-                win = "-" if r["win_rate"] is None else f"{r['win_rate'] * 100:.0f}%"
-                print(f"{r['address']}  {r['state']:<10} closed {r['closed']:>3}  win {win:>4}  "
-                      f"realized {r['realized_pnl_sol']} SOL  unrealized {r['unrealized_pnl_sol']} SOL  "
-                      f"taken {r['signals_taken']} skipped {r['signals_skipped']}")
+        def line(r: dict[str, Any]) -> str:
+            win = "-" if r["win_rate"] is None else f"{r['win_rate'] * 100:.0f}%"
+            return (f"{r['address']}  {r['state']:<10} closed {r['closed']:>3}  win {win:>4}  "
+                    f"realized {r['realized_pnl_sol']} SOL  unrealized {r['unrealized_pnl_sol']} SOL  "
+                    f"taken {r['signals_taken']} skipped {r['signals_skipped']}")
+
+        _print_rows(_with_db(settings, lambda c: store.wallet_stats(c, settings.stats_min_trades)), args.json, line)
         return 0
     address = _address(args.address)
     current = _with_db(settings, lambda c: store.wallet_settings(c, address))
@@ -165,12 +168,8 @@ def cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(f"no tripped breaker named {args.name!r} (see `walltrack breakers list`)")
         print(f"reset {args.name}")
         return 0
-    rows = _with_db(settings, store.list_breakers)
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['name']:<60} {r['state']:<8} until {r['until'] or 'reset'}  {r['reason']}")
+    _print_rows(_with_db(settings, store.list_breakers), args.json,
+                lambda r: f"{r['name']:<60} {r['state']:<8} until {r['until'] or 'reset'}  {r['reason']}")
     return 0
 
 
@@ -212,17 +211,12 @@ def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _listing(query: str, line: Callable[[dict[str, Any]], str]) -> Callable[[argparse.Namespace, Settings], int]:
-    """A `signals`/`positions` command: the rows as a JSON array with --json, else one line each."""
+    """A `signals`/`positions` command: `_print_rows` of a store query."""
 
     def command(args: argparse.Namespace, settings: Settings) -> int:
         from walltrack import store
 
-        rows = _with_db(settings, getattr(store, query))
-        if args.json:
-            _print_json(rows)
-        else:
-            for r in rows:
-                print(line(r))
+        _print_rows(_with_db(settings, getattr(store, query)), args.json, line)
         return 0
 
     return command

@@ -24,7 +24,7 @@ import trio
 from pydantic import SecretStr
 
 from actors.messages import GetChild
-from actors.risk import RiskConfig, to_lamports
+from actors.risk import to_lamports
 from actors.supervisor import RISK
 from sandbox import dexscreener, jupiter, rpc, rugcheck
 from sandbox.chain import Chain
@@ -231,16 +231,12 @@ def paper_equity(app: App) -> dict[str, Any]:
     gross = costs = from_fills = 0
     for r in rows:
         g, c = int(r["gross"]), int(r["costs"])
-        gross += _lamports(r["quote_mint"], g, cfg)
-        costs += _lamports(r["quote_mint"], c, cfg)
-        from_fills += _lamports(r["quote_mint"], g - c, cfg)  # what each close told the risk actor
+        gross += to_lamports(r["quote_mint"], g, None, cfg)
+        costs += to_lamports(r["quote_mint"], c, None, cfg)
+        from_fills += to_lamports(r["quote_mint"], g - c, None, cfg)  # what each close told the risk actor
     capital = cfg.lamports(cfg.starting_capital_sol)
     return {"starting_capital_lamports": capital, "equity_lamports": capital + realized,
             "from_fills_lamports": capital + from_fills, "gross_pnl_lamports": gross, "fees_lamports": costs}
-
-
-def _lamports(quote_mint: str, amount: int, cfg: RiskConfig) -> int:
-    return to_lamports(quote_mint, amount, None, cfg) if amount >= 0 else -to_lamports(quote_mint, -amount, None, cfg)
 
 
 def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: float, seed: int) -> int:

@@ -54,11 +54,9 @@ class Store:
 
     def submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Future[T]:
         async def run() -> T:
+            conn: asyncpg.Connection | None = None
             try:
                 conn = await self.pool.acquire(timeout=5)
-            except _TEMPORARY as exc:
-                raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
-            try:
                 return await fn(conn)
             except _TEMPORARY as exc:
                 raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
@@ -66,10 +64,11 @@ class Store:
                 # The outcome is fn's. A connection that dies while the pool resets it (the server stopping just
                 # after a commit) is terminated by the pool; reported as a failure, a stored delivery would get a
                 # 503 and Helius' retry a duplicate that is never dispatched.
-                try:
-                    await self.pool.release(conn)
-                except Exception:  # noqa: BLE001
-                    pass
+                if conn is not None:
+                    try:
+                        await self.pool.release(conn)
+                    except Exception:  # noqa: BLE001
+                        pass
 
         return self._loop.submit(run())
 
@@ -194,11 +193,8 @@ async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[
         books["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
     books.update(await _wallet_rule_books(conn, wallet))
     # stored deliveries this wallet has not observed yet (what a crashed actor's mailbox held), oldest first
-    books["backlog"] = [(r["signature"], r["payload"]) for r in await conn.fetch(
-        """SELECT i.signature, i.payload::text AS payload FROM webhook_inbox i
-            WHERE i.processed_at IS NULL AND $1 = ANY(i.wallets)
-              AND NOT EXISTS (SELECT 1 FROM observations o WHERE o.signature = i.signature AND o.wallet = $1)
-            ORDER BY i.id""", wallet)]
+    books["backlog"] = [(sig, payload) for sig, payload, todo in await pending_deliveries(conn, wallet=wallet)
+                        if wallet in todo]
     return books
 
 
@@ -238,16 +234,18 @@ async def open_positions(conn: asyncpg.Connection) -> list[tuple[int, tuple[Jour
     return [(pid, await _journal(conn, pid)) for pid in ids]
 
 
-async def pending_deliveries(conn: asyncpg.Connection, older_than_s: float = 0) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Stored but unprocessed deliveries (received at least `older_than_s` ago), oldest first, with the
-    wallets still to observe each."""
+async def pending_deliveries(conn: asyncpg.Connection, older_than_s: float = 0,
+                             wallet: str | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Stored but unprocessed deliveries (received at least `older_than_s` ago; naming `wallet`, if given), oldest
+    first, with the wallets still to observe each."""
     rows = await conn.fetch(
         """SELECT i.signature, i.payload::text AS payload,
                   ARRAY(SELECT w FROM unnest(i.wallets) AS w
                          WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE o.signature = i.signature AND o.wallet = w)) AS todo
              FROM webhook_inbox i
             WHERE i.processed_at IS NULL AND i.received_at <= now() - make_interval(secs => $1)
-            ORDER BY i.id""", older_than_s
+              AND ($2::text IS NULL OR $2 = ANY(i.wallets))
+            ORDER BY i.id""", older_than_s, wallet
     )
     return [(r["signature"], r["payload"], tuple(r["todo"])) for r in rows]
 
