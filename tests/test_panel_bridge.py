@@ -92,3 +92,15 @@ def test_a_browser_gone_before_its_response_is_one_line_and_real_errors_keep_the
     assert lines[0] == "panel: the browser disconnected before its response"
     assert "Traceback (most recent call last):" in lines and lines[-1] == "ValueError: a real failure"
     assert out.getvalue().count("Traceback") == 1
+
+
+def test_the_config_page_shows_every_setting_once(make_settings) -> None:  # noqa: ANN001
+    from ui.config import GROUPS, settings_rows
+
+    settings = make_settings()
+    groups, secrets = settings_rows(settings)
+    shown = [r["name"] for rows in groups.values() for r in rows] + [r["name"] for r in secrets]
+    assert sorted(shown) == sorted(n.upper() for n in type(settings).model_fields)  # none hidden, none twice
+    assert {r["name"] for r in groups["Supervision"]} >= {"SUPERVISOR_MAX_RESTARTS", "SUPERVISOR_PERIOD_S"}
+    assert groups["Other"] == [], [r["name"] for r in groups["Other"]]  # every setting has a group of its own
+    assert GROUPS[-1] == ("Other", ("",))

@@ -16,13 +16,15 @@ from ui.backend import Backend, PanelError, SetTradingMode
 from ui.common import REFRESH_S, ago, column, every, frame
 
 GROUPS = (
-    ("Trading and copy defaults", ("trading_mode", "copy_")),
+    ("Trading and copy defaults", ("trading_mode", "copy_", "stats_")),
     ("Exit presets", ("exit_", "paper_")),
     ("Caps", ("risk_",)),
     ("Breakers", ("breaker_",)),
     ("Token safety", ("safety_",)),
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
-    ("Webhook, panel and storage", ("gateway_", "webhook_", "panel_", "walltrack_data_dir", "log_")),
+    ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
+    ("Supervision", ("supervisor_",)),
+    ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 
 
@@ -144,7 +146,7 @@ def register(backend: Backend, auth: bool) -> None:
         ui.label("Settings come from the environment and .env; change them there and restart.").classes(
             "text-caption text-grey-7 q-mt-md")
         with ui.row().classes("w-full q-gutter-md items-start"):
-            for group, _ in GROUPS:
+            for group in (g for g, _ in GROUPS if groups[g]):  # "Other" only when a setting has no group
                 with ui.card().classes("col-5").props(f"data-testid=group-{group.split()[0].lower()}"):
                     ui.label(group).classes("text-subtitle1")
                     ui.table(columns=COLUMNS, rows=groups[group], row_key="name").props("dense flat").classes("w-full")
