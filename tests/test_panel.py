@@ -159,6 +159,7 @@ def test_every_page_renders_and_updates_without_reload(demo: Demo, page: Any) ->
     expect(page.get_by_test_id("health-database")).to_have_text("Database: connected")
     expect(page.get_by_test_id("health-actors")).to_contain_text("wallets")
     expect(rows(page, "providers").filter(has_text="jupiter")).to_have_count(1)
+    expect(page.get_by_test_id("equity-chart").locator("canvas")).to_be_visible()  # drawn once connected
     first = rows(page, "recent-signals").first.inner_text()
     navigations: list[str] = []
     page.on("framenavigated", lambda f: navigations.append(f.url) if f == page.main_frame else None)
