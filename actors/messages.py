@@ -35,13 +35,16 @@ class SwapObserved:
 
 @dataclass(frozen=True, slots=True)
 class PaperEntry:
-    """A paper fill: quote spent and tokens received, both raw integers."""
+    """An entry to open: the quote to spend and the tokens it should get at the leader's price, raw integers.
+    `mode` is how it trades ("live": signed and sent; "shadow": a skipped signal followed on paper). `quote_mint`
+    overrides the leader's quote asset: a live entry always pays SOL, whatever the leader paid with."""
 
     quote_amount: int
     token_amount: int
-    mode: Literal["paper", "shadow"] = "paper"
+    mode: Literal["paper", "shadow", "live"] = "paper"
     slippage_bps: int | None = None  # the wallet's copy rules, for the executor
     max_price_impact_pct: float | None = None
+    quote_mint: str | None = None  # None: the leader's trade's quote mint
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,7 @@ class PriceTick:
 class PriceTicks:
     ticks: tuple[PriceTick, ...]
     kind: Literal["price_ticks"] = "price_ticks"
+    sol_usd: Decimal | None = None  # SOL's own fresh mark (also when no position is open): live sizing needs it
 
 
 # -- the position engine: fills and operator commands ---------------------------------------------------
@@ -184,12 +188,16 @@ class Fill:
     route: str
     at: float
     kind: Literal["fill"] = "fill"
+    signature: str | None = None  # live: the transaction the chain confirmed; the fill is its balance deltas
 
     def as_json(self) -> dict[str, Any]:
-        return {"side": self.side, "token_amount": str(self.token_amount), "quote_amount": str(self.quote_amount),
-                "quoted_out": str(self.quoted_out), "fee_quote": str(self.fee_quote),
-                "slippage_quote": str(self.slippage_quote), "price_impact": self.price_impact, "route": self.route,
-                "at": self.at}
+        out = {"side": self.side, "token_amount": str(self.token_amount), "quote_amount": str(self.quote_amount),
+               "quoted_out": str(self.quoted_out), "fee_quote": str(self.fee_quote),
+               "slippage_quote": str(self.slippage_quote), "price_impact": self.price_impact, "route": self.route,
+               "at": self.at}
+        if self.signature is not None:
+            out["signature"] = self.signature
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,7 @@ class ReserveEntry:
     quote_amount: int
     reply: Any = field(compare=False, hash=False)  # Callable[[EntryDecision], None]
     kind: Literal["reserve_entry"] = "reserve_entry"
+    mode: str = "paper"  # "live": the live caps apply too
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +272,7 @@ class ReservationBound:
     quote_mint: str
     quote_amount: int
     kind: Literal["reservation_bound"] = "reservation_bound"
+    mode: str = "paper"
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,82 @@ class Executor(Protocol):
 
 
 @dataclass(frozen=True)
+class SignedSwap:
+    """A swap built, verified and signed but not sent (the live executor's `prepare`). The position journals it
+    (`buy_signature` / `sell_signature`) before `land` may send it: a restart finds the signature and asks the chain."""
+
+    signature: str
+    transaction: str  # base64 of the signed VersionedTransaction (not secret: it is what the chain will see)
+    last_valid_block_height: int
+    amount: int  # what goes in: lamports for a buy, tokens for a sell (a sell is capped at what the chain holds)
+    quoted_out: int
+    min_out: int  # the quote's otherAmountThreshold: the transaction fails below it
+    price_impact: str
+    route: str
+    slippage_bps: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"signature": self.signature, "transaction": self.transaction,
+                "last_valid_block_height": self.last_valid_block_height, "amount": str(self.amount),
+                "quoted_out": str(self.quoted_out), "min_out": str(self.min_out), "price_impact": self.price_impact,
+                "route": self.route, "slippage_bps": self.slippage_bps}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SignedSwap":
+        return cls(d["signature"], d["transaction"], int(d["last_valid_block_height"]), int(d["amount"]),
+                   int(d["quoted_out"]), int(d["min_out"]), str(d["price_impact"]), str(d["route"]), int(d["slippage_bps"]))
+
+
+class SwapError(Exception):
+    """A live swap that did not fill, named by what the position should do.
+
+    `retryable`: another attempt (re-quoted) may succeed (expired, dropped, slippage, a provider down while
+    preparing); False: it will not (refused by verification, not enough SOL, nothing held, the kill switch).
+    `unknown`: the outcome could not be learnt (the RPC did not answer before the watch timed out): the same
+    signature is watched again — never a new attempt, which could buy twice. `cost`: the fee a transaction that
+    landed failed was charged (a `Fill` of no tokens), booked so the books equal the chain.
+    """
+
+    def __init__(self, reason: str, *, retryable: bool = False, unknown: bool = False, cost: Any = None,
+                 detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.retryable, self.unknown, self.cost, self.detail = reason, retryable, unknown, cost, detail
+
+
+class LiveExecutor(Protocol):
+    """Real swaps in two steps, so the position journals the signature between them (walltrack/live.py).
+
+    `prepare` quotes, builds, verifies and signs — nothing is sent — and resolves to a `SignedSwap`; `land`
+    sends (and rebroadcasts) that exact transaction until the chain confirms it — the `Fill` is the chain's
+    balance deltas — or it fails or expires (`SwapError`). `land` first asks the chain for the signature, so after
+    a restart it reconciles instead of sending blindly; `fresh` says no earlier process can have sent it."""
+
+    def prepare(self, position_id: int, side: str, mint: str, amount: int, *, slippage_bps: int,
+                max_price_impact_pct: float | None = None) -> Future[SignedSwap]: ...
+
+    def land(self, position_id: int, side: str, mint: str, swap: SignedSwap, *, fresh: bool) -> Future[Any]: ...
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    """How a live position retries: attempts per swap (each re-quoted), the backoff between them (real seconds), the
+    default slippage and the widest an exit that failed may retry with."""
+
+    max_attempts: int = 3
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    slippage_bps: int = 100
+    exit_max_slippage_bps: int = 1500
+
+    def delay(self, attempt: int) -> float:
+        return min(self.backoff_s * 2 ** max(0, attempt - 1), self.backoff_max_s)
+
+    def exit_slippage(self, base: int, round_: int) -> int:
+        """An exit retried after `round_` exit_failed rounds: the slippage doubles each round, up to the cap."""
+        return min(max(base, 1) * 2 ** round_, max(base, self.exit_max_slippage_bps))
+
+
+@dataclass(frozen=True)
 class ExitPlan:
     """How a position exits (actors/position.py). Percentages are of the entry price; 0 disables a rule.
 
@@ -125,5 +201,8 @@ class Ports:
     executor: Executor | None = None  # None: positions cannot trade (entries fail, exits are retried)
     exit_plan: ExitPlan = ExitPlan()
     risk: Any = None  # an actors.risk.RiskConfig: caps and breakers on entries; None: no risk actor
-    live_available: bool = False  # live execution exists: until then a wallet in live mode is refused
+    live_available: bool = False  # a wallet key is configured: without one a wallet in live mode is refused
     rules_follow_mode: bool = False  # the default copy mode follows the global trading mode (COPY_MODE unset)
+    live: LiveExecutor | None = None  # signs and sends the swaps of live positions
+    live_policy: LivePolicy = LivePolicy()
+    sol_usd: Callable[[], Decimal | None] = lambda: None  # the last fresh SOL price: live entries of USD leaders

@@ -1,36 +1,54 @@
 """PositionActor: one per position. Its state is a fold of its journal (event-sourced).
 
 A command is decided against the current state, by the pure `TABLE`, into journal events and effects
-(`Buy`/`Sell` through the `Executor` port). The shell stores the events, applies them, then performs the
-effects; a fill comes back as a `Filled` (or `FillFailed`) message and is decided like any command.
-Replaying the journal after a restart yields the same state: stops, ladder progress, trailing mark,
-pending order. Prices are `Fraction`s of raw quote units per raw token; amounts are integers.
+(`Buy`/`Sell` through the paper `Executor` port; `Prepare`/`Land`/`Later` through the `LiveExecutor` for a live
+position, actors/position_live.py). The shell stores the events, applies them, then performs the effects; an
+outcome comes back as a message (`Filled`, `FillFailed`, `Signed`, `SwapFailed`) and is decided like any command.
+Replaying the journal after a restart yields the same state: stops, ladder progress, trailing mark, pending
+order, the live swap in flight. Prices are `Fraction`s of raw quote units per raw token; amounts are integers.
 
 | state            | command       | journal events                                         | next             |
 |------------------|---------------|--------------------------------------------------------|------------------|
+| pending_entry    | Resume        | paper: — (+ Buy). live: buy_intent (+ Prepare)          | same / buying    |
 | pending_entry    | Filled(buy)   | entry_filled (the fill, the exit plan, the time)       | open             |
 | pending_entry    | FillFailed    | entry_failed                                           | entry_failed     |
 | pending_entry    | LeaderSold    | entry_failed (leader_sold_before_entry)                | entry_failed     |
-| pending_entry    | PriceTick     | —                                                      | pending_entry    |
-| pending_entry    | manual *      | — (reply: not filled yet)                              | pending_entry    |
+| pending_entry    | PriceTick, Signed, SwapFailed, Retry | —                               | pending_entry    |
+| pending_entry,   | manual *      | — (reply: not filled yet)                              | same             |
+|   buying         |               |                                                        |                  |
+| buying, selling  | Signed        | buy_signature / sell_signature (+ Land: send, confirm) | same             |
+| buying, selling  | SwapFailed    | buy_failed / sell_failed (+ Later → Retry) while       | same             |
+|                  |               | attempts remain; then buy: entry_failed; sell:         | entry_failed,    |
+|                  |               | exit_failed. Unknown outcome: — (+ Later → re-Land)    | exit_failed      |
+| buying, selling  | Resume        | — (+ Prepare: intent only; + Land: signature journaled)| same             |
+| buying, selling  | Retry         | buy_intent / sell_intent (+ Prepare); re-Land          | same             |
+| buying           | Filled(buy)   | entry_filled (the chain's fill); bought nothing:       | open             |
+|                  |               | buy_failed + entry_failed                              | entry_failed     |
+| buying           | LeaderSold    | entry_failed when no swap is in flight, else deferred  | entry_failed     |
+| buying           | PriceTick, FillFailed | —                                              | buying           |
 | open, partially_ | PriceTick     | stale_flagged / stale_cleared; high_water; then, if a  | same             |
-|   closed         |               | rule fires: exit_ordered (+ Sell). Rules, in order:    |                  |
-|                  |               | emergency_liquidity, stop (stop_loss, breakeven_stop,  |                  |
+|   closed,        |               | rule fires: exit_ordered (+ Sell). Rules, in order:    |                  |
+|   exit_failed    |               | emergency_liquidity, stop (stop_loss, breakeven_stop,  |                  |
 |                  |               | manual_stop), trailing_stop, time_stop, take_profit_N. |                  |
 |                  |               | An unknown or stale price fires no price rule.         |                  |
 |                  |               | A failed order is retried (Sell) when due.             |                  |
 | open, partially_ | LeaderSold    | exit_ordered (mirror_sell, the leader's fraction) + Sell | same           |
-| open, partially_ | ClosePosition | exit_ordered (manual_close) + Sell; reply ok           | same             |
-| open, partially_ | ClosePartial  | exit_ordered (manual_partial) + Sell; or error reply   | same             |
-| open, partially_ | SetStop       | stop_moved (manual_stop); or error reply               | same             |
-| open, partially_ | Filled(sell)  | partial_exit [+ stop_moved breakeven_stop after TP 1]  | partially_closed |
+|   closed, exit_f | ClosePosition | exit_ordered (manual_close) + Sell; reply ok           | same             |
+|                  | ClosePartial  | exit_ordered (manual_partial) + Sell; or error reply   | same             |
+|                  | SetStop       | stop_moved (manual_stop); or error reply               | same             |
+|                  | Filled(sell)  | partial_exit [+ stop_moved breakeven_stop after TP 1]  | partially_closed |
 |                  |               | or exit_filled when nothing is left                    | closed           |
-| open, partially_ | FillFailed    | exit_failed (attempt n, retry_at with backoff)         | same             |
-| closed,          | PriceTick,    | —                                                      | same             |
-|   entry_failed   | LeaderSold,   |                                                        |                  |
-|                  | Filled,       |                                                        |                  |
-|                  | FillFailed    |                                                        |                  |
-| closed,          | manual *      | — (reply: position is closed)                          | same             |
+|                  | FillFailed    | exit_failed (attempt n, retry_at with backoff)         | exit_failed      |
+|                  | Signed, SwapFailed, Resume, Retry | —                                  | same             |
+|                  | (live: every Sell above is journaled sell_intent + Prepare instead)   | selling          |
+| selling          | PriceTick     | stale_flagged / stale_cleared / high_water only        | selling          |
+| selling          | LeaderSold,   | — deferred until the sale has an outcome (a close is   | selling          |
+|                  | Close*        | validated at once, its reply ok)                       |                  |
+| selling          | SetStop       | stop_moved (manual_stop); or error reply               | selling          |
+| selling          | Filled(sell)  | partial_exit / exit_filled (the chain's fill)          | partially_closed |
+|                  |               |                                                        | / closed         |
+| selling          | FillFailed    | —                                                      | selling          |
+| closed,          | every command | — (manual: reply "position is closed")                 | same             |
 |   entry_failed   |               |                                                        |                  |
 
 Journals written before the engine (`opened` without `"entry": "pending"`, `closed`, `mirror_unpriced`)
@@ -60,14 +78,38 @@ from actors.messages import (
     PriceTick,
     SetStop,
 )
-from actors.ports import ExitPlan, Ports
+from actors.ports import ExitPlan, LivePolicy, Ports, SignedSwap, SwapError
+from actors.position_live import (
+    LIVE_EVENTS,
+    Land,
+    Later,
+    Prepare,
+    Resume,
+    Retry,
+    Signed,
+    Swap,
+    SwapFailed,
+    apply_live,
+    as_live,
+    defer,
+    defer_command,
+    on_filled_buying,
+    on_leader_sold_buying,
+    on_resume_pending,
+    on_resume_swapping,
+    on_retry,
+    on_signed,
+    on_swap_failed,
+    on_tick_selling,
+)
 from actors.shell import Shell
 from actors.trades import STABLE_MINTS, WSOL_MINT
 
 log = structlog.get_logger("position")
 
-STATES = ("pending_entry", "open", "partially_closed", "closed", "entry_failed")
-LIVE = ("open", "partially_closed")
+STATES = ("pending_entry", "buying", "open", "partially_closed", "selling", "exit_failed", "closed", "entry_failed")
+LIVE = ("open", "partially_closed", "exit_failed")  # holding tokens, no swap in flight: the exit rules run
+SWAPPING = ("buying", "selling")  # a live swap in flight (or waiting for its next attempt)
 TERMINAL = ("closed", "entry_failed")
 QUOTE_DECIMALS = {WSOL_MINT: 9, **{m: 6 for m in STABLE_MINTS}}
 MANUAL = (ClosePosition, ClosePartial, SetStop)
@@ -117,13 +159,15 @@ class Context:
     now: float
     plan: ExitPlan = ExitPlan()
     mark: PriceTick | None = None
+    live: LivePolicy = LivePolicy()
 
 
 @dataclass(frozen=True)
 class Step:
     events: tuple[JournalEvent, ...] = ()
-    effects: tuple[Buy | Sell, ...] = ()
+    effects: tuple[Any, ...] = ()  # Buy | Sell (paper), Prepare | Land | Later (live)
     reply: CommandReply | None = None
+    defer: bool = False  # keep the command until the swap in flight has an outcome
 
 
 # -- the state and its fold -----------------------------------------------------------------------------
@@ -155,6 +199,9 @@ class PositionState:
     leader_sold: int = 0  # what the leader has sold of it since
     slippage_bps: int | None = None  # the wallet's execution limits (None: the executor's defaults)
     max_price_impact_pct: float | None = None  # for the entry only: an exit must be able to get out
+    swap: Swap | None = None  # live: the swap in flight (its intent, then its signed transaction)
+    attempts: int = 0  # live: failed attempts of the current swap
+    fees_lost: int = 0  # live: fees of entry attempts that landed failed (part of the entry's cost)
 
     @property
     def entry_price(self) -> Fraction | None:
@@ -205,8 +252,13 @@ def _filled_exit(s: PositionState, d: dict[str, Any], status: str) -> PositionSt
     sold, got = int(f["token_amount"]), int(f["quote_amount"])
     exit_quote = s.exit_quote_amount + got
     tp = d.get("tp_level")
+    left = s.token_amount_open - sold
+    rest = s.order.token_amount - sold if s.order is not None else 0  # a sale capped below its order: the rest is due
+    order = replace(s.order, token_amount=min(rest, left), attempts=0, retry_at=None) \
+        if s.order is not None and rest > 0 and left > 0 and status != "closed" else None
     return replace(
-        s, status=status, token_amount_open=s.token_amount_open - sold, exit_quote_amount=exit_quote, order=None,
+        s, status=status, token_amount_open=0 if status == "closed" else left, exit_quote_amount=exit_quote, order=order,
+        swap=None, attempts=0,
         tp_done=max(s.tp_done, tp + 1) if tp is not None else s.tp_done,
         realized_pnl_quote=exit_quote - s.entry_quote_amount if status == "closed" else None,
         exit_reason=d["reason"] if status == "closed" else None,
@@ -224,18 +276,20 @@ def apply(state: PositionState | None, ev: JournalEvent, position_id: int) -> Po
     if k == "entry_filled":
         f = d["fill"]
         tokens = int(f["token_amount"])
-        return replace(s, status="open", entry_quote_amount=int(f["quote_amount"]), entry_token_amount=tokens,
-                       token_amount_open=tokens, plan=ExitPlan.from_json(d["plan"]), opened_at=float(d["at"]))
+        return replace(s, status="open", entry_quote_amount=int(f["quote_amount"]) + s.fees_lost, entry_token_amount=tokens,
+                       token_amount_open=tokens, plan=ExitPlan.from_json(d["plan"]), opened_at=float(d["at"]),
+                       swap=None, attempts=0)
     if k == "entry_failed":
-        # nothing was spent: no fill, no PnL (entry_quote_amount keeps the size that was meant)
-        return replace(s, status="entry_failed", entry_token_amount=0, token_amount_open=0, realized_pnl_quote=0,
-                       exit_reason=d.get("reason", "entry_failed"))
+        # no tokens bought: the PnL is the fees of attempts that landed failed (entry_quote_amount keeps the size meant)
+        return replace(s, status="entry_failed", entry_token_amount=0, token_amount_open=0, realized_pnl_quote=-s.fees_lost,
+                       exit_reason=d.get("reason", "entry_failed"), swap=None)
     if k == "exit_ordered":
         return replace(s, order=Order(d["reason"], int(d["token_amount"]), d.get("tp_level")),
                        leader_sold=s.leader_sold + int(d.get("leader_sold", 0)))
     if k == "exit_failed":
         assert s.order is not None, "exit_failed without an order"
-        return replace(s, order=replace(s.order, attempts=int(d["attempt"]), retry_at=float(d["retry_at"])))
+        return replace(s, status="exit_failed", swap=None, attempts=0,
+                       order=replace(s.order, attempts=int(d["attempt"]), retry_at=float(d["retry_at"])))
     if k == "partial_exit":
         return _filled_exit(s, d, "partially_closed")
     if k == "exit_filled":
@@ -255,6 +309,8 @@ def apply(state: PositionState | None, ev: JournalEvent, position_id: int) -> Po
                        exit_reason=d["reason"])
     if k == "mirror_unpriced":  # before the engine
         return s
+    if k in LIVE_EVENTS:
+        return apply_live(s, k, d)
     raise LookupError(f"unknown journal event {k!r}")
 
 
@@ -425,14 +481,18 @@ def on_filled_live(s: PositionState, m: Filled, ctx: Context) -> Step:
     return _step(s, events)
 
 
-def on_fill_failed_live(s: PositionState, m: FillFailed, ctx: Context) -> Step:
+def exit_failed_data(s: PositionState, ctx: Context, error: str) -> dict[str, Any]:
+    """An exit order that could not fill: retried at `retry_at` (a tick after it), the delay doubling up to 20x."""
     o = s.order
     if o is None:
-        raise LookupError(f"position {s.id}: a failed fill without an exit order")
+        raise LookupError(f"position {s.id}: a failed exit without an exit order")
     attempt = o.attempts + 1
     delay = min(s.plan.exit_retry_s * 2 ** (attempt - 1), s.plan.exit_retry_s * 20)
-    return _step(s, [("exit_failed", {"reason": o.reason, "error": m.error[:300], "attempt": attempt,
-                                      "retry_at": ctx.now + delay})])
+    return {"reason": o.reason, "error": error[:300], "attempt": attempt, "retry_at": ctx.now + delay}
+
+
+def on_fill_failed_live(s: PositionState, m: FillFailed, ctx: Context) -> Step:
+    return _step(s, [("exit_failed", exit_failed_data(s, ctx, m.error))])
 
 
 def on_filled_pending(s: PositionState, m: Filled, ctx: Context) -> Step:
@@ -470,21 +530,36 @@ def _step(s: PositionState, events: Events, effects: tuple[Buy | Sell, ...] = ()
 
 
 Handler = Callable[[PositionState, Any, Context], Step]
-_LIVE: dict[type, Handler] = {
-    PriceTick: on_tick_live, LeaderSold: on_leader_sold_live, ClosePosition: on_close_live,
-    ClosePartial: on_close_partial_live, SetStop: on_set_stop_live, Filled: on_filled_live, FillFailed: on_fill_failed_live,
-}
 _PENDING: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: on_leader_sold_pending, ClosePosition: not_filled_yet, ClosePartial: not_filled_yet,
     SetStop: not_filled_yet, Filled: on_filled_pending, FillFailed: on_fill_failed_pending,
+    Signed: ignore, SwapFailed: ignore, Resume: on_resume_pending, Retry: ignore,
+}
+_BUYING: dict[type, Handler] = {
+    PriceTick: ignore, LeaderSold: on_leader_sold_buying, ClosePosition: not_filled_yet, ClosePartial: not_filled_yet,
+    SetStop: not_filled_yet, Filled: on_filled_buying, FillFailed: ignore,
+    Signed: on_signed, SwapFailed: on_swap_failed, Resume: on_resume_swapping, Retry: on_retry,
+}
+_LIVE: dict[type, Handler] = {
+    PriceTick: as_live(on_tick_live), LeaderSold: as_live(on_leader_sold_live), ClosePosition: as_live(on_close_live),
+    ClosePartial: as_live(on_close_partial_live), SetStop: on_set_stop_live, Filled: on_filled_live,
+    FillFailed: on_fill_failed_live, Signed: ignore, SwapFailed: ignore, Resume: ignore, Retry: ignore,
+}
+_SELLING: dict[type, Handler] = {
+    PriceTick: on_tick_selling, LeaderSold: defer, ClosePosition: defer_command, ClosePartial: defer_command,
+    SetStop: on_set_stop_live, Filled: on_filled_live, FillFailed: ignore,
+    Signed: on_signed, SwapFailed: on_swap_failed, Resume: on_resume_swapping, Retry: on_retry,
 }
 _DONE: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: ignore, ClosePosition: already_closed, ClosePartial: already_closed,
-    SetStop: already_closed, Filled: ignore, FillFailed: ignore,
+    SetStop: already_closed, Filled: ignore, FillFailed: ignore, Signed: ignore, SwapFailed: ignore, Resume: ignore,
+    Retry: ignore,
 }
 TABLE: dict[tuple[str, type], Handler] = {
     **{("pending_entry", c): h for c, h in _PENDING.items()},
+    **{("buying", c): h for c, h in _BUYING.items()},
     **{(st, c): h for st in LIVE for c, h in _LIVE.items()},
+    **{("selling", c): h for c, h in _SELLING.items()},
     **{(st, c): h for st in TERMINAL for c, h in _DONE.items()},
 }
 COMMANDS = tuple(_LIVE)
@@ -511,10 +586,12 @@ def _failed(exc: Exception) -> Future:
 
 
 class PositionActor(Shell):
-    """Runs the table: stores each step's events, then performs its effect (one fill at a time).
+    """Runs the table: stores each step's events, then performs its effect (one fill or swap step at a time).
 
     Price ticks are never stashed behind a fill: while one is under way only the newest tick is kept and
     decided once the fill is journaled. Operator commands are validated at once (the reply), then queued.
+    Commands the table defers (the leader's sale or a close while a live swap is in flight) are told again, in
+    order, once the position leaves buying/selling.
     """
 
     def __init__(self, position_id: int, journal: tuple[JournalEvent, ...], ports: Ports, root: pykka.ActorRef) -> None:
@@ -523,17 +600,18 @@ class PositionActor(Shell):
         self.state = fold(position_id, journal)
         self.mark: PriceTick | None = None  # the last fresh price (not journaled: a tick is not a decision)
         self._waiting: PriceTick | None = None
+        self._deferred: list[Any] = []
         self._ports = ports
         self._root = root
 
     def on_start(self) -> None:
-        if self.state.status == "pending_entry":  # paper: asking for the entry again after a restart is safe
-            self._perform((Buy(self.state.entry_quote_amount),))
-        elif self.state.status in TERMINAL:  # a restart after the last event was stored but before the notice
+        if self.state.status in TERMINAL:  # a restart after the last event was stored but before the notice
             self._root.tell(closed_notice(self.state))
+        else:  # paper: ask for the entry again (safe); live: rebuild an unsigned intent, reconcile a signed one
+            self._run(decide(self.state, Resume(), self._ctx()))
 
     def _ctx(self) -> Context:
-        return Context(now=self._ports.clock(), plan=self._ports.exit_plan, mark=self.mark)
+        return Context(now=self._ports.clock(), plan=self._ports.exit_plan, mark=self.mark, live=self._ports.live_policy)
 
     def handle(self, message: Any) -> Any:
         if message == "idle":  # no fill or write under way, nothing queued (for tests and the panel)
@@ -550,6 +628,9 @@ class PositionActor(Shell):
                 self._stash.append(message)
             return reply
         step = decide(self.state, message, self._ctx())
+        if step.defer:
+            self._deferred.append(message)
+            return step.reply
         self._run(step)
         return step.reply
 
@@ -569,19 +650,59 @@ class PositionActor(Shell):
             lambda _: self._applied(events, after, step.effects),
         )
 
-    def _perform(self, effects: tuple[Buy | Sell, ...]) -> None:
-        s, ex = self.state, self._ports.executor
+    def _perform(self, effects: tuple[Any, ...]) -> None:
         for eff in effects[:1]:
-            if isinstance(eff, Buy):
-                op = (lambda: ex.buy(s.id, s.token_mint, eff.quote_amount, s.quote_mint, slippage_bps=s.slippage_bps,
-                                     max_price_impact_pct=s.max_price_impact_pct)) if ex else None
-                side = "buy"
+            if isinstance(eff, (Prepare, Land)):
+                self._swap_step(eff)
+            elif isinstance(eff, Later):
+                ref, message = self.actor_ref, eff.message
+                self._scheduler.call_later(eff.delay_s, lambda: _tell(ref, message))
             else:
-                op = (lambda: ex.sell(s.id, s.token_mint, eff.token_amount, s.quote_mint,
-                                      slippage_bps=s.slippage_bps)) if ex else None
-                side = "sell"
-            self.request(op or (lambda: _failed(RuntimeError("no executor configured"))),
-                         lambda r, side=side: self._filled(side, r))
+                self._paper(eff)
+        self._flush_tick()
+
+    def _paper(self, eff: Buy | Sell) -> None:
+        s, ex = self.state, self._ports.executor
+        if isinstance(eff, Buy):
+            op = (lambda: ex.buy(s.id, s.token_mint, eff.quote_amount, s.quote_mint, slippage_bps=s.slippage_bps,
+                                 max_price_impact_pct=s.max_price_impact_pct)) if ex else None
+            side = "buy"
+        else:
+            op = (lambda: ex.sell(s.id, s.token_mint, eff.token_amount, s.quote_mint,
+                                  slippage_bps=s.slippage_bps)) if ex else None
+            side = "sell"
+        self.request(op or (lambda: _failed(RuntimeError("no executor configured"))),
+                     lambda r, side=side: self._filled(side, r))
+
+    def _swap_step(self, eff: Prepare | Land) -> None:
+        """Ask the live executor to prepare (quote, build, verify, sign) or to land (send, confirm) a swap."""
+        s, live = self.state, self._ports.live
+        if isinstance(eff, Prepare):
+            side = eff.side
+            op = (lambda: live.prepare(s.id, side, s.token_mint, eff.amount, slippage_bps=eff.slippage_bps,
+                                       max_price_impact_pct=s.max_price_impact_pct if side == "buy" else None)) if live else None
+        else:
+            side = "buy" if s.status == "buying" else "sell"
+            op = (lambda: live.land(s.id, side, s.token_mint, eff.swap, fresh=eff.fresh)) if live else None
+        self.request(op or (lambda: _failed(SwapError("live_not_available", detail="no live executor configured"))),
+                     lambda r, side=side, landing=isinstance(eff, Land): self._swapped(side, r, landing))
+
+    def _swapped(self, side: str, result: Any, landing: bool) -> None:
+        if isinstance(result, SignedSwap):
+            msg: Any = Signed(side, result)
+        elif isinstance(result, Fill):
+            msg = Filled(result)
+        elif isinstance(result, SwapError):
+            msg = SwapFailed(side, result.reason, result.retryable, result.unknown, result.cost, result.detail)
+        else:  # an error the executor did not name: preparing may be tried again; a landing's outcome is unknown
+            detail = f"{type(result).__name__}: {result}"
+            msg = SwapFailed(side, "land_error" if landing else "prepare_error", retryable=not landing, unknown=landing,
+                             detail=detail)
+        if isinstance(msg, SwapFailed):
+            log.warning("swap_failed", position_id=self.state.id, side=side, reason=msg.reason, unknown=msg.unknown,
+                        retryable=msg.retryable, error=msg.detail[:300],
+                        signature=self.state.swap.signed.signature if self.state.swap and self.state.swap.signed else None)
+        self._run(decide(self.state, msg, self._ctx()))
         self._flush_tick()
 
     def _filled(self, side: str, result: Any) -> None:
@@ -596,12 +717,16 @@ class PositionActor(Shell):
             tick, self._waiting = self._waiting, None
             self.actor_ref.tell(tick)
 
-    def _applied(self, events: tuple[JournalEvent, ...], after: PositionState, effects: tuple[Buy | Sell, ...]) -> None:
+    def _applied(self, events: tuple[JournalEvent, ...], after: PositionState, effects: tuple[Any, ...]) -> None:
         before, self.state = self.state, after
         for ev in events:
             log.info("position_event", position_id=after.id, wallet=after.wallet, token_mint=after.token_mint, mode=after.mode,
                      journal_event=ev.kind, seq=ev.seq,
-                     **{k: v for k, v in ev.data.items() if k in ("reason", "signature", "token_amount", "error")})
+                     **{k: v for k, v in ev.data.items() if k in ("reason", "signature", "token_amount", "error", "attempt")})
+        if before.status in SWAPPING and after.status not in SWAPPING and self._deferred:
+            deferred, self._deferred = self._deferred, []
+            for message in deferred:  # decided now, in order, after what this step performs
+                self.actor_ref.tell(message)
         if before.status not in TERMINAL and after.status in TERMINAL:
             log.info("position_closed", position_id=after.id, wallet=after.wallet, reason=after.exit_reason, mode=after.mode,
                      realized_pnl_quote=after.realized_pnl_quote, quote_mint=after.quote_mint)
@@ -609,3 +734,10 @@ class PositionActor(Shell):
             self._waiting = None  # nothing left to decide on a price
             return
         self._perform(effects)
+
+
+def _tell(ref: pykka.ActorRef, message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass

@@ -7,7 +7,9 @@ until the position closes. Shadow positions never reach it: caps and breakers do
 
 Caps (0 disables one): open positions, SOL exposure per token and in total, entries per UTC day, and the
 reserve (paper equity = starting capital + realized PnL - open exposure must stay >= the reserve after
-the entry). Breakers (Freqtrade's protections): drawdown from peak equity, daily realized loss, N
+the entry). Live entries (`ReserveEntry.mode == "live"`) also pass the live caps: SOL per entry, live SOL
+granted per UTC day, and open live exposure in total; their reserve is the wallet's real SOL, checked on
+chain by the live executor before a buy is sent, so the paper reserve does not apply to them. Breakers (Freqtrade's protections): drawdown from peak equity, daily realized loss, N
 consecutive losses within a window, a cooldown on a token after a stop loss, a per-wallet pause after
 repeated losses, and `supervisor:escalated` (tripped by the root when a child fails past its restart
 intensity). A tripped breaker stops new entries (exits go on), is stored with its reason (table
@@ -87,6 +89,9 @@ class RiskConfig:
     stoploss_cooldown_s: float = 3600.0
     wallet_loss_streak: int = 3
     wallet_pause_s: float = 24 * 3600.0  # 0: until an operator resets it
+    live_max_trade_sol: Decimal = Decimal("0.25")  # one live entry
+    live_max_daily_sol: Decimal = Decimal("2")  # live entries granted per UTC day (0: no cap)
+    live_max_total_sol: Decimal = Decimal("1")  # open live exposure (0: no cap)
 
     def lamports(self, sol: Decimal) -> int:
         return int(sol * LAMPORTS)
@@ -97,6 +102,7 @@ class Exposure:
     wallet: str
     mint: str
     lamports: int
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class RiskState:
     reserved: Mapping[str, tuple[Exposure, float]] = field(default_factory=dict)  # reservation -> (exposure, expires)
     day: int = 0  # UTC day number of `trades_today` and `day_pnl`
     trades_today: int = 0
+    live_today: int = 0  # lamports of live entries granted today
     day_pnl: int = 0  # realized today (since the daily_loss breaker's last trip or reset), lamports
     realized: int = 0  # all-time realized PnL, lamports
     peak: int | None = None  # peak equity since the drawdown breaker's last trip or reset
@@ -205,7 +212,7 @@ def roll(state: RiskState, cfg: RiskConfig, now: float) -> tuple[RiskState, list
     """Time passes: a new UTC day, expired reservations, breakers whose time is up."""
     day = int(now // DAY)
     if day != state.day:
-        state = replace(state, day=day, trades_today=0, day_pnl=0)
+        state = replace(state, day=day, trades_today=0, day_pnl=0, live_today=0)
     live = {k: v for k, v in state.reserved.items() if v[1] > now}
     if len(live) != len(state.reserved):
         state = replace(state, reserved=live)
@@ -237,8 +244,21 @@ def check_entry(state: RiskState, cfg: RiskConfig, m: ReserveEntry) -> str | Non
         return "cap:max_total_exposure"
     if cfg.max_trades_per_day and state.trades_today + 1 > cfg.max_trades_per_day:
         return "cap:max_trades_per_day"
+    if m.mode == "live":
+        return check_live(state, cfg, size, exposures)
     if cfg.lamports(cfg.starting_capital_sol) + state.realized - total - size < cfg.lamports(cfg.reserve_sol):
         return "cap:reserve"
+    return None
+
+
+def check_live(state: RiskState, cfg: RiskConfig, size: int, exposures: list[Exposure]) -> str | None:
+    """The live caps (in SOL): per entry, granted per UTC day, open in total."""
+    if size > cfg.lamports(cfg.live_max_trade_sol):
+        return "cap:live_max_trade"
+    if cfg.live_max_daily_sol and state.live_today + size > cfg.lamports(cfg.live_max_daily_sol):
+        return "cap:live_max_daily"
+    if cfg.live_max_total_sol and sum(e.lamports for e in exposures if e.live) + size > cfg.lamports(cfg.live_max_total_sol):
+        return "cap:live_max_total"
     return None
 
 
@@ -288,9 +308,11 @@ def on_reserve(state: RiskState, m: ReserveEntry, cfg: RiskConfig, now: float) -
     refusal = check_entry(state, cfg, m)
     if refusal is not None:
         return state, [Reply(m.reply, EntryDecision(m.reservation_id, False, refusal))]
-    exposure = Exposure(m.wallet, m.token_mint, to_lamports(m.quote_mint, m.quote_amount, state.sol_usd, cfg))
+    live = m.mode == "live"
+    exposure = Exposure(m.wallet, m.token_mint, to_lamports(m.quote_mint, m.quote_amount, state.sol_usd, cfg), live)
     state = replace(state, reserved={**state.reserved, m.reservation_id: (exposure, now + cfg.reservation_ttl_s)},
-                    trades_today=state.trades_today + 1)
+                    trades_today=state.trades_today + 1,
+                    live_today=state.live_today + (exposure.lamports if live else 0))
     return state, [Reply(m.reply, EntryDecision(m.reservation_id, True))]
 
 
@@ -298,15 +320,17 @@ def on_bound(state: RiskState, m: ReservationBound, cfg: RiskConfig, now: float)
     reserved = dict(state.reserved)
     held = reserved.pop(m.reservation_id, None)
     exposure = held[0] if held is not None else Exposure(
-        m.wallet, m.token_mint, to_lamports(m.quote_mint, m.quote_amount, state.sol_usd, cfg))
+        m.wallet, m.token_mint, to_lamports(m.quote_mint, m.quote_amount, state.sol_usd, cfg), m.mode == "live")
     return replace(state, reserved=reserved, open={**state.open, m.position_id: exposure}), []
 
 
 def on_released(state: RiskState, m: ReservationReleased, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
     if m.reservation_id not in state.reserved:
         return state, []
+    exposure = state.reserved[m.reservation_id][0]
     reserved = {k: v for k, v in state.reserved.items() if k != m.reservation_id}
-    return replace(state, reserved=reserved, trades_today=max(0, state.trades_today - 1)), []
+    return replace(state, reserved=reserved, trades_today=max(0, state.trades_today - 1),
+                   live_today=max(0, state.live_today - exposure.lamports) if exposure.live else state.live_today), []
 
 
 def on_closed(state: RiskState, m: PositionClosed, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
@@ -389,14 +413,18 @@ def rebuild(cfg: RiskConfig, now: float, snapshot: Mapping[str, Any]) -> RiskSta
     or reset, and the breakers still tripped (those past their time reset at the first event).
 
     snapshot: {"open": [(position_id, wallet, mint, quote_mint, entry_quote_amount)], "opened": [epoch],
+               "live": [position ids of open live positions], "live_opened": [(epoch, lamports)] of live entries,
                "closes": [(epoch, wallet, mint, quote_mint, pnl_quote, exit_reason)] oldest first,
                "breakers": [{"name", "state", "reason", "tripped_at", "until", "reset_at"}]}
     """
     state = RiskState(day=int(now // DAY))
+    live = set(snapshot.get("live", ()))
     state = replace(
         state,
-        open={pid: Exposure(w, mint, to_lamports(q, int(amount), None, cfg)) for pid, w, mint, q, amount in snapshot["open"]},
+        open={pid: Exposure(w, mint, to_lamports(q, int(amount), None, cfg), pid in live)
+              for pid, w, mint, q, amount in snapshot["open"]},
         trades_today=sum(1 for at in snapshot["opened"] if int(at // DAY) == state.day),
+        live_today=sum(int(lam) for at, lam in snapshot.get("live_opened", ()) if int(at // DAY) == state.day),
     )
     since: dict[str, float] = {}
     breakers: dict[str, Breaker] = {}

@@ -23,26 +23,26 @@ class RulesError(ValueError):
 
 
 TRADING_MODES = ("off", "paper", "live")
-LIVE_NOT_AVAILABLE = "live_not_available"  # the skip reason of a buy in live mode, and the refusal of a switch to live
+LIVE_NOT_AVAILABLE = "live_not_available"  # no wallet key: the skip reason of a live buy, the refusal of a switch to live
 GLOBAL_OFF = "mode:off"  # the skip reason of every buy while the global trading mode is off
 
 
 def mode_refusal(mode: str, live_available: bool = False) -> str | None:
-    """Why the global trading mode cannot be set to `mode` (None: it can). Live is refused while live execution
-    does not exist: never a silent fall-back to paper."""
+    """Why the global trading mode cannot be set to `mode` (None: it can). Live needs a wallet key (live execution
+    is available once one is configured): without one it is refused — never a silent fall-back to paper."""
     if mode not in TRADING_MODES:
         return f"unknown trading mode {mode!r}: one of {', '.join(TRADING_MODES)}"
     if mode == "live" and not live_available:
-        return (f"{LIVE_NOT_AVAILABLE}: live execution (signing and sending real swaps) does not exist in this build, "
-                "so live mode is refused — buys in live mode are skipped with this reason, never copied on paper "
-                "instead. Choose paper or off.")
+        return (f"{LIVE_NOT_AVAILABLE}: no wallet key is configured (set WALLET_KEYPAIR_PATH to a Solana key file, "
+                "or WALLET_PRIVATE_KEY, and restart), so live mode is refused — buys in live mode are skipped with "
+                "this reason, never copied on paper instead. Choose paper or off.")
     return None
 
 
 class CopyRules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # mode: off (record and shadow only), paper, live (refused with "live_not_available" until live ships)
+    # mode: off (record and shadow only), paper, live (needs a wallet key and the global mode live)
     mode: Literal["off", "paper", "live"] = "paper"
     # sizing: a fixed amount, or a percentage of the leader's trade clamped to [min, max]
     sizing: Literal["fixed", "percent"] = "fixed"

@@ -77,6 +77,7 @@ class Published:
     def __init__(self) -> None:
         self.open_mints: frozenset[str] = frozenset()
         self.breakers: tuple[dict[str, Any], ...] = ()  # tripped breakers, from the risk actor
+        self.sol_usd: Any = None  # the last fresh SOL price (a Decimal), from the price monitor: sizes live entries
 
 
 class RootSupervisor(pykka.ThreadingActor):
@@ -192,7 +193,9 @@ class RootSupervisor(pykka.ThreadingActor):
             self._send(RISK, m)
 
     def _price_ticks(self, m: PriceTicks) -> None:
-        sol = next((t.sol_usd for t in m.ticks if t.sol_usd is not None), None)
+        sol = m.sol_usd if m.sol_usd is not None else next((t.sol_usd for t in m.ticks if t.sol_usd is not None), None)
+        if sol is not None:
+            self.published.sol_usd = sol
         if sol is not None and self._ports.risk is not None:
             self._send(RISK, SolPrice(sol))
         for tick in m.ticks:

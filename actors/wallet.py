@@ -8,6 +8,11 @@ price impact), then a reservation from the RiskActor (global caps and breakers).
 signal as skipped with its reason and follows it as a shadow position. The rules are the global defaults
 with the wallet's overrides (`actors/rules.py`, `wallets.settings`).
 
+Live mode needs three things: a wallet key (`Context.live_available`, else `live_not_available`), the wallet's
+rules in mode live, and the operator's global mode live (else `live:global_mode_not_live`). A live entry always
+pays SOL: a USD-quoted leader's trade is sized by the USD rules and converted at the last fresh SOL price
+(`live_entry`; none known: `live:sol_price_unknown`), and the position is booked in SOL.
+
 Transition table (state, event) -> handler; the handlers are pure and return (state', effects):
 
 | state    | event                   | effects                                                             |
@@ -84,6 +89,7 @@ class Context:
     live_available: bool = False
     risk: bool = False  # a RiskActor grants entries
     rules_follow_mode: bool = False  # the default copy mode is the global trading mode (COPY_MODE unset)
+    sol_usd: Decimal | None = None  # the last fresh SOL price: sizes the live entries of USD-quoted leaders
 
 
 # -- internal events and effects ----------------------------------------------------------------------------
@@ -157,6 +163,24 @@ def paper_entry(trade: Trade, rules: CopyRules) -> PaperEntry | None:
                       max_price_impact_pct=rules.max_price_impact_pct)
 
 
+LIVE_GLOBAL_NOT_LIVE = "live:global_mode_not_live"  # a wallet in live mode while the operator's global mode is not
+LIVE_NO_SOL_PRICE = "live:sol_price_unknown"
+
+
+def live_entry(trade: Trade, entry: PaperEntry, ctx: Context) -> PaperEntry | str:
+    """A live entry pays SOL, whatever the leader paid with: a SOL-quoted trade keeps its size; a USD-quoted one is
+    sized by the USD rules (fixed_usd, or percent within min_usd..max_usd) and converted to lamports at the last
+    fresh SOL price — none known: skipped, never guessed. Returns the entry or the skip reason."""
+    if trade.quote_mint == WSOL_MINT:
+        return replace(entry, mode="live", quote_mint=WSOL_MINT)
+    if ctx.sol_usd is None or ctx.sol_usd <= 0:
+        return LIVE_NO_SOL_PRICE
+    lamports = int(Decimal(entry.quote_amount) * LAMPORTS_PER_SOL / (STABLE_UNITS * ctx.sol_usd))
+    if lamports <= 0:
+        return "unpriceable_trade"
+    return replace(entry, quote_amount=lamports, mode="live", quote_mint=WSOL_MINT)
+
+
 def screen_buy(state: WalletState, trade: Trade, entry: PaperEntry, rules: CopyRules, ctx: Context) -> str | None:
     """The global mode, then the copy rules that need no outside facts: None to go on, else the skip reason."""
     if state.trading_mode == "off":
@@ -164,7 +188,9 @@ def screen_buy(state: WalletState, trade: Trade, entry: PaperEntry, rules: CopyR
     if rules.mode == "off":
         return "mode_off"
     if rules.mode == "live" and not ctx.live_available:
-        return LIVE_NOT_AVAILABLE  # never a silent fall-back to paper
+        return LIVE_NOT_AVAILABLE  # no wallet key: never a silent fall-back to paper
+    if rules.mode == "live" and state.trading_mode != "live":
+        return LIVE_GLOBAL_NOT_LIVE  # live needs the operator's global mode too (the kill switch)
     if ctx.now is not None and not rules.in_active_hours(ctx.now):
         return "outside_active_hours"
     if trade.token_mint in rules.blacklist:
@@ -232,7 +258,7 @@ def _needs_facts(rules: CopyRules) -> bool:
 def skipped(obs: Observation, reason: str, safety: dict[str, Any] | None = None) -> Observation:
     """A buy not taken: recorded with its reason and followed as a shadow position."""
     e = obs.entry
-    shadow = PaperEntry(e.quote_amount, e.token_amount, mode="shadow") if e is not None else None
+    shadow = replace(e, mode="shadow", slippage_bps=None, max_price_impact_pct=None) if e is not None else None
     return replace(obs, decision="skipped", reason=reason, entry=shadow, safety=safety if safety is not None else obs.safety)
 
 
@@ -259,6 +285,9 @@ def decide(state: WalletState, signature: str, trade: Trade | None, rules: CopyR
             reason = screen_token(trade, None if isinstance(report, BaseException) else report, rules)
             if reason is not None:
                 return skipped(taken, reason)
+        if rules.mode == "live":
+            live = live_entry(trade, entry, ctx)
+            return skipped(taken, live) if isinstance(live, str) else replace(taken, entry=live)
         return taken
     real = state.open_by_token.get(trade.token_mint, frozenset())
     everyone = tuple(sorted(real | state.shadow_by_token.get(trade.token_mint, frozenset())))  # shadows mirror too
@@ -307,8 +336,9 @@ def on_recorded(state: WalletState, ev: Recorded, rules: CopyRules, ctx: Context
         book[mint] = book.get(mint, frozenset()) | {res.position_id}
         state = replace(state, **{key: book})
         if ev.reservation_id is not None:  # before the position starts: its close must find it bound
-            effects.append(ReservationBound(ev.reservation_id, res.position_id, state.wallet, mint, t.quote_mint,
-                                            obs.entry.quote_amount))
+            effects.append(ReservationBound(ev.reservation_id, res.position_id, state.wallet, mint,
+                                            obs.entry.quote_mint or t.quote_mint, obs.entry.quote_amount,
+                                            mode=obs.entry.mode))
         effects.append(StartPosition(res.position_id, state.wallet, res.journal))
         if obs.entry.mode != "shadow":
             count, spent = state.buys.get(mint, (0, 0))
@@ -399,7 +429,7 @@ class WalletActor(Shell):
 
     def _step(self, event: Any) -> None:
         ctx = Context(self._ports.clock(), self._ports.live_available, self._ports.risk is not None,
-                      self._ports.rules_follow_mode)
+                      self._ports.rules_follow_mode, self._ports.sol_usd())
         self.state, effects = transition(self.state, event, self._ports.rules, ctx)
         for effect in effects:
             if isinstance(effect, Record):
@@ -438,8 +468,9 @@ class WalletActor(Shell):
             except concurrent.futures.InvalidStateError:
                 pass
 
-        self._root.tell(ReserveEntry(r.reservation_id, obs.wallet, obs.trade.token_mint, obs.trade.quote_mint,
-                                     obs.entry.quote_amount, reply))
+        self._root.tell(ReserveEntry(r.reservation_id, obs.wallet, obs.trade.token_mint,
+                                     obs.entry.quote_mint or obs.trade.quote_mint, obs.entry.quote_amount, reply,
+                                     mode=obs.entry.mode))
         self._scheduler.call_later(RISK_REPLY_TIMEOUT_S, give_up)
         return answer
 

@@ -362,7 +362,7 @@ def test_no_route_exit_is_retried_and_never_filled(engine: Engine) -> None:
     second = wait_until(lambda: len(f := [e for e in engine.journal(pid) if e.kind == "exit_failed"]) == 2 and f)
     assert second[1].data["attempt"] == 2 and second[1].data["retry_at"] == engine.clock() + 60
     s = engine.state(pid)
-    assert s.status == "open" and s.exit_quote_amount == 0 and s.realized_pnl_quote is None
+    assert s.status == "exit_failed" and s.exit_quote_amount == 0 and s.realized_pnl_quote is None  # an alert
     assert engine.kinds(pid).count("exit_ordered") == 1 and "exit_filled" not in engine.kinds(pid)
 
 

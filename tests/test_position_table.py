@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.messages import ClosePartial, ClosePosition, Fill, JournalEvent, LeaderSold, PriceTick, SetStop
-from actors.ports import ExitPlan
+from actors.ports import ExitPlan, SignedSwap
+from actors.position_live import Resume, Retry, Signed, SwapFailed
 from actors.position import (
     COMMANDS,
     STATES,
@@ -96,52 +97,115 @@ def sold(tokens: int = 1_000, before: int | None = 1_000) -> LeaderSold:
 
 
 # -- every (state, command) pair ------------------------------------------------------------------------
+LIVE_OPENED = JournalEvent(1, "opened", {**OPENED.data, "mode": "live", "slippage_bps": 100})
+SWAP = SignedSwap("5ig", "dHg=", 1_000, COST, TOKENS, TOKENS * 99 // 100, "0.01", "Raydium", 100)
+
+
+def live_pending() -> PositionState:
+    return fold(PID, (LIVE_OPENED,))
+
+
+def buying(signed: bool = False) -> PositionState:
+    s = step(live_pending(), Resume())[0]
+    return step(s, Signed("buy", SWAP))[0] if signed else s
+
+
+def live_open() -> PositionState:
+    return step(buying(signed=True), Filled(replace(fill("buy", TOKENS, COST), signature="5ig")))[0]
+
+
+def selling(signed: bool = False) -> PositionState:
+    s = step(live_open(), ClosePartial(PID, Decimal("0.3")))[0]
+    sale = replace(SWAP, signature="5ell", amount=s.swap.amount)  # type: ignore[union-attr]
+    return step(s, Signed("sell", sale))[0] if signed else s
+
+
+def exit_failed() -> PositionState:
+    return step(with_order(opened()), FillFailed("sell", "NoRoute"))[0]
+
+
+BASES = {"pending_entry": pending, "buying": buying, "open": opened, "partially_closed": partially_closed,
+         "selling": selling, "exit_failed": exit_failed, "closed": closed, "entry_failed": entry_failed}
+
+
 def command_for(status: str, command: type) -> tuple[PositionState, Any]:
     """A state in `status` and a representative command of type `command` for it."""
-    base = {"pending_entry": pending, "open": opened, "partially_closed": partially_closed, "closed": closed,
-            "entry_failed": entry_failed}[status]()
-    live = status in ("open", "partially_closed")
+    base = BASES[status]()
+    holding = status in ("open", "partially_closed", "exit_failed")
+    side = "buy" if status in ("pending_entry", "buying") else "sell"
     if command is Filled:
         if status == "pending_entry":
             return base, Filled(fill("buy", TOKENS, COST))
-        if live:
-            s = with_order(base)
+        if status == "buying":
+            return buying(signed=True), Filled(fill("buy", TOKENS, COST))
+        if status == "selling":
+            s = selling(signed=True)
+            return s, Filled(fill("sell", s.swap.amount, 30_000_000))  # type: ignore[union-attr]
+        if holding:
+            s = base if base.order is not None else with_order(base)
             return s, Filled(fill("sell", s.order.token_amount, 30_000_000))  # type: ignore[union-attr]
         return base, Filled(fill("sell", 1, 1))
     if command is FillFailed:
-        return (with_order(base) if live else base), FillFailed("sell" if status != "pending_entry" else "buy", "NoRoute")
+        return (with_order(base) if holding and base.order is None else base), FillFailed(side, "NoRoute")
     return base, {
         PriceTick: tick(1.01), LeaderSold: sold(), ClosePosition: ClosePosition(PID),
         ClosePartial: ClosePartial(PID, Decimal("0.5")), SetStop: SetStop(PID, Decimal("0.00005")),
+        Signed: Signed(side, SWAP), SwapFailed: SwapFailed(side, "expired", retryable=True), Resume: Resume(),
+        Retry: Retry(),
     }[command]
 
 
-# (state, command) -> (journal event kinds, next state, reply: None, True (accepted) or False (refused))
-EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None]] = {
-    ("pending_entry", PriceTick): ([], "pending_entry", None),
-    ("pending_entry", LeaderSold): (["entry_failed"], "entry_failed", None),
-    ("pending_entry", ClosePosition): ([], "pending_entry", False),
-    ("pending_entry", ClosePartial): ([], "pending_entry", False),
-    ("pending_entry", SetStop): ([], "pending_entry", False),
-    ("pending_entry", Filled): (["entry_filled"], "open", None),
-    ("pending_entry", FillFailed): (["entry_failed"], "entry_failed", None),
-    **{(st_, c): v for st_ in ("open", "partially_closed") for c, v in {
-        PriceTick: ([], st_, None),
-        LeaderSold: (["exit_ordered"], st_, None),
-        ClosePosition: (["exit_ordered"], st_, True),
-        ClosePartial: (["exit_ordered"], st_, True),
-        SetStop: (["stop_moved"], st_, True),
-        Filled: (["partial_exit"], "partially_closed", None),
-        FillFailed: (["exit_failed"], st_, None),
+# (state, command) -> (journal event kinds, next state, reply: None, True (accepted) or False (refused), deferred)
+QUIET = (Signed, SwapFailed, Resume, Retry)
+EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None, bool]] = {
+    ("pending_entry", PriceTick): ([], "pending_entry", None, False),
+    ("pending_entry", LeaderSold): (["entry_failed"], "entry_failed", None, False),
+    ("pending_entry", ClosePosition): ([], "pending_entry", False, False),
+    ("pending_entry", ClosePartial): ([], "pending_entry", False, False),
+    ("pending_entry", SetStop): ([], "pending_entry", False, False),
+    ("pending_entry", Filled): (["entry_filled"], "open", None, False),
+    ("pending_entry", FillFailed): (["entry_failed"], "entry_failed", None, False),
+    **{("pending_entry", c): ([], "pending_entry", None, False) for c in QUIET},  # paper: Resume asks for the fill
+    ("buying", PriceTick): ([], "buying", None, False),
+    ("buying", LeaderSold): ([], "buying", None, True),  # a transaction may be landing: decided after its outcome
+    ("buying", ClosePosition): ([], "buying", False, False),
+    ("buying", ClosePartial): ([], "buying", False, False),
+    ("buying", SetStop): ([], "buying", False, False),
+    ("buying", Filled): (["entry_filled"], "open", None, False),
+    ("buying", FillFailed): ([], "buying", None, False),
+    ("buying", Signed): (["buy_signature"], "buying", None, False),
+    ("buying", SwapFailed): (["buy_failed"], "buying", None, False),
+    ("buying", Resume): ([], "buying", None, False),
+    ("buying", Retry): ([], "buying", None, False),
+    **{(st_, c): v for st_ in ("open", "partially_closed", "exit_failed") for c, v in {
+        PriceTick: ([], st_, None, False),
+        LeaderSold: (["exit_ordered"], st_, None, False),
+        ClosePosition: (["exit_ordered"], st_, True, False),
+        ClosePartial: (["exit_ordered"], st_, True, False),
+        SetStop: (["stop_moved"], st_, True, False),
+        Filled: (["partial_exit"], "partially_closed", None, False),
+        FillFailed: (["exit_failed"], "exit_failed", None, False),
+        **{c: ([], st_, None, False) for c in QUIET},
     }.items()},
-    **{(st_, c): ([], st_, False if c in (ClosePosition, ClosePartial, SetStop) else None)
+    ("selling", PriceTick): ([], "selling", None, False),
+    ("selling", LeaderSold): ([], "selling", None, True),
+    ("selling", ClosePosition): ([], "selling", True, True),
+    ("selling", ClosePartial): ([], "selling", True, True),
+    ("selling", SetStop): (["stop_moved"], "selling", True, False),
+    ("selling", Filled): (["partial_exit"], "partially_closed", None, False),
+    ("selling", FillFailed): ([], "selling", None, False),
+    ("selling", Signed): (["sell_signature"], "selling", None, False),
+    ("selling", SwapFailed): (["sell_failed"], "selling", None, False),
+    ("selling", Resume): ([], "selling", None, False),
+    ("selling", Retry): ([], "selling", None, False),
+    **{(st_, c): ([], st_, False if c in (ClosePosition, ClosePartial, SetStop) else None, False)
        for st_ in ("closed", "entry_failed") for c in COMMANDS},
 }
 
 
 def test_the_table_and_the_expectations_cover_every_pair() -> None:
     pairs = set(itertools.product(STATES, COMMANDS))
-    assert set(TABLE) == pairs and set(EXPECTED) == pairs and len(pairs) == 35
+    assert set(TABLE) == pairs and set(EXPECTED) == pairs and len(pairs) == 8 * 11
 
 
 @pytest.mark.parametrize("status, command", sorted(EXPECTED, key=lambda k: (STATES.index(k[0]), k[1].__name__)),
@@ -149,12 +213,13 @@ def test_the_table_and_the_expectations_cover_every_pair() -> None:
 def test_every_state_command_pair(status: str, command: type) -> None:
     s, cmd = command_for(status, command)
     assert s.status == status
-    kinds, next_status, reply = EXPECTED[(status, command)]
+    kinds, next_status, reply, deferred = EXPECTED[(status, command)]
     after, out = step(s, cmd)
     assert [e.kind for e in out.events] == kinds
     assert [e.seq for e in out.events] == list(range(s.seq + 1, s.seq + 1 + len(kinds)))
     assert after.status == next_status
     assert (out.reply.ok if out.reply is not None else None) is reply
+    assert out.defer is deferred
     if reply is False:
         assert out.reply.error  # type: ignore[union-attr]
 
@@ -297,7 +362,7 @@ def test_failed_exit_is_retried_with_backoff_and_never_filled() -> None:
     assert decide(s, tick(1.0), ctx(T0 + 29)).effects == ()
     assert decide(s, tick(1.0), ctx(T0 + 30)).effects == (Sell(TOKENS),)
     s, out = step(s, FillFailed("sell", "NoRoute"), ctx(T0 + 30))
-    assert out.events[0].data["retry_at"] == T0 + 30 + 60 and s.status == "open" and s.exit_quote_amount == 0
+    assert out.events[0].data["retry_at"] == T0 + 30 + 60 and s.status == "exit_failed" and s.exit_quote_amount == 0
 
 
 def test_a_full_exit_rule_supersedes_a_pending_partial_order() -> None:

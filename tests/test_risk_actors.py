@@ -264,7 +264,7 @@ def test_breaker_trips_blocks_and_resets_by_command_and_by_time(breaker_app: tup
 
 
 def test_live_mode_is_refused_with_a_reason(make_settings: Any) -> None:
-    app = App(make_settings(trading_mode="live")).start()
+    app = App(make_settings(wallet_private_key=None, copy_mode="live")).start()  # live rules, no wallet key
     try:
         watch(app, LEADER)
         s = signal(app, buy(app, "live"))
@@ -285,7 +285,7 @@ def test_wallet_overrides_reach_the_running_bot(app: App, db_url: str) -> None:
 
     def refused() -> bool:  # the NOTIFY reaches the wallet actor; until then a buy may still be copied
         s = signal(app, buy(app, f"x{time.monotonic()}"))
-        return s["reason"] == "live_not_available"
+        return s["reason"] == "live:global_mode_not_live"  # the key is there; the operator's global mode is paper
 
     wait_until(refused, timeout=10, interval=0.1)
     assert signal(app, buy(app, "other", wallet=OTHER))["reason"] == "copy_buy"  # the other wallet keeps the defaults

@@ -79,6 +79,7 @@ def test_live_is_refused_with_the_reason_the_wallets_skip_with() -> None:
     refusal = mode_refusal("live")
     assert refusal is not None and refusal.startswith(LIVE_NOT_AVAILABLE) and "never copied on paper" in refusal
     assert mode_refusal("live", live_available=True) is None
+    assert "WALLET_KEYPAIR_PATH" in refusal  # it says what to do
     assert "unknown trading mode" in (mode_refusal("yolo") or "")
 
 
@@ -93,7 +94,9 @@ def blackhole() -> Iterator[str]:
 
 
 def start(make_settings: Any, jupiter: str) -> App:
-    return App(make_settings(jupiter_base_url=jupiter, http_timeout_s=300, provider_max_wait_s=600)).start()
+    """The bot without a wallet key: live is refused (the live switch with a key: tests/test_live_app.py)."""
+    return App(make_settings(jupiter_base_url=jupiter, http_timeout_s=300, provider_max_wait_s=600,
+                             wallet_private_key=None)).start()
 
 
 def until_reason(app: App, expected: str) -> dict[str, Any]:

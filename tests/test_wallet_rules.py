@@ -85,7 +85,7 @@ def reason(rules: CopyRules, state: WalletState | None = None, ctx: Context = Co
     (CopyRules(), Context(now=NOON), None),
     (CopyRules(mode="off"), Context(now=NOON), "mode_off"),
     (CopyRules(mode="live"), Context(now=NOON), "live_not_available"),
-    (CopyRules(mode="live"), Context(now=NOON, live_available=True), None),
+    (CopyRules(mode="live"), Context(now=NOON, live_available=True), "live:global_mode_not_live"),
     (CopyRules(active_hours="08-11"), Context(now=NOON), "outside_active_hours"),
     (CopyRules(active_hours="08-13"), Context(now=NOON), None),
     (CopyRules(active_hours="22-06"), Context(now=23 * 3600.0), None),
@@ -97,6 +97,15 @@ def reason(rules: CopyRules, state: WalletState | None = None, ctx: Context = Co
 ])
 def test_rules_before_the_verdict(rules: CopyRules, ctx: Context, expected: str | None) -> None:
     assert reason(rules, ctx=ctx) == expected
+
+
+def test_live_needs_the_key_the_wallets_rules_and_the_global_mode() -> None:
+    live = CopyRules(mode="live")
+    assert reason(live, WalletState(W, trading_mode="live"), Context(now=NOON, live_available=True)) is None
+    assert reason(live, WalletState(W, trading_mode="live"), Context(now=NOON)) == "live_not_available"
+    assert reason(live, WalletState(W, trading_mode="paper"), Context(now=NOON, live_available=True)) == \
+        "live:global_mode_not_live"
+    assert reason(live, WalletState(W, trading_mode="off"), Context(now=NOON, live_available=True)) == "mode:off"
 
 
 def test_duplicate_control_per_wallet_and_token() -> None:

@@ -31,6 +31,7 @@ from gateway.app import Delivery, GatewayDeps, create_app
 from walltrack import store as repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
 from walltrack.executor import exit_plan
+from walltrack.live import live_policy
 from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.logs import Redactor, configure_logging
@@ -55,6 +56,8 @@ class App:
         self.services: Services | None = None
         self.gateway: Service | None = None
         self.monitor: Service | None = None
+        self.confirmer: Service | None = None
+        self.live_reconcile: dict[str, Any] | None = None  # the start-up reconcile of the book against the chain
         self.watched: frozenset[str] = frozenset()
         self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._listener: asyncpg.Connection | None = None
@@ -74,12 +77,17 @@ class App:
         log.info("database_ready", embedded=self.pg is not None, migrations_applied=applied)
 
         self.trio = TrioThread(name="walltrack-trio").start()
-        self.services = Services(s, self.trio, self.store, self.clock)
+        self.services = Services(s, self.trio, self.store, self.clock, gate=self.live_gate)
+        self.published = published = Published()
+        live = self.services.live
         ports = Ports(self.store, self.loop, copy_rules(s),
                       safety=self.services.safety_port(), clock=self.clock,
                       executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
-                      rules_follow_mode=s.copy_mode is None)
-        self.published = Published()
+                      rules_follow_mode=s.copy_mode is None, live_available=live is not None, live=live,
+                      live_policy=live_policy(s), sol_usd=lambda: published.sol_usd)
+        if self.services.confirmer is not None:  # before any position resumes a swap in flight
+            self.confirmer = self.trio.start_service(self.services.confirmer.run)
+            log.info("live_execution_available", wallet=live.address if live else None, mode=s.trading_mode)
         intensity, backoff = supervision(s)
         self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
         self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
@@ -94,6 +102,8 @@ class App:
         pending = self.store.run(repo.pending_deliveries)
         self._hand_out(pending)
         log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
+        if live is not None:
+            self._reconcile_live()
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
         self.monitor = self.trio.start_service(self.services.price_monitor(self.root, self.published))
@@ -111,6 +121,32 @@ class App:
         return self
 
     # -- stop, in reverse --------------------------------------------------------------------------
+    def live_gate(self) -> str | None:
+        """Why a new live buy may not be sent now (the kill switch: the global mode is not live), or None."""
+        return None if self.trading_mode == "live" else f"mode:{self.trading_mode}"
+
+    def _reconcile_live(self) -> None:
+        """The book against the chain, once at start: shown (log, /health, the dashboard), never fixed silently."""
+        from walltrack import reconcile
+
+        assert self.services is not None and self.services.live is not None and self.store is not None
+        wallet, rpc = self.services.live.address, self.services.rpc
+
+        async def run() -> dict[str, Any]:
+            with trio.fail_after(max(10.0, self.settings.http_timeout_s * 4)):
+                chain = await reconcile.chain_holdings(rpc, wallet)
+            held, in_flight = await trio_await(self.store.submit(reconcile.book))
+            findings = reconcile.compare(held, chain, in_flight)
+            await trio_await(self.store.submit(lambda c: reconcile.save(c, wallet, findings)))
+            reconcile.log_findings(wallet, findings)
+            return {"wallet": wallet, "at": time.time(), "findings": [f.as_json() for f in findings]}
+
+        try:
+            self.live_reconcile = self.trio.submit(run).result(60)
+        except Exception as exc:  # noqa: BLE001 - the RPC may be down: say so, keep running (entries check the chain)
+            log.error("live_reconcile_failed", wallet=wallet, error=f"{type(exc).__name__}: {exc}")
+            self.live_reconcile = {"wallet": wallet, "at": time.time(), "error": f"{type(exc).__name__}: {exc}"}
+
     def stop(self) -> None:
         for service in (self.gateway, self.monitor):
             if service is not None:
@@ -122,6 +158,8 @@ class App:
                 self.root.stop(block=True, timeout=15)
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
+        if self.confirmer is not None:
+            self.confirmer.stop()
         if self.services is not None:
             self.services.close()
         if self.trio is not None:
@@ -262,10 +300,16 @@ class App:
                 last_webhook_at=_iso(db["last_webhook"]),
                 last_signal_at=_iso(db["last_signal"]),
                 inbox_pending=db["inbox_pending"],
+                exit_failed=db["exit_failed"],  # positions whose exit could not land: an alert (the dashboard too)
             )
         except Exception:  # noqa: BLE001
             body.update(status="unavailable", database="unreachable", last_webhook_at=None, last_signal_at=None)
         body["circuit_breaker"] = self._breaker_state()
+        if self.services is not None and self.services.live is not None:
+            body["live"] = {"wallet": self.services.live.address, "reconcile": self.live_reconcile,
+                            "exit_failed": body.get("exit_failed")}
+            if body.get("exit_failed") or (self.live_reconcile or {}).get("findings") or (self.live_reconcile or {}).get("error"):
+                body["status"] = "degraded" if body["status"] == "ok" else body["status"]
         if self.services is not None:
             body["providers"] = self.services.provider_states()
         try:

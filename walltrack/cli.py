@@ -175,7 +175,7 @@ def cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
     """`mode show [--json]` / `mode set off|paper|live`: the global trading mode (the running bot hears a change at
-    once through NOTIFY). Live is refused, with the reason, while live execution does not exist."""
+    once through NOTIFY). Live is refused, with the reason, without a wallet key."""
     import structlog
 
     from actors.rules import mode_refusal
@@ -183,7 +183,7 @@ def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
     from walltrack.settings import caps_in_force
 
     if args.mode_command == "set":
-        refusal = mode_refusal(args.mode)
+        refusal = mode_refusal(args.mode, live_available=settings.has_wallet_key)
         if refusal is not None:
             structlog.get_logger("cli").warning("trading_mode_refused", mode=args.mode, by="cli", reason=refusal)
             raise UsageError(f"mode not changed: {refusal}")
@@ -192,7 +192,9 @@ def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
         # the audit line, at WARNING so the CLI's quiet logging keeps it (the table runtime_setting_events too)
         structlog.get_logger("cli").warning("trading_mode_changed", mode=args.mode, previous=previous, by="cli")
         print(f"trading mode: {previous} -> {args.mode}"
-              + ("  (no new entries for any wallet; exits go on)" if args.mode == "off" else ""))
+              + ("  (no new entries for any wallet; exits go on)" if args.mode == "off" else "")
+              + ("  (real swaps, signed with the wallet key, for wallets whose copy rules are live)"
+                 if args.mode == "live" else ""))
         return 0
     stored = _with_db(settings, store.trading_mode)
     view = {"mode": stored["mode"] if stored else settings.trading_mode,
@@ -207,6 +209,43 @@ def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
         print("caps in force:")
         for line in view["caps"]:
             print(f"  {line}")
+    return 0
+
+
+def cmd_wallet(args: argparse.Namespace, settings: Settings) -> int:
+    """`wallet [--json]`: the trading key's public address, its SOL and token balances, read from SOLANA_RPC_URL.
+    Never the secret."""
+    import trio
+
+    from walltrack.adapters.http import Policy, Provider, ProviderError, ResilientClient
+    from walltrack.adapters.solana_rpc import SolanaRpc
+    from walltrack.keys import WalletKey
+    from walltrack.reconcile import wallet_view
+
+    key = WalletKey.from_settings(settings)
+    if key is None:
+        raise UsageError("no wallet key configured: set WALLET_KEYPAIR_PATH (a Solana CLI key file) or WALLET_PRIVATE_KEY")
+
+    async def read() -> dict[str, Any]:
+        policy = Policy(rate_per_s=10, attempt_timeout_s=settings.http_timeout_s, max_wait_s=settings.provider_max_wait_s)
+        async with ResilientClient(Provider("rpc", policy), settings.solana_rpc_url) as http:
+            with trio.fail_after(settings.http_timeout_s * 6):
+                return await wallet_view(SolanaRpc(http), key.address)
+
+    try:
+        view = trio.run(read)
+    except (ProviderError, trio.TooSlowError) as exc:
+        raise UsageError(f"{key.address}: cannot read the wallet from SOLANA_RPC_URL ({type(exc).__name__}: {exc})") from None
+    if args.json:
+        _print_json(view)
+        return 0
+    print(f"address  {view['address']}")
+    print(f"SOL      {view['sol']} ({view['sol_lamports']} lamports)")
+    for t in view["tokens"]:
+        print(f"token    {t['mint']}  {t['ui_amount']}  ({t['amount']} raw, {t['decimals']} decimals, "
+              f"{t['program']} account {t['account']})")
+    if not view["tokens"]:
+        print("tokens   none")
     return 0
 
 
@@ -303,9 +342,13 @@ def parser() -> argparse.ArgumentParser:
     mds = md.add_subparsers(dest="mode_command", required=True)
     mshow = mds.add_parser("show", help="the mode in force and the caps every entry must pass")
     mshow.add_argument("--json", action="store_true")
-    mset = mds.add_parser("set", help="off: no new entries for any wallet (exits go on); paper; live (refused until it ships)")
+    mset = mds.add_parser("set", help="off: no new entries for any wallet (exits go on); paper; live (needs a wallet key)")
     mset.add_argument("mode", choices=("off", "paper", "live"))
     md.set_defaults(fn=cmd_mode)
+
+    wl = sub.add_parser("wallet", help="the trading key's public address and its SOL and token balances (never the key)")
+    wl.add_argument("--json", action="store_true")
+    wl.set_defaults(fn=cmd_wallet)
 
     for name, fn, text in (("signals", cmd_signals, "signals recorded"), ("positions", cmd_positions, "positions")):
         c = sub.add_parser(name, help=f"list {text}")

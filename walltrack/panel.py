@@ -32,7 +32,7 @@ ASK_TIMEOUT_S = 3.0
 MODE_DONE = {
     "off": "trading mode set to off: no new entries for any wallet; open positions keep their exits",
     "paper": "trading mode set to paper: wallets copy on paper again (their own mode overrides apply)",
-    "live": "trading mode set to live",
+    "live": "trading mode set to live: wallets whose copy rules are live now trade real swaps",
 }
 
 
@@ -173,7 +173,7 @@ class PanelBackend:
         return f"breaker {c.name} reset"
 
     async def _set_mode(self, c: ui.SetTradingMode) -> str:
-        refusal = mode_refusal(c.mode)  # live_available: no live executor exists yet
+        refusal = mode_refusal(c.mode, live_available=self.settings.has_wallet_key)
         if refusal is not None:
             log.warning("trading_mode_refused", mode=c.mode, by="panel", reason=refusal)
             raise ui.CommandRefused(refusal)

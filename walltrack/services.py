@@ -23,7 +23,10 @@ from walltrack.adapters.jupiter import JupiterClient, NoRoute
 from walltrack.adapters.rugcheck import RugCheck
 from walltrack.adapters.solana_rpc import SolanaRpc
 from walltrack.bridge import TrioThread, trio_await
+from walltrack.confirm import Confirmer
 from walltrack.executor import PaperExecutor
+from walltrack.keys import WalletKey
+from walltrack.live import LiveExecutor, live_config
 from walltrack.prices import PriceService
 from walltrack.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyConfig, SafetyReport
 from walltrack.settings import Settings
@@ -119,7 +122,9 @@ class LiquidityTap:
 
 
 class Services:
-    def __init__(self, settings: Settings, runtime: TrioThread, store: repo.Store, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, runtime: TrioThread, store: repo.Store, clock: Callable[[], float],
+                 gate: Callable[[], str | None] = lambda: "mode:unknown") -> None:
+        """`gate`: why a new live buy may not be sent now (None: it may) — the operator's global mode."""
         s = settings
         self.settings, self.runtime, self.store, self.clock = s, runtime, store, clock
         key = s.jupiter_api_key.get_secret_value() if s.jupiter_api_key else None
@@ -146,6 +151,13 @@ class Services:
         self.executor = PaperExecutor(runtime, self.jupiter, clock, slippage_bps=s.paper_slippage_bps,
                                       priority_fee_lamports=s.paper_priority_fee_lamports,
                                       timeout_s=max(15.0, s.http_timeout_s * 3))
+        self.key = WalletKey.from_settings(s)  # None: live execution is not available
+        self.confirmer: Confirmer | None = None
+        self.live: LiveExecutor | None = None
+        if self.key is not None:
+            self.confirmer = Confirmer(self.rpc, s.live_confirm_poll_ms / 1000, s.live_commitment)
+            self.live = LiveExecutor(runtime, self.jupiter, self.rpc, self.key, live_config(s, self.key), self.confirmer,
+                                     clock, gate)
         self.analyzer = SafetyAnalyzer(
             MarketSources(self.rpc, self.dexscreener, self.jupiter, rugcheck), safety_config(s), clock=clock,
             store=self._save_safety, rugcheck_enabled=rugcheck is not None)
@@ -177,14 +189,16 @@ class Services:
         return {p.name: p.state().as_dict() for p in providers}
 
     def price_monitor(self, root: pykka.ActorRef, published: Published):  # noqa: ANN201
-        """Every `PRICE_POLL_S`: price the tokens of open positions, tick their actors, store the marks."""
+        """Every `PRICE_POLL_S`: price the tokens of open positions, tick their actors, store the marks. With a wallet
+        key (live available) SOL is priced every round even with no position open: live entries are sized with it."""
         interval = self.settings.price_poll_s
+        always = self.settings.has_wallet_key
 
         async def main(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             task_status.started()
             while True:
                 mints = published.open_mints
-                if mints:
+                if mints or always:
                     try:
                         await self._tick(root, sorted(mints))
                     except Exception as exc:  # noqa: BLE001 - a bad round must not stop the monitor
@@ -210,7 +224,7 @@ class Services:
                       liquidity_usd=liquidity.get(m) if not q.stale else None)
             for m, q in ((m, quotes.get(m)) for m in mints) if q is not None
         )
-        root.tell(PriceTicks(ticks))
+        root.tell(PriceTicks(ticks, sol_usd=sol_usd))
         rows = [(t.mint, t.usd, t.source, t.stale) for t in ticks]
         if sol is not None:  # SOL's own mark: the panel values SOL-quoted positions with it
             rows.append((SOL_MINT, sol.usd if not sol.unknown else None, sol.source, sol.stale))

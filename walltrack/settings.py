@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     helius_webhook_secret: SecretStr | None = None
     wallet_private_key: SecretStr | None = None
+    wallet_keypair_path: Path | None = None  # a Solana CLI key file (JSON byte array); preferred over WALLET_PRIVATE_KEY
     helius_api_key: SecretStr | None = None
     jupiter_api_key: SecretStr | None = None
     rugcheck_api_key: SecretStr | None = None
@@ -157,6 +158,38 @@ class Settings(BaseSettings):
     paper_slippage_bps: int = Field(default=100, ge=0, lt=10_000)
     paper_priority_fee_lamports: int = Field(default=10_000, ge=0)
 
+    # live execution (walltrack/live.py, walltrack/verify.py): real swaps signed with the wallet key. Caps per live
+    # entry, per UTC day and in total (actors/risk.py), and a SOL reserve the wallet keeps on chain for fees and rent.
+    live_max_trade_sol: Decimal = Field(default=Decimal("0.25"), gt=0)
+    live_max_daily_sol: Decimal = Field(default=Decimal("2"), ge=0)  # 0: no daily cap
+    live_max_total_sol: Decimal = Field(default=Decimal("1"), ge=0)  # 0: no cap on open live exposure
+    live_reserve_sol: Decimal = Field(default=Decimal("0.05"), ge=0)
+    live_max_attempts: int = Field(default=3, ge=1, le=10)  # per swap, each re-quoted; then entry_failed / exit_failed
+    live_retry_backoff_s: float = Field(default=1.0, gt=0)  # before the second attempt; doubles for each next one
+    live_exit_max_slippage_bps: int = Field(default=1500, ge=0, le=5000)  # an exit_failed retry widens slippage to this
+    live_commitment: Literal["confirmed", "finalized"] = "confirmed"
+    live_skip_preflight: bool = False
+    live_confirm_poll_ms: int = Field(default=400, ge=20)  # getSignatureStatuses, for every swap in flight at once
+    live_rebroadcast_ms: int = Field(default=2000, ge=50)  # the same signed transaction again, until it lands or expires
+    live_confirm_timeout_s: float = Field(default=120, gt=0)  # then the outcome is "unknown": watched again, never re-bought
+    live_priority_level: Literal["medium", "high", "veryHigh"] = "high"
+    live_priority_max_lamports: int = Field(default=200_000, ge=0)
+    live_jito_tip_lamports: int = Field(default=0, ge=0)  # > 0: a Jito tip instead of the priority fee (never both)
+    live_programs: str = ",".join((
+        "JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4", "11111111111111111111111111111111",
+        "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA", "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb",
+        "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL", "ComputeBudget111111111111111111111111111111"))
+    live_simulate: bool = True  # our own simulateTransaction of each signed swap: the balance outcome is checked
+
+    @field_validator("live_programs")
+    @classmethod
+    def _programs(cls, v: str) -> str:
+        names = [p.strip() for p in v.split(",") if p.strip()]
+        bad = [p for p in names if not is_base58_pubkey(p)]
+        if bad or not names:
+            raise ValueError(f"must be comma-separated program addresses (bad: {', '.join(bad) or 'none given'})")
+        return ",".join(names)
+
     @field_validator("exit_take_profit")
     @classmethod
     def _ladder(cls, v: str) -> str:
@@ -189,16 +222,38 @@ class Settings(BaseSettings):
     @field_validator("wallet_private_key")
     @classmethod
     def _keypair_shape(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is None or not v.get_secret_value():
+        if v is None or not v.get_secret_value().strip():
             return None
-        from solders.keypair import Keypair
+        from walltrack.keys import BadKey, parse_keypair
 
         try:
-            Keypair.from_base58_string(v.get_secret_value().strip())
-        except ValueError:
-            # Never echo the value: it is the wallet key.
-            raise ValueError("is not a base58-encoded 64-byte Solana keypair") from None
+            parse_keypair(v.get_secret_value())
+        except BadKey as exc:  # the message never echoes the value: it is the wallet key
+            raise ValueError(f"{exc} (base58 text, or a JSON array of 64 bytes as in a Solana CLI key file)") from None
         return v
+
+    @field_validator("wallet_keypair_path", mode="before")
+    @classmethod
+    def _empty_path(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "Settings":
+        if self.wallet_keypair_path is not None:
+            if self.wallet_private_key is not None:
+                raise ValueError("set WALLET_KEYPAIR_PATH or WALLET_PRIVATE_KEY, not both")
+            from walltrack.keys import BadKey, parse_keypair, read_key_file
+
+            try:
+                parse_keypair(read_key_file(self.wallet_keypair_path))
+            except BadKey as exc:
+                raise ValueError(f"WALLET_KEYPAIR_PATH: the key file {exc}") from None
+        return self
+
+    @property
+    def has_wallet_key(self) -> bool:
+        """A trading key is configured: live execution is available."""
+        return self.wallet_keypair_path is not None or self.wallet_private_key is not None
 
     @field_validator("database_url")
     @classmethod
@@ -235,8 +290,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _live_needs_key(self) -> "Settings":
-        if self.trading_mode == "live" and self.wallet_private_key is None:
-            raise ValueError("WALLET_PRIVATE_KEY is required when TRADING_MODE=live")
+        if self.trading_mode == "live" and not self.has_wallet_key:
+            raise ValueError("WALLET_KEYPAIR_PATH or WALLET_PRIVATE_KEY is required when TRADING_MODE=live")
         return self
 
     def secrets(self) -> list[str]:
@@ -245,7 +300,6 @@ class Settings(BaseSettings):
             s.get_secret_value()
             for s in (
                 self.helius_webhook_secret,
-                self.wallet_private_key,
                 self.helius_api_key,
                 self.jupiter_api_key,
                 self.rugcheck_api_key,
@@ -253,6 +307,14 @@ class Settings(BaseSettings):
             )
             if s is not None
         ]
+        from walltrack.keys import BadKey, key_text, secret_forms
+
+        try:
+            key = key_text(self)
+        except BadKey:
+            key = None
+        if key:
+            values.extend(secret_forms(key))  # every spelling of it: as given, base58, the JSON array
         if self.database_url is not None:
             from urllib.parse import urlsplit
 
@@ -331,6 +393,9 @@ def risk_config(s: Settings) -> "RiskConfig":
         stoploss_cooldown_s=s.breaker_stoploss_cooldown_minutes * 60,
         wallet_loss_streak=s.breaker_wallet_loss_streak,
         wallet_pause_s=s.breaker_wallet_pause_hours * 3600,
+        live_max_trade_sol=s.live_max_trade_sol,
+        live_max_daily_sol=s.live_max_daily_sol,
+        live_max_total_sol=s.live_max_total_sol,
     )
 
 
@@ -375,4 +440,8 @@ def caps_in_force(s: Settings) -> list[str]:
         f"Token cooldown after a stop loss: {minutes(r.stoploss_cooldown_s) if r.stoploss_cooldown_s else 'off'}"
         " (BREAKER_STOPLOSS_COOLDOWN_MINUTES)",
         f"Entry size: {size} (COPY_SIZING)",
+        f"Live: at most {s.live_max_trade_sol:f} SOL per entry (LIVE_MAX_TRADE_SOL), {sol(s.live_max_daily_sol)} per UTC day "
+        f"(LIVE_MAX_DAILY_SOL), {sol(s.live_max_total_sol)} open in total (LIVE_MAX_TOTAL_SOL)",
+        f"Live: {s.live_reserve_sol:f} SOL kept in the wallet for fees and rent (LIVE_RESERVE_SOL); "
+        + ("a wallet key is configured" if s.has_wallet_key else "no wallet key configured: live is refused"),
     ]

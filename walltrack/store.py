@@ -127,20 +127,23 @@ async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> Rec
             )
             if obs.entry is not None:
                 e = obs.entry
+                quote_mint = e.quote_mint or t.quote_mint  # a live entry pays SOL whatever the leader paid with
                 position_id = await conn.fetchval(
                     """INSERT INTO positions (signal_id, wallet, token_mint, token_decimals, quote_mint, mode, status,
                                               entry_quote_amount, entry_token_amount, token_amount_open)
                        VALUES ($1, $2, $3, $4, $5, $6, 'pending_entry', $7, $8, 0) RETURNING id""",
-                    signal_id, obs.wallet, t.token_mint, t.token_decimals, t.quote_mint, e.mode, e.quote_amount, e.token_amount,
+                    signal_id, obs.wallet, t.token_mint, t.token_decimals, quote_mint, e.mode, e.quote_amount, e.token_amount,
                 )
                 data = {
                     "wallet": obs.wallet, "signature": obs.signature, "signal_id": signal_id,
-                    "token_mint": t.token_mint, "token_decimals": t.token_decimals, "quote_mint": t.quote_mint,
+                    "token_mint": t.token_mint, "token_decimals": t.token_decimals, "quote_mint": quote_mint,
                     "mode": e.mode, "entry_quote_amount": str(e.quote_amount), "entry_token_amount": str(e.token_amount),
                     "price_basis": "leader_effective_price",
                     # the position actor fills the entry at a real quote (actors/position.py)
                     "entry": "pending", "leader_token_amount": str(t.token_amount),
                 }
+                if quote_mint != t.quote_mint:
+                    data["leader_quote_mint"] = t.quote_mint
                 if e.slippage_bps is not None:  # the wallet's execution limits, for the executor
                     data["slippage_bps"] = e.slippage_bps
                 if e.max_price_impact_pct is not None:
@@ -161,13 +164,14 @@ async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[Journ
             [(pid, e.seq, e.kind, e.data) for e in events],
         )
         fills = [(pid, e.seq, e.kind, e.data.get("reason"), f["side"], int(f["token_amount"]), int(f["quote_amount"]),
-                  int(f["quoted_out"]), int(f["fee_quote"]), int(f["slippage_quote"]), f["price_impact"], f["route"], f["at"])
+                  int(f["quoted_out"]), int(f["fee_quote"]), int(f["slippage_quote"]), f["price_impact"], f["route"], f["at"],
+                  f.get("signature"))
                  for e in events if isinstance(f := e.data.get("fill"), dict)]
-        if fills:  # schema/003: one row per fill, signed into PnL by side
+        if fills:  # schema/003: one row per fill, signed into PnL by side; 006: a live fill's transaction, booked once
             await conn.executemany(
                 """INSERT INTO fills (position_id, seq, kind, reason, side, token_amount, quote_amount, quoted_out,
-                                      fee_quote, slippage_quote, price_impact, route, filled_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING""", fills)
+                                      fee_quote, slippage_quote, price_impact, route, filled_at, signature)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (position_id, seq) DO NOTHING""", fills)
         await conn.execute(
             """UPDATE positions SET status = $2, token_amount_open = $3, exit_quote_amount = $4,
                       realized_pnl_quote = $5, exit_reason = $6, updated_at = now(),
@@ -219,7 +223,8 @@ async def _health(conn: asyncpg.Connection) -> dict[str, Any]:
     row = await conn.fetchrow(
         """SELECT (SELECT received_at FROM webhook_inbox ORDER BY id DESC LIMIT 1) AS last_webhook,
                   (SELECT created_at FROM signals ORDER BY created_at DESC LIMIT 1) AS last_signal,
-                  (SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL) AS inbox_pending"""
+                  (SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL) AS inbox_pending,
+                  (SELECT count(*) FROM positions WHERE status = 'exit_failed' AND closed_at IS NULL) AS exit_failed"""
     )
     return dict(row)
 
@@ -348,6 +353,9 @@ async def _risk_snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
         """SELECT extract(epoch FROM closed_at)::float8 AS at, wallet, token_mint, quote_mint, realized_pnl_quote, exit_reason
              FROM positions WHERE mode <> 'shadow' AND closed_at IS NOT NULL AND realized_pnl_quote IS NOT NULL
             ORDER BY closed_at, id""")
+    live_opened = await conn.fetch(
+        """SELECT extract(epoch FROM opened_at)::float8 AS at, entry_quote_amount FROM positions
+            WHERE mode = 'live' AND opened_at > now() - interval '2 days'""")
     breakers = await conn.fetch(
         """SELECT name, state, reason, extract(epoch FROM tripped_at)::float8 AS tripped_at,
                   extract(epoch FROM until)::float8 AS until, extract(epoch FROM reset_at)::float8 AS reset_at
@@ -355,6 +363,8 @@ async def _risk_snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
     return {
         "open": [(r["id"], r["wallet"], r["token_mint"], r["quote_mint"], int(r["entry_quote_amount"])) for r in open_rows],
         "opened": [r["at"] for r in opened],
+        "live": [r["id"] for r in await conn.fetch("SELECT id FROM positions WHERE mode = 'live' AND closed_at IS NULL")],
+        "live_opened": [(r["at"], int(r["entry_quote_amount"])) for r in live_opened],
         "closes": [(r["at"], r["wallet"], r["token_mint"], r["quote_mint"], int(r["realized_pnl_quote"]), r["exit_reason"])
                    for r in closes],
         "breakers": [dict(r) for r in breakers],

@@ -278,6 +278,14 @@ class JupiterClient:
         await self.aclose()
 
 
+def prioritization_fee(priority_level: str, max_lamports: int, jito_tip_lamports: int = 0) -> dict[str, Any]:
+    """The swap request's `prioritizationFeeLamports`: a Jito tip when one is configured, else a priority level capped
+    at `max_lamports` — never both (API-FORMATS §2.4)."""
+    if jito_tip_lamports > 0:
+        return {"jitoTipLamports": jito_tip_lamports}
+    return {"priorityLevelWithMaxLamports": {"priorityLevel": priority_level, "maxLamports": max_lamports}}
+
+
 def _is_no_route(body: Any) -> bool:
     if isinstance(body, dict):
         code = body.get("errorCode") or body.get("error_code") or ""
