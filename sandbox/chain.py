@@ -1,5 +1,17 @@
 """The sandbox's Solana chain: the market's mints and token accounts as real SPL Token / Token-2022 accounts
-in an in-process `solders.litesvm.LiteSVM`, read by the JSON-RPC server (`sandbox/rpc.py`).
+in an in-process `solders.litesvm.LiteSVM`, read by the JSON-RPC server (`sandbox/rpc.py`), and executing the
+swaps the sandbox's Jupiter builds (`sandbox/swaps.py`, `sandbox/execution.py`).
+
+What is on chain: every token's mint, its pool's vaults and its holders' accounts; the WSOL native mint
+(`So111…112`, as on mainnet) and a USDC mint (`EPjF…t1v`, decimals 6); each pool's quote vault (a native WSOL
+account holding the pool's SOL as lamports, or a USDC account); the sandbox's SOL/USDC pool
+(`market.sol_pool`); the leaders' SOL; and Jito's 8 tip accounts (rent-exempt, so a tip can land).
+A pool's address is a real keypair's public key (`sandbox.market.pool_keypair`) and its vaults are that
+address's associated token accounts, so the swaps can move tokens out of them with the pool's signature.
+`airdrop(pubkey, lamports)` funds any wallet (the JSON-RPC `requestAirdrop` too).
+
+Blocks, slots and blockhashes: `sandbox/blocks.py` (wall-clock blocks, 150-block blockhash validity). LiteSVM's
+own blockhash check is off: `sandbox.execution` checks the blockhash against those blocks.
 
 Construction runs real transactions through the built-in token programs: the Token-2022 extension
 initialisers, InitializeMint2, InitializeAccount3, ThawAccount, MintTo and SetAuthority. Only the space of a
@@ -23,8 +35,9 @@ from __future__ import annotations
 
 import struct
 import threading
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
@@ -35,7 +48,8 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
-from sandbox.market import LAMPORTS, LeaderTrade, Market, SimToken, pubkey
+from sandbox.blocks import BLOCK_TIME_S, HEIGHT_BELOW_SLOT, BlockClock
+from sandbox.market import LAMPORTS, USDC_MINT, WSOL_MINT, LeaderTrade, Market, Pool, SimToken, pubkey
 
 TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
 TOKEN_2022_PROGRAM = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
@@ -50,6 +64,7 @@ ACCOUNT_MINT = slice(0, 32)
 ACCOUNT_OWNER = slice(32, 64)
 ACCOUNT_AMOUNT = slice(64, 72)
 ACCOUNT_STATE = 108  # 0 uninitialized, 1 initialized, 2 frozen
+NATIVE_RESERVE = 113  # is_native: COption<u64> at 109 (tag, 4 bytes), the rent-exempt reserve of a WSOL account
 ACCOUNT_TYPE = 165  # Token-2022: 1 mint, 2 account
 ACCOUNT_TYPE_MINT, ACCOUNT_TYPE_ACCOUNT = 1, 2
 TLV_START = 166
@@ -74,6 +89,25 @@ ACCOUNT_EXT_FOR = {Ext.TRANSFER_FEE_CONFIG: Ext.TRANSFER_FEE_AMOUNT, Ext.TRANSFE
 
 LEADER_LAMPORTS = 100 * LAMPORTS
 SETUP_BATCH = 6  # token accounts per setup transaction (the 1232-byte limit)
+NATIVE_MINT = Pubkey.from_string(WSOL_MINT)
+USDC = Pubkey.from_string(USDC_MINT)
+USDC_DECIMALS = 6
+# Jito's mainnet tip accounts: a swap built with `jitoTipLamports` pays one of them.
+JITO_TIP_ACCOUNTS = tuple(Pubkey.from_string(a) for a in (
+    "96gYZGLnJYVFmbjzopPSU6QiEV5fGqZNyN9nmNhvrZU5", "HFqU5x63VTqvQss8hp11i4wVV8bD44PvwucfZ2bU7gRe",
+    "Cw8CFyM9FkoMi7K7Crf6HNQqf4uEMzpKw6QNghXLvLkY", "ADaUMid9yfUytqMBgopwjb2DTLSokTSzL1zt6iGPaS49",
+    "DfXygSm4jCyNCybVYYK6DwvWqjKee8pbDmJGcLWNDXjh", "ADuUkR4vqLUMWXxW9gh6D6L8pMSawimctcNZ5pGwDcEt",
+    "DttWaMuVvTiduZRnguLF7jNxTgiMBZ1hyAumKUiL2KRL", "3AVi9Tg9Uo68tJfuvoKvqKNWKkC5wPdSSdeBnizKZ6jT"))
+
+
+@dataclass
+class Landed:
+    """A transaction that landed: where, and with what outcome."""
+
+    slot: int
+    height: int  # the block height it landed in (its confirmations count from here)
+    err: Any = None  # the TransactionError as RPC JSON (e.g. {"InstructionError": [4, {"Custom": 1}]}); None: success
+    visible_at: int = 0  # the RPC reports it from this height on (a late-confirmation fault sets it later)
 
 
 def space(base: int, extensions: Iterable[Ext]) -> int:
@@ -112,24 +146,37 @@ def _ix(program: Pubkey, data: bytes, writable: Sequence[Pubkey], readonly: Sequ
 class Chain:
     """The market's tokens as on-chain accounts in a LiteSVM, kept in step with the market."""
 
-    def __init__(self, market: Market, leader_lamports: int = LEADER_LAMPORTS) -> None:
+    def __init__(self, market: Market, leader_lamports: int = LEADER_LAMPORTS,
+                 block_time_s: float | None = BLOCK_TIME_S) -> None:
         self.market = market
         self.lock = threading.RLock()
-        self.svm = LiteSVM()
+        self.svm = LiteSVM().with_blockhash_check(False)  # blockhashes are `blocks`' (see sandbox.execution)
+        self.blocks = BlockClock(market.seed, market.slot - HEIGHT_BELOW_SLOT, block_time_s)
         self.payer = Keypair.from_seed(bytes(32))  # the sandbox's own authority and fee payer
-        self._statuses: dict[str, tuple[int, str | None]] = {}  # signature -> (slot, error or None)
+        self.statuses: dict[str, Landed] = {}  # signature -> where it landed (market trades and executed ones)
+        self.transactions: dict[str, Any] = {}  # signature -> sandbox.execution.Executed, for getTransaction
+        self.builds: dict[bytes, Any] = {}  # sha256(message) -> sandbox.swaps.Build: what /swap built, by message
         with market.lock, self.lock:
             self._tick()
+            rent = self.svm.minimum_balance_for_rent_exemption(0)
             for key, lamports in [(self.payer.pubkey(), 1_000 * LAMPORTS)] + [
-                    (Pubkey.from_string(leader.address), leader_lamports) for leader in market.leaders]:
-                if isinstance(self.svm.airdrop(key, lamports), FailedTransactionMetadata):
-                    raise RuntimeError(f"sandbox chain: airdrop to {key} failed")
+                    (Pubkey.from_string(leader.address), leader_lamports) for leader in market.leaders] + [
+                    (tip, rent) for tip in JITO_TIP_ACCOUNTS]:
+                self._airdrop(key, lamports)
+            self._create_quote_mints()
             for token in market.tokens.values():
                 self._create_token(token)
+            pool = market.sol_pool
+            self._create_quote_vault(pool, pool.base_vault, NATIVE_MINT, pool.base_reserve)
+            self._create_quote_vault(pool, pool.quote_vault, USDC, pool.quote_reserve)
 
     # -- reads (the RPC server) -------------------------------------------------------------------------
     def slot(self) -> int:
-        return self.market.slot  # an int read: no market lock, so readers never wait on a stepping market
+        """The market's slot plus the blocks produced (no market lock: readers never wait on a stepping market)."""
+        return self.market.slot + self.blocks.produced()
+
+    def height(self) -> int:
+        return self.blocks.height()
 
     def account(self, address: str | Pubkey) -> Account | None:
         key = address if isinstance(address, Pubkey) else Pubkey.from_string(address)
@@ -140,18 +187,27 @@ class Chain:
         with self.lock:
             return list(self.svm.get_program_accounts(program))
 
-    def latest_blockhash(self) -> str:
+    def status(self, signature: str) -> Landed | None:
+        """Where a known transaction landed, or None."""
         with self.lock:
-            return str(self.svm.latest_blockhash())
+            return self.statuses.get(signature)
 
-    def status(self, signature: str) -> tuple[int, str | None] | None:
-        """(slot, error or None) of a known transaction, or None."""
+    def record(self, signature: str, slot: int, err: Any = None, visible_at: int | None = None) -> Landed:
         with self.lock:
-            return self._statuses.get(signature)
+            height = self.height()
+            landed = Landed(slot, height, err, height if visible_at is None else visible_at)
+            self.statuses[signature] = landed
+            return landed
 
-    def record(self, signature: str, slot: int, err: str | None = None) -> None:
+    def airdrop(self, pubkey: str | Pubkey, lamports: int) -> str:
+        """Fund a wallet (the sandbox's faucet): returns the airdrop transaction's signature, which lands at once."""
+        key = pubkey if isinstance(pubkey, Pubkey) else Pubkey.from_string(pubkey)
+        if lamports <= 0:
+            raise ValueError("an airdrop needs a positive number of lamports")
         with self.lock:
-            self._statuses[signature] = (slot, err)
+            signature = self._airdrop(key, lamports)
+            self.record(signature, self.slot())
+            return signature
 
     # -- writes (following the market) --------------------------------------------------------------------
     def apply_trade(self, trade: LeaderTrade) -> None:
@@ -161,11 +217,11 @@ class Chain:
             held = trade.holding_before + (trade.token_amount if trade.side == "buy" else -trade.token_amount)
             self._ensure_account(token, trade.token_account, trade.leader)
             self._set_amount(trade.token_account, max(0, held))
-            self._set_amount(token.pool.base_vault, token.pool.base_reserve)
+            self.sync_pool(token.pool)
             if token.quote == "SOL":
                 delta = trade.quote_amount if trade.side == "sell" else -trade.quote_amount
                 self._add_lamports(trade.leader, delta)
-            self._statuses[trade.signature] = (trade.slot, None)
+            self.record(trade.signature, trade.slot)
             self._tick()
 
     def sync_token(self, mint: str) -> None:
@@ -175,11 +231,10 @@ class Chain:
             expected = dict(token.holders)
             for leader in self.market.leaders:
                 expected[leader.address] = expected.get(leader.address, 0) + leader.holdings.get(mint, 0)
+            self.sync_pool(token.pool)
             for addr, acc in self._token_accounts(mint):
                 owner = str(Pubkey.from_bytes(bytes(acc.data)[ACCOUNT_OWNER]))
-                if addr == token.pool.base_vault:
-                    self._set_amount(addr, token.pool.base_reserve)
-                elif owner not in expected and addr == token_account_address(owner, mint):
+                if addr != token.pool.base_vault and owner not in expected and addr == token_account_address(owner, mint):
                     self._set_amount(addr, 0)  # a holder who sold out (after a rug: the creator)
             for owner, amount in expected.items():
                 addr = token_account_address(owner, mint)
@@ -195,10 +250,24 @@ class Chain:
             for mint in self.market.tokens:
                 self.sync_token(mint)
 
+    def sync_pool(self, pool: Pool) -> None:
+        """A pool's vaults to its reserves (a WSOL vault's lamports too: a native account holds its SOL as
+        lamports, its rent-exempt reserve + the amount)."""
+        with self.market.lock, self.lock:
+            self._set_vault(pool.base_vault, pool.base_reserve)
+            self._set_vault(pool.quote_vault, pool.quote_reserve)
+
     # -- internals ------------------------------------------------------------------------------------
     def _tick(self) -> None:
-        if self.svm.get_clock().slot != self.market.slot:
-            self.svm.warp_to_slot(self.market.slot)
+        slot = self.slot()
+        if self.svm.get_clock().slot != slot:
+            self.svm.warp_to_slot(slot)
+
+    def _airdrop(self, key: Pubkey, lamports: int) -> str:
+        result = self.svm.airdrop(key, lamports)
+        if isinstance(result, FailedTransactionMetadata):
+            raise RuntimeError(f"sandbox chain: airdrop to {key} failed: {result.err()}")
+        return str(result.signature())
 
     def _program(self, token: SimToken) -> Pubkey:
         return TOKEN_2022_PROGRAM if token.hazards.token2022 else TOKEN_PROGRAM
@@ -208,13 +277,33 @@ class Chain:
         result = self.svm.send_transaction(tx)
         if isinstance(result, FailedTransactionMetadata):
             raise RuntimeError(f"sandbox chain transaction failed: {result.err()} {result.meta().logs()}")
-        self._statuses[str(tx.signatures[0])] = (self.market.slot, None)
+        self.record(str(tx.signatures[0]), self.slot())
 
-    def _allocate(self, address: str, size: int, program: Pubkey) -> Pubkey:
+    def _allocate(self, address: str, size: int, program: Pubkey, extra_lamports: int = 0) -> Pubkey:
         """What `create_account` leaves behind: a zeroed, rent-exempt account owned by `program`."""
         key = Pubkey.from_string(address)
-        self.svm.set_account(key, Account(self.svm.minimum_balance_for_rent_exemption(size), bytes(size), program))
+        lamports = self.svm.minimum_balance_for_rent_exemption(size) + extra_lamports
+        self.svm.set_account(key, Account(lamports, bytes(size), program))
         return key
+
+    def _create_quote_mints(self) -> None:
+        """The WSOL native mint (as mainnet has it: no authority, 9 decimals) and a USDC mint (decimals 6; the
+        sandbox's payer is its mint and freeze authority, as Circle is USDC's)."""
+        native = struct.pack("<I32sQBBI32s", 0, bytes(32), 0, 9, 1, 0, bytes(32))
+        self.svm.set_account(NATIVE_MINT, Account(self.svm.minimum_balance_for_rent_exemption(MINT_LEN), native,
+                                                  TOKEN_PROGRAM))
+        payer = self.payer.pubkey()
+        self._allocate(USDC_MINT, MINT_LEN, TOKEN_PROGRAM)
+        self._send([_ix(TOKEN_PROGRAM, bytes([20, USDC_DECIMALS]) + bytes(payer) + _opt(payer), [USDC])])
+
+    def _create_quote_vault(self, pool: Pool, address: str, mint: Pubkey, amount: int) -> None:
+        """A pool's WSOL vault (a native account: its SOL is its lamports) or USDC vault (minted to)."""
+        native = mint == NATIVE_MINT
+        acc = self._allocate(address, ACCOUNT_LEN, TOKEN_PROGRAM, amount if native else 0)
+        ixs = [_ix(TOKEN_PROGRAM, bytes([18]) + bytes(Pubkey.from_string(pool.address)), [acc], [mint])]
+        if not native and amount:
+            ixs.append(_ix(TOKEN_PROGRAM, bytes([7]) + struct.pack("<Q", amount), [mint, acc], signer=self.payer.pubkey()))
+        self._send(ixs)
 
     def _create_token(self, token: SimToken) -> None:
         hz, program, payer = token.hazards, self._program(token), self.payer.pubkey()
@@ -257,6 +346,8 @@ class Chain:
             last.append(set_authority(1, creator))  # FreezeAccount
         self._send(last)
         self._set_supply(token.mint, token.supply)
+        self._create_quote_vault(token.pool, token.pool.quote_vault, NATIVE_MINT if token.quote == "SOL" else USDC,
+                                 token.pool.quote_reserve)
 
     def _ensure_account(self, token: SimToken, address: str, owner: str) -> None:
         """Create and initialise a token account unless it exists; the sandbox thaws default-frozen ones."""
@@ -287,6 +378,25 @@ class Chain:
 
     def _set_amount(self, address: str, amount: int) -> None:
         self._patch(address, ACCOUNT_AMOUNT.start, struct.pack("<Q", amount))
+
+    def set_amount(self, address: str, amount: int) -> None:
+        """Patch a token account's amount (the executor's slippage check; caller holds the locks)."""
+        self._set_amount(address, amount)
+
+    def _set_vault(self, address: str, amount: int) -> None:
+        """A token account's amount; for a native (WSOL) account its lamports too (rent-exempt reserve + amount)."""
+        key = Pubkey.from_string(address)
+        acc = self.svm.get_account(key)
+        assert acc is not None, address
+        raw = bytes(acc.data)
+        if raw[ACCOUNT_MINT] != bytes(NATIVE_MINT):
+            self._set_amount(address, amount)
+            return
+        lamports = struct.unpack_from("<Q", raw, NATIVE_RESERVE)[0] + amount
+        data = bytearray(raw)
+        data[ACCOUNT_AMOUNT] = struct.pack("<Q", amount)
+        if bytes(data) != raw or acc.lamports != lamports:
+            self.svm.set_account(key, Account(lamports, bytes(data), acc.owner, acc.executable, acc.rent_epoch))
 
     def _set_supply(self, mint: str, supply: int) -> None:
         self._patch(mint, MINT_SUPPLY.start, struct.pack("<Q", supply))

@@ -3,42 +3,53 @@ served from the simulated market. Mount it at `/jupiter`; clients use `http://12
 their Jupiter base URL, exactly where they would use `https://api.jup.ag`.
 
     GET  /price/v3?ids=a,b          ≤ 50 ids; object keyed by mint; unknown mints and `faults.missing` omitted
-    GET  /swap/v1/quote             ExactIn through the token's pool; no route → 400 COULD_NOT_FIND_ANY_ROUTE
-    POST /swap/v1/swap              {quoteResponse, userPublicKey} → an unsigned VersionedTransaction (base64)
+    GET  /swap/v1/quote             ExactIn through the token's pool (SOL↔a USDC-quoted token: two steps, through
+                                    the SOL/USDC pool); no route → 400 COULD_NOT_FIND_ANY_ROUTE
+    POST /swap/v1/swap              {quoteResponse, userPublicKey, wrapAndUnwrapSol, dynamicComputeUnitLimit,
+                                    prioritizationFeeLamports | computeUnitPriceMicroLamports} → a v0
+                                    VersionedTransaction (base64) over the sandbox chain, signed by the route's
+                                    pools, the user's signature to add (sandbox/swaps.py says what it contains)
 
-Not modelled: ExactOut, multi-hop routes, platform fees, `mostReliableAmmsQuoteReport`. `priceImpactPct`
-is served as a fraction in a string ("0.0123" = 1.23 %), as integrators read Jupiter's.
+`/swap` needs the chain the RPC serves (`blueprint(..., chain=chain)`): its blockhash and
+`lastValidBlockHeight` are that chain's, and the chain executes what it builds. Without one it builds over
+a chain of its own (only good for decoding and signing checks).
+
+Not modelled: ExactOut, platform fees, `mostReliableAmmsQuoteReport`, `destinationTokenAccount`,
+`nativeDestinationAccount`, `feeAccount`, `payer`, `jitoTipLamportsWithPayer` and `asLegacyTransaction` (each
+refused with 400 INVALID_REQUEST rather than ignored). `priceImpactPct` is served as a fraction in a string
+("0.0123" = 1.23 %), as integrators read Jupiter's.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
 from sandbox.faults import Faults
-from sandbox.market import POOL_FEE_BPS, USDC_MINT, WSOL_MINT, Market
+from sandbox.market import USDC_MINT, WSOL_MINT, Market
 from sandbox.server import faulty
+from sandbox.swaps import UNSUPPORTED, NoRoute, parse_priority
+
+if TYPE_CHECKING:
+    from sandbox.chain import Chain
+    from sandbox.swaps import SwapBuilder
 
 MAX_PRICE_IDS = 50
 
 # How Jupiter labels each sandbox dex in `routePlan[].swapInfo.label`.
-DEX_LABELS = {"raydium": "Raydium", "pumpswap": "Pump.fun Amm", "meteora": "Meteora DLMM"}
+DEX_LABELS = {"raydium": "Raydium", "pumpswap": "Pump.fun Amm", "meteora": "Meteora DLMM", "whirlpool": "Whirlpool"}
 
 # Quote assets are not pool tokens in the sandbox: fixed metadata, as Price v3 would report them.
 _BASE_ASSETS = {
     WSOL_MINT: {"decimals": 9, "createdAt": "2024-06-05T08:55:25.527Z", "liquidity": 621_679_197.67},
     USDC_MINT: {"decimals": 6, "createdAt": "2024-06-05T08:55:25.527Z", "liquidity": 522_175_174.66},
 }
-
-MEMO_PROGRAM = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"
-
 
 class PriceHistory:
     """Prices sampled (on simulated time) whenever a sandbox service reads them, to report changes over
@@ -110,56 +121,6 @@ def price_entry(market: Market, history: PriceHistory, mint: str) -> dict[str, A
     }
 
 
-def _fee_lamports(option: Any) -> int:
-    """What `prioritizationFeeLamports` in a swap request resolves to, in lamports (ValueError/TypeError on junk)."""
-    levels = {"medium": 10_000, "high": 50_000, "veryHigh": 200_000}
-    if isinstance(option, bool):
-        return 5_000
-    if isinstance(option, int):
-        return max(0, option)
-    if isinstance(option, dict):
-        if "priorityLevelWithMaxLamports" in option:
-            o = option["priorityLevelWithMaxLamports"] or {}
-            return min(levels.get(str(o.get("priorityLevel")), 10_000), int(o.get("maxLamports", 10**9)))
-        if "jitoTipLamports" in option:
-            return max(0, int(option["jitoTipLamports"]))
-        if "jitoTipLamportsWithPayer" in option:
-            return max(0, int((option["jitoTipLamportsWithPayer"] or {}).get("lamports", 0)))
-    return 5_000  # "auto" and anything else
-
-
-def build_placeholder_swap(market: Market, user: str, quote: dict[str, Any], compute_units: int,
-                           fee_lamports: int) -> str:
-    """A base64, serialized, UNSIGNED v0 `VersionedTransaction` with the user as fee payer: compute-budget
-    instructions and a memo naming the swap.
-
-    This is a stand-in: it does not move tokens. Real swap execution in the sandbox (a transaction the
-    sandbox RPC's litesvm executes against the pool) comes later; so does agreeing the recent blockhash
-    with the sandbox RPC. Until then this is only good for decoding, fee-payer and signing checks.
-    """
-    from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
-    from solders.hash import Hash
-    from solders.instruction import AccountMeta, Instruction
-    from solders.message import MessageV0
-    from solders.pubkey import Pubkey
-    from solders.signature import Signature
-    from solders.transaction import VersionedTransaction
-
-    payer = Pubkey.from_string(user)
-    memo = (f"walltrack-sandbox swap {quote['inAmount']} {quote['inputMint']} -> "
-            f"{quote['outAmount']} {quote['outputMint']}").encode()
-    micro_lamports = fee_lamports * 1_000_000 // max(1, compute_units)
-    instructions = [
-        set_compute_unit_limit(compute_units),
-        set_compute_unit_price(micro_lamports),
-        Instruction(Pubkey.from_string(MEMO_PROGRAM), memo, [AccountMeta(payer, is_signer=True, is_writable=True)]),
-    ]
-    blockhash = Hash(hashlib.sha256(f"{market.seed}:blockhash:{market.slot}".encode()).digest())
-    message = MessageV0.try_compile(payer, instructions, [], blockhash)
-    tx = VersionedTransaction.populate(message, [Signature.default()] * message.header.num_required_signatures)
-    return base64.b64encode(bytes(tx)).decode()
-
-
 def _valid_pubkey(value: Any) -> bool:
     from solders.pubkey import Pubkey
 
@@ -176,10 +137,19 @@ _QUOTE_FIELDS = ("inputMint", "inAmount", "outputMint", "outAmount", "otherAmoun
                  "slippageBps", "routePlan")
 
 
-def blueprint(market: Market, faults: Faults, history: PriceHistory | None = None) -> Blueprint:
+def blueprint(market: Market, faults: Faults, history: PriceHistory | None = None, chain: Chain | None = None) -> Blueprint:
     """The Jupiter blueprint, wrapped with the service's faults. Mount at `/jupiter`."""
     bp = Blueprint("jupiter", __name__)
     hist = history or PriceHistory(market)
+    builders: list[SwapBuilder] = []
+
+    def builder() -> SwapBuilder:
+        from sandbox.chain import Chain
+        from sandbox.swaps import SwapBuilder
+
+        if not builders:
+            builders.append(SwapBuilder(market, chain if chain is not None else Chain(market)))
+        return builders[0]
 
     @bp.get("/price/v3")
     async def price_v3() -> Response:
@@ -219,13 +189,12 @@ def blueprint(market: Market, faults: Faults, history: PriceHistory | None = Non
         if input_mint == output_mint:
             return _error("inputMint and outputMint must differ", "CIRCULAR_ARBITRAGE_IS_DISABLED")
         with market.lock:
-            routed = market.quote(input_mint, output_mint, amount)
-            slot = market.slot
-        if routed is None:
+            routed = market.route(input_mint, output_mint, amount)
+            slot = chain.slot() if chain is not None else market.slot
+        if routed is None or routed[0][-1].out_amount <= 0:
             return _error("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
-        out, impact, token = routed
-        if out <= 0:
-            return _error("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
+        legs, impact, _ = routed
+        out = legs[-1].out_amount
         body = {
             "inputMint": input_mint,
             "inAmount": str(amount),
@@ -238,17 +207,17 @@ def blueprint(market: Market, faults: Faults, history: PriceHistory | None = Non
             "priceImpactPct": f"{impact:.10f}".rstrip("0").rstrip(".") or "0",
             "routePlan": [{
                 "swapInfo": {
-                    "ammKey": token.pool.address,
-                    "label": DEX_LABELS.get(token.pool.dex, token.pool.dex),
-                    "inputMint": input_mint,
-                    "outputMint": output_mint,
-                    "inAmount": str(amount),
-                    "outAmount": str(out),
-                    "feeAmount": str(amount * POOL_FEE_BPS // 10_000),
-                    "feeMint": input_mint,
+                    "ammKey": leg.pool.address,
+                    "label": DEX_LABELS.get(leg.pool.dex, leg.pool.dex),
+                    "inputMint": leg.input_mint,
+                    "outputMint": leg.output_mint,
+                    "inAmount": str(leg.in_amount),
+                    "outAmount": str(leg.out_amount),
+                    "feeAmount": str(leg.fee_amount),
+                    "feeMint": leg.input_mint,
                 },
                 "percent": 100,
-            }],
+            } for leg in legs],
             "contextSlot": slot,
             "timeTaken": round(time.perf_counter() - started, 9),
         }
@@ -268,23 +237,33 @@ def blueprint(market: Market, faults: Faults, history: PriceHistory | None = Non
             return _error("quoteResponse amounts must be raw integer strings", "INVALID_REQUEST")
         if not (_valid_pubkey(q["inputMint"]) and _valid_pubkey(q["outputMint"])) or not isinstance(q["routePlan"], list):
             return _error("quoteResponse mints or routePlan are invalid", "INVALID_REQUEST")
-        compute_units = 200_000 if body.get("dynamicComputeUnitLimit") else 1_400_000
+        if q["inputMint"] == q["outputMint"] or not isinstance(q.get("swapMode", "ExactIn"), str) or q["swapMode"] != "ExactIn":
+            return _error("the sandbox swaps swapMode=ExactIn quotes between two different mints", "INVALID_REQUEST")
+        refused = [k for k in UNSUPPORTED if body.get(k) is not None] + (["asLegacyTransaction"] if body.get("asLegacyTransaction") else [])
+        if refused:
+            return _error(f"not supported by the sandbox: {', '.join(refused)}", "INVALID_REQUEST")
+        flags = {k: body.get(k, default) for k, default in (("wrapAndUnwrapSol", True), ("dynamicComputeUnitLimit", False))}
+        if not all(isinstance(v, bool) for v in flags.values()):
+            return _error("wrapAndUnwrapSol and dynamicComputeUnitLimit must be booleans", "INVALID_REQUEST")
         try:
-            fee = _fee_lamports(body.get("prioritizationFeeLamports", "auto"))
-        except (TypeError, ValueError, AttributeError):
-            return _error("prioritizationFeeLamports is malformed", "INVALID_REQUEST")
-        with market.lock:
-            tx = build_placeholder_swap(market, user, q, compute_units, fee)  # type: ignore[arg-type]
-            last_valid = market.slot + 150  # sandbox block height tracks the slot; the RPC will own this later
-        micro = fee * 1_000_000 // compute_units
+            priority = parse_priority(body.get("prioritizationFeeLamports"), body.get("computeUnitPriceMicroLamports"))
+        except ValueError as exc:
+            return _error(f"prioritizationFeeLamports is malformed: {exc}", "INVALID_REQUEST")
+        try:
+            built = builder().build(user, q, wrap=flags["wrapAndUnwrapSol"], dynamic_cu=flags["dynamicComputeUnitLimit"],
+                                    priority=priority, faults=faults)
+        except NoRoute:
+            return _error("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
+        kind = ({"jito": {"lamports": priority.jito_tip}} if priority.jito_tip else
+                {"computeBudget": {"microLamports": built.micro_lamports, "estimatedMicroLamports": built.micro_lamports}})
         return _json({
-            "swapTransaction": tx,
-            "lastValidBlockHeight": last_valid,
-            "prioritizationFeeLamports": fee,
-            "computeUnitLimit": compute_units,
-            "prioritizationType": {"computeBudget": {"microLamports": micro, "estimatedMicroLamports": micro}},
+            "swapTransaction": base64.b64encode(bytes(built.transaction)).decode(),
+            "lastValidBlockHeight": built.build.last_valid,
+            "prioritizationFeeLamports": built.prioritization_fee_lamports,
+            "computeUnitLimit": built.compute_unit_limit,
+            "prioritizationType": kind,
             "dynamicSlippageReport": None,
-            "simulationError": None,
+            "simulationError": built.simulation_error,
         })
 
     return faulty(bp, faults)

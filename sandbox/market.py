@@ -17,12 +17,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import base58
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.token.associated import get_associated_token_address
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+TOKEN_PROGRAM_ID = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
+TOKEN_2022_PROGRAM_ID = "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb"
 LAMPORTS = 10**9
 USDC_UNITS = 10**6
 POOL_FEE_BPS = 25
+SOL_POOL = "SOL/USDC"  # the sandbox's SOL/USDC pool: SOL reaches USDC-quoted tokens through it, at the market's SOL price
+SOL_POOL_SOL = 1_000_000 * LAMPORTS  # its depth (a fixed-price pool: the depth only has to outlast any trade)
 RUG_BAIT_S = 180.0  # a rug waits until a leader has held the token this long (its copiers are in by then)
 RUG_KEEP = 50  # the rug leaves 1/RUG_KEEP of the pool: liquidity drained, far below an emergency-exit floor
 
@@ -59,13 +66,26 @@ class Hazards:
 
 @dataclass
 class Pool:
-    address: str
-    base_vault: str  # the pool's token account for the token
-    quote_vault: str  # ... and for the quote asset
+    address: str  # the pool's authority: a real keypair's public key (`pool_keypair`), the owner of both vaults
+    base_vault: str  # the pool's token account for the token: ATA(address, mint, the mint's token program)
+    quote_vault: str  # ... and for the quote asset: ATA(address, WSOL native mint or USDC)
     base_reserve: int
     quote_reserve: int
     created_at: float  # unix seconds
     dex: str  # "raydium", "pumpswap", "meteora"
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One step of a route through one pool: `in_amount` of `input_mint` in, `out_amount` of `output_mint` out."""
+
+    pool: Pool
+    input_mint: str
+    output_mint: str
+    in_amount: int
+    out_amount: int
+    token: "SimToken | None"  # the pool's token; None for the SOL/USDC pool
+    fee_amount: int = 0  # the pool's fee, in the input mint
 
 
 @dataclass
@@ -104,6 +124,10 @@ class SimToken:
         r_in, r_out = (p.quote_reserve, p.base_reserve) if buy else (p.base_reserve, p.quote_reserve)
         eff = amount_in * (10_000 - POOL_FEE_BPS)
         return (eff * r_out) // (r_in * 10_000 + eff)
+
+    @property
+    def program(self) -> str:
+        return TOKEN_2022_PROGRAM_ID if self.hazards.token2022 else TOKEN_PROGRAM_ID
 
     def apply_swap(self, amount_in: int, buy: bool) -> int:
         out = self.swap_out(amount_in, buy)
@@ -155,6 +179,25 @@ def pubkey(seed: str) -> str:
     return base58.b58encode(hashlib.sha256(seed.encode()).digest()).decode()
 
 
+def pool_keypair(seed: int, name: str) -> Keypair:
+    """The authority of the pool `name` (a token symbol, or `SOL_POOL`): a real keypair, so the sandbox can sign
+    for the pool's vaults in the swaps its Jupiter builds. Its public key is the pool's address (`ammKey`)."""
+    return Keypair.from_seed(hashlib.sha256(f"{seed}:pool:{name}".encode()).digest())
+
+
+def associated(owner: str, mint: str, program: str = TOKEN_PROGRAM_ID) -> str:
+    """The associated token account of `owner` for `mint` under `program` (the ATA program's derivation)."""
+    return str(get_associated_token_address(Pubkey.from_string(owner), Pubkey.from_string(mint),
+                                            Pubkey.from_string(program)))
+
+
+def make_pool(seed: int, name: str, mint: str, program: str, quote_mint: str, base_reserve: int, quote_reserve: int,
+              created_at: float, dex: str) -> Pool:
+    address = str(pool_keypair(seed, name).pubkey())
+    return Pool(address, associated(address, mint, program), associated(address, quote_mint), base_reserve,
+                quote_reserve, created_at, dex)
+
+
 def signature(seed: str) -> str:
     """A deterministic base58 transaction signature (64 bytes)."""
     return base58.b58encode(hashlib.sha512(seed.encode()).digest()).decode()
@@ -197,6 +240,8 @@ class Market:
         self._n = 0
         for symbol, quote, hazards, drift, vol in CAST:
             self._add_token(symbol, quote, hazards, drift, vol)
+        self.sol_pool = make_pool(seed, SOL_POOL, WSOL_MINT, TOKEN_PROGRAM_ID, USDC_MINT, SOL_POOL_SOL,
+                                  int(SOL_POOL_SOL / LAMPORTS * sol_usd * USDC_UNITS), start - 400 * 86_400, "whirlpool")
         # two flippers (out within minutes: mirror exits), three holders (long enough for the price exits), a scaler
         for i, style in enumerate(["flipper", "holder", "holder", "scaler", "holder", "flipper"]):
             addr = pubkey(f"{seed}:leader:{i}")
@@ -212,15 +257,11 @@ class Market:
         liq_usd = 300.0 if hz.thin else self.rng.uniform(40_000, 120_000)  # quote side of the pool, in USD
         quote_reserve = int(liq_usd / self.sol_usd * LAMPORTS) if quote == "SOL" else int(liq_usd * USDC_UNITS)
         mint = pubkey(f"{s}:mint:{symbol}")
-        pool = Pool(
-            address=pubkey(f"{s}:pool:{symbol}"),
-            base_vault=pubkey(f"{s}:vault:{symbol}:base"),
-            quote_vault=pubkey(f"{s}:vault:{symbol}:quote"),
-            base_reserve=in_pool,
-            quote_reserve=quote_reserve,
-            created_at=self.start - self.rng.uniform(2 * 3600, 72 * 3600),
-            dex=self.rng.choice(["raydium", "pumpswap", "meteora"]),
-        )
+        created_at = self.start - self.rng.uniform(2 * 3600, 72 * 3600)
+        dex = self.rng.choice(["raydium", "pumpswap", "meteora"])
+        program = TOKEN_2022_PROGRAM_ID if hz.token2022 else TOKEN_PROGRAM_ID
+        pool = make_pool(s, symbol, mint, program, WSOL_MINT if quote == "SOL" else USDC_MINT, in_pool, quote_reserve,
+                         created_at, dex)
         creator = pubkey(f"{s}:creator:{symbol}")
         rest = supply - in_pool
         if hz.concentrated:
@@ -251,29 +292,49 @@ class Market:
 
         SOL reaches a USDC-quoted token through a SOL/USDC leg at the market's SOL price (as Jupiter
         routes through USDC), so every token can be bought with and sold back to SOL."""
+        routed = self.route(input_mint, output_mint, amount)
+        return None if routed is None else (routed[0][-1].out_amount, routed[1], routed[2])
+
+    def route(self, input_mint: str, output_mint: str, amount: int) -> tuple[list[Leg], float, SimToken] | None:
+        """The legs of `quote`'s route: one through the token's pool, and one through the SOL/USDC pool (`sol_pool`,
+        a fixed-price pool at `sol_usd`, no fee, no impact) when SOL meets a USDC-quoted token."""
         with self.lock:
+            via_sol = False
             if output_mint in self.tokens:
                 t, buy = self.tokens[output_mint], True
-                if input_mint == WSOL_MINT and t.quote == "USDC":
-                    amount = int(amount / LAMPORTS * self.sol_usd * USDC_UNITS)
-                elif input_mint != t.quote_mint:
+                via_sol = input_mint == WSOL_MINT and t.quote == "USDC"
+                if not via_sol and input_mint != t.quote_mint:
                     return None
             elif input_mint in self.tokens:
                 t, buy = self.tokens[input_mint], False
                 if t.hazards.honeypot or output_mint not in (t.quote_mint, WSOL_MINT):
                     return None  # a honeypot has no way back
+                via_sol = output_mint == WSOL_MINT and t.quote == "USDC"
             else:
                 return None
-            if amount <= 0:
+            legs: list[Leg] = []
+            pool_in = amount
+            if via_sol and buy:
+                pool_in = self.sol_to_usdc(amount)
+                legs.append(Leg(self.sol_pool, WSOL_MINT, USDC_MINT, amount, pool_in, None))
+            if pool_in <= 0:
                 return None
-            out = t.swap_out(amount, buy)
+            out = t.swap_out(pool_in, buy)
             p = t.pool
             spot = (p.base_reserve / p.quote_reserve) if buy else (p.quote_reserve / p.base_reserve)
-            ideal = amount * spot
+            ideal = pool_in * spot
             impact = max(0.0, 1 - out / ideal) if ideal > 0 else 1.0
-            if not buy and output_mint == WSOL_MINT and t.quote == "USDC":
-                out = int(out / USDC_UNITS / self.sol_usd * LAMPORTS)
-            return out, impact, t
+            legs.append(Leg(p, t.quote_mint if buy else t.mint, t.mint if buy else t.quote_mint, pool_in, out, t,
+                            pool_in * POOL_FEE_BPS // 10_000))
+            if via_sol and not buy:
+                legs.append(Leg(self.sol_pool, USDC_MINT, WSOL_MINT, out, self.usdc_to_sol(out), None))
+            return legs, impact, t
+
+    def sol_to_usdc(self, lamports: int) -> int:
+        return int(lamports / LAMPORTS * self.sol_usd * USDC_UNITS)
+
+    def usdc_to_sol(self, usdc: int) -> int:
+        return int(usdc / USDC_UNITS / self.sol_usd * LAMPORTS)
 
     # -- time ----------------------------------------------------------------------------------------
     def step_to(self, t: float) -> list[LeaderTrade]:

@@ -2,8 +2,19 @@
 
 Single and batch requests; the envelopes and field names of Agave's RPC. Methods: getAccountInfo,
 getMultipleAccounts, getBalance, getLatestBlockhash, getTokenLargestAccounts, getTokenAccountsByOwner,
-getSignatureStatuses, getSlot, getHealth. Account data is read from the LiteSVM's bytes and parsed here
-(`jsonParsed`) the way Agave's account decoder does, so `base64` and `jsonParsed` always agree.
+getSignatureStatuses, getSlot, getHealth, and the transaction methods of `sandbox/rpc_tx.py` (sendTransaction,
+simulateTransaction, getTransaction, getBlockHeight, isBlockhashValid, requestAirdrop). Account data is read
+from the LiteSVM's bytes and parsed here (`jsonParsed`) the way Agave's account decoder does, so `base64` and
+`jsonParsed` always agree.
+
+Blocks (sandbox/blocks.py): `getBlockHeight` is the chain's block height (wall-clock blocks, 0.4 s each by
+default, about 20 M below the slot); `getLatestBlockhash` hands out the newest block's blockhash with
+`lastValidBlockHeight` = its height + 150, past which a transaction carrying it is refused ("Blockhash not
+found") or never lands. Every commitment is answered from the newest block (there are no forks).
+`getSignatureStatuses` counts in blocks since the transaction landed: "processed" in its own block, "confirmed"
+one block later, "finalized" (`confirmations` null) 32 blocks later; without `searchTransactionHistory` only the
+last 300 blocks' statuses are found. The market's own trades (the leaders') have statuses too, from the block
+the chain applied them in.
 
 Bad input is a JSON-RPC error (-32700 parse, -32600 invalid request, -32601 unknown method, -32602 bad
 params), never an HTTP 500.
@@ -33,9 +44,8 @@ U64_MAX = 2**64 - 1
 MAX_BASE58_BYTES = 128
 MAX_MULTIPLE_ACCOUNTS = 100
 MAX_SIGNATURES = 256
-STATUS_CACHE_SLOTS = 300  # without searchTransactionHistory only recent statuses are found
-FINALIZED_AFTER = 32  # slots
-BLOCKHASH_VALID_BLOCKS = 150
+STATUS_CACHE_BLOCKS = 300  # without searchTransactionHistory only recent statuses are found
+FINALIZED_AFTER = 32  # blocks
 PROGRAM_NAMES = {TOKEN_PROGRAM: "spl-token", TOKEN_2022_PROGRAM: "spl-token-2022"}
 ENCODINGS = ("binary", "base58", "base64", "jsonParsed")
 STATES = ("uninitialized", "initialized", "frozen")  # by AccountState value
@@ -243,8 +253,8 @@ def get_balance(chain: Chain, params: list[Json]) -> Json:
 
 def get_latest_blockhash(chain: Chain, params: list[Json]) -> Json:
     _config(params, 0)
-    slot = chain.slot()  # the sandbox skips no slots: block height == slot
-    return _context(chain, {"blockhash": chain.latest_blockhash(), "lastValidBlockHeight": slot + BLOCKHASH_VALID_BLOCKS})
+    blockhash, last_valid = chain.blocks.issue()
+    return _context(chain, {"blockhash": str(blockhash), "lastValidBlockHeight": last_valid})
 
 
 def _token_accounts(chain: Chain, program: Pubkey) -> list[tuple[Pubkey, Account, TokenAccount]]:
@@ -294,19 +304,19 @@ def get_token_accounts_by_owner(chain: Chain, params: list[Json]) -> Json:
 def get_signature_statuses(chain: Chain, params: list[Json]) -> Json:
     signatures = _list(_param(params, 0), MAX_SIGNATURES)
     search_history = bool(_config(params, 1).get("searchTransactionHistory", False))
-    now, out = chain.slot(), []
+    height, out = chain.height(), []
     for sig in signatures:
         try:
             Signature.from_string(sig)
         except (TypeError, ValueError):
             raise invalid(f"Invalid param: Invalid signature {sig!r}") from None
         status = chain.status(sig)
-        if status is None or (not search_history and now - status[0] > STATUS_CACHE_SLOTS):
+        if (status is None or height < status.visible_at
+                or (not search_history and height - status.height > STATUS_CACHE_BLOCKS)):
             out.append(None)
             continue
-        slot, err = status
-        age = now - slot
-        out.append({"slot": slot, "confirmations": None if age >= FINALIZED_AFTER else age, "err": err,
+        age, err = height - status.height, status.err
+        out.append({"slot": status.slot, "confirmations": None if age >= FINALIZED_AFTER else age, "err": err,
                     "status": {"Ok": None} if err is None else {"Err": err},
                     "confirmationStatus": "finalized" if age >= FINALIZED_AFTER else "confirmed" if age else "processed"})
     return _context(chain, out)
@@ -326,25 +336,28 @@ METHODS: dict[str, Callable[[Chain, list[Json]], Json]] = {
 
 
 # -- JSON-RPC ------------------------------------------------------------------------------------------
-def _error(code: int, message: str, id_: Json = None) -> dict[str, Json]:
-    return {"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": id_}
+def _error(code: int, message: str, id_: Json = None, data: Json = None) -> dict[str, Json]:
+    error: dict[str, Json] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": id_}
 
 
-def call(chain: Chain, req: Json) -> dict[str, Json] | None:
+def call(chain: Chain, req: Json, methods: dict[str, Callable[[Chain, list[Json]], Json]] | None = None) -> dict[str, Json] | None:
     """One request object → its response (None for a notification, a request without an id)."""
     if not isinstance(req, dict) or req.get("jsonrpc") != "2.0" or not isinstance(req.get("method"), str):
         return _error(-32600, "Invalid request", req.get("id") if isinstance(req, dict) else None)
     id_ = req.get("id")
     params = req.get("params", [])
     try:
-        method = METHODS.get(req["method"])
+        method = (METHODS if methods is None else methods).get(req["method"])
         if method is None:
             raise RpcError(-32601, "Method not found")
         if not isinstance(params, list):
             raise invalid("Invalid params: expected an array of parameters")
         result = method(chain, params)
     except RpcError as e:
-        response = _error(e.code, e.message, id_)
+        response = _error(e.code, e.message, id_, getattr(e, "data", None))
     except Exception as e:  # noqa: BLE001 - a bug here is an RPC error, never a 500
         response = _error(-32603, f"Internal error: {e}", id_)
     else:
@@ -352,21 +365,34 @@ def call(chain: Chain, req: Json) -> dict[str, Json] | None:
     return response if "id" in req else None
 
 
-def handle(chain: Chain, body: bytes) -> Json:
-    """A request body (single or batch) → the response body, or None when nothing is to be answered."""
+def handle(chain: Chain, body: bytes, methods: dict[str, Callable[[Chain, list[Json]], Json]] | None = None) -> Json:
+    """A request body (single or batch) → the response body, or None when nothing is to be answered.
+    `methods` defaults to the read methods (`METHODS`); the blueprint adds the transaction methods."""
     try:
         payload = json.loads(body)
     except ValueError:
         return _error(-32700, "Parse error")
     if not isinstance(payload, list):
-        return call(chain, payload)
+        return call(chain, payload, methods)
     if not payload:
         return _error(-32600, "Invalid request")
-    return [r for r in (call(chain, req) for req in payload) if r is not None] or None
+    return [r for r in (call(chain, req, methods) for req in payload) if r is not None] or None
+
+
+def _methods_called(body: bytes) -> set[str]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return set()
+    reqs = payload if isinstance(payload, list) else [payload]
+    return {r["method"] for r in reqs if isinstance(r, dict) and isinstance(r.get("method"), str)}
 
 
 def blueprint(chain: Chain, faults: Faults) -> Blueprint:
+    from sandbox import rpc_tx  # it builds on this module's helpers
+
     bp = Blueprint("rpc", __name__)
+    methods = {**METHODS, **rpc_tx.methods(faults)}
 
     @bp.before_request
     async def read_body() -> None:
@@ -376,7 +402,11 @@ def blueprint(chain: Chain, faults: Faults) -> Blueprint:
 
     @bp.post("", strict_slashes=False)
     async def rpc() -> Response:
-        answer = handle(chain, await request.get_data())
+        body = await request.get_data()
+        if faults.rate_limited_methods and faults.rate_limited_methods & _methods_called(body):
+            return Response(json.dumps({"code": 429, "message": "Too many requests for a specific RPC call"}),
+                            status=429, mimetype="application/json", headers={"Retry-After": str(faults.retry_after_s)})
+        answer = handle(chain, body, methods)
         return Response("" if answer is None else json.dumps(answer), status=200, mimetype="application/json")
 
     return faulty(bp, faults)

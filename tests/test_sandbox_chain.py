@@ -60,7 +60,7 @@ class Rpc:
 
 @contextmanager
 def serve(market: Market) -> Iterator[tuple[Chain, Faults, Rpc]]:
-    chain, faults = Chain(market), Faults()
+    chain, faults = Chain(market, block_time_s=None), Faults()  # blocks only when a test makes them
     thread = TrioThread(server_main(create_app({"rpc": blueprint(chain, faults)})))
     port = thread.start()
     try:
@@ -241,12 +241,20 @@ def test_token_accounts_by_owner_filters(sandbox: tuple[Market, Chain, Faults, R
 
 def test_slot_blockhash_balance_and_missing_accounts(sandbox: tuple[Market, Chain, Faults, Rpc]) -> None:
     market, _, _, rpc = sandbox
+    chain = sandbox[1]
     result = rpc.call("getLatestBlockhash", {"commitment": "finalized"})
-    assert result["context"]["slot"] == market.slot and result["context"]["apiVersion"]
+    assert result["context"]["slot"] == market.slot + chain.blocks.produced() and result["context"]["apiVersion"]
     assert set(result["value"]) == {"blockhash", "lastValidBlockHeight"}
     assert len(base58.b58decode(result["value"]["blockhash"])) == 32
-    assert result["value"]["lastValidBlockHeight"] > market.slot
-    assert rpc.call("getSlot") == market.slot
+    height = rpc.call("getBlockHeight")
+    assert result["value"]["lastValidBlockHeight"] == height + 150
+    assert height < market.slot - 10_000_000  # a block height is not a slot: mainnet's trails by millions
+    assert rpc.call("getSlot") == market.slot + chain.blocks.produced()
+    chain.blocks.produce(3)  # each block has its own blockhash; an older one stays valid for 150 blocks
+    newer = rpc.value("getLatestBlockhash")
+    assert newer["blockhash"] != result["value"]["blockhash"] and newer["lastValidBlockHeight"] == height + 153
+    assert rpc.value("isBlockhashValid", result["value"]["blockhash"]) is True
+    assert rpc.call("getSlot") == market.slot + chain.blocks.produced()
     leader = market.leaders[0].address
     assert rpc.value("getBalance", leader) == LEADER_LAMPORTS
     system = rpc.value("getAccountInfo", leader, {"encoding": "jsonParsed"})
@@ -293,21 +301,22 @@ def test_balances_and_statuses_follow_the_market() -> None:
 
         unknown = base58.b58encode(bytes(64)).decode()
         sigs = [t.signature for t in trades] + [unknown]
-        statuses = rpc.value("getSignatureStatuses", sigs, {"searchTransactionHistory": True})
-        recent = rpc.value("getSignatureStatuses", sigs)  # the status cache only: the last 300 slots
-        assert statuses[-1] is None and recent[-1] is None
-        for trade, status, cached in zip(trades, statuses, recent):
-            assert set(status) == {"slot", "confirmations", "err", "status", "confirmationStatus"}
-            assert status["slot"] == trade.slot and status["err"] is None and status["status"] == {"Ok": None}
-            age = market.slot - trade.slot
-            assert status["confirmationStatus"] == ("finalized" if age >= 32 else "confirmed" if age else "processed")
-            assert cached == (status if age <= 300 else None)
+        # Statuses count in blocks since the chain applied the trades (all in this block): processed, then
+        # confirmed one block later, finalized 32 blocks later, then out of the recent cache after 300.
+        for blocks, expected, confirmations in ((0, "processed", 0), (1, "confirmed", 1), (31, "finalized", None)):
+            chain.blocks.produce(blocks)
+            statuses = rpc.value("getSignatureStatuses", sigs)
+            assert statuses[-1] is None
+            for trade, status in zip(trades, statuses):
+                assert set(status) == {"slot", "confirmations", "err", "status", "confirmationStatus"}
+                assert status["slot"] == trade.slot and status["err"] is None and status["status"] == {"Ok": None}
+                assert (status["confirmationStatus"], status["confirmations"]) == (expected, confirmations)
 
-        market.step_to(market.now + 300)  # 750 slots later: out of the recent status cache, and finalized
+        chain.blocks.produce(300)  # out of the recent status cache; still found in the history
         assert rpc.value("getSignatureStatuses", sigs[:1]) == [None]
         [old] = rpc.value("getSignatureStatuses", sigs[:1], {"searchTransactionHistory": True})
         assert old["confirmationStatus"] == "finalized" and old["confirmations"] is None
-        assert rpc.call("getLatestBlockhash")["context"]["slot"] == market.slot
+        assert rpc.call("getLatestBlockhash")["context"]["slot"] == market.slot + chain.blocks.produced()
 
 
 def test_a_chain_built_late_and_synced_matches_the_market() -> None:

@@ -1,7 +1,7 @@
 """The sandbox's Jupiter and DexScreener speak the real wire formats: the client code that parses the
 real captured payloads (tests/fixtures, from shared/fixtures) parses the sandbox's answers, and the
 sandbox's answers carry the same fields with the same JSON types. Quotes: no route for a honeypot's
-sell, a route with price impact for a thin pool; swaps build an unsigned VersionedTransaction."""
+sell, a route with price impact for a thin pool; swaps build a VersionedTransaction the user is left to sign."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from solders.message import to_bytes_versioned
 from solders.transaction import VersionedTransaction
 
 from sandbox.jupiter import DEX_LABELS
@@ -216,17 +217,23 @@ async def test_quote_no_route_for_honeypot_sell_and_impact_on_thin_pool(sandbox:
 
 
 @pytest.mark.trio
-async def test_swap_builds_an_unsigned_transaction_for_the_user_and_validates_the_body(sandbox: Sandbox) -> None:
+async def test_swap_builds_a_transaction_for_the_user_to_sign_and_validates_the_body(sandbox: Sandbox) -> None:
     moon = sandbox.mint("MOON")
     async with jupiter(sandbox, attempts=3) as jup:
         quote = await jup.quote(WSOL_MINT, moon, 50_000_000)
         built = await jup.build_swap(quote, USER, prioritization_fee_lamports={"jitoTipLamports": 12345})
-        assert built.simulation_error is None and built.prioritization_fee_lamports == 12345
-        assert built.last_valid_block_height > (quote.context_slot or 0)
+        assert built.prioritization_fee_lamports == 12345
+        assert built.last_valid_block_height > 0
+        # USER has no SOL on the sandbox chain: the transaction is built, and its simulation says why it would fail
+        assert built.simulation_error["errorCode"] == "INSUFFICIENT_FUNDS" and built.simulation_error["error"]
         tx = built.transaction()
         assert isinstance(tx, VersionedTransaction)
         assert str(tx.message.account_keys[0]) == USER  # the user pays
-        assert all(bytes(sig) == bytes(64) for sig in tx.signatures)  # unsigned
+        assert bytes(tx.signatures[0]) == bytes(64)  # the user's signature is left to add
+        pool = sandbox.market.by_symbol["MOON"].pool.address
+        signers = [str(k) for k in tx.message.account_keys[:tx.message.header.num_required_signatures]]
+        assert signers == [USER, pool]  # ... the pool's is there already
+        assert tx.signatures[1].verify(tx.message.account_keys[1], to_bytes_versioned(tx.message))
         assert bytes(tx) == base64.b64decode(built.swap_transaction)
 
         seen = sandbox.jupiter.requests

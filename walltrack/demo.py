@@ -54,7 +54,7 @@ class Sandbox:
         self.chain = Chain(self.market)
         self.faults = FaultBoard()
         app = create_app({
-            "jupiter": jupiter.blueprint(self.market, self.faults["jupiter"]),
+            "jupiter": jupiter.blueprint(self.market, self.faults["jupiter"], chain=self.chain),  # /swap builds on this chain
             "dexscreener": dexscreener.blueprint(self.market, self.faults["dexscreener"]),
             "rugcheck": rugcheck.blueprint(self.market, self.faults["rugcheck"]),
             "rpc": rpc.blueprint(self.chain, self.faults["rpc"]),
