@@ -42,6 +42,12 @@ from walltrack.settings import Settings, risk_config
 log = structlog.get_logger("demo")
 
 DEMO_DB = "walltrack_demo"
+# The programs the sandbox's swaps invoke (its pools move tokens with plain Token transfers, no Jupiter program):
+# the live demo's LIVE_PROGRAMS allow-list.
+SANDBOX_PROGRAMS = ",".join((
+    "11111111111111111111111111111111", "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+    "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb", "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL",
+    "ComputeBudget111111111111111111111111111111"))
 
 
 class Sandbox:

@@ -93,6 +93,9 @@ class LiveExecutor:
                 return await self._build(pid, side, mint, amount, bps, max_impact)
         except NoRoute as exc:
             raise SwapError("no_route", detail=str(exc)[:200]) from None
+        except SwapError as exc:
+            log.warning("swap_not_prepared", position_id=pid, side=side, mint=mint, reason=exc.reason, detail=exc.detail)
+            raise
         except Refused as exc:
             log.error("swap_refused", position_id=pid, side=side, mint=mint, reason=exc.reason, detail=exc.detail,
                       wallet=self.address)
@@ -148,8 +151,10 @@ class LiveExecutor:
         async with self._chain_view:
             before = await self._rpc.account_states(addresses)
             err, after, logs = await self._rpc.simulate(unsigned, addresses)
-        if err is not None:
-            raise Refused("simulation_error", f"{json.dumps(err)[:200]}; {' | '.join(logs[-3:])[:300]}")
+        if err is not None:  # named like a landed failure: an expired blockhash, not enough SOL, a program error
+            reason, retryable = classify(err)
+            raise SwapError(reason, retryable=retryable,
+                            detail=f"simulated: {json.dumps(err)[:200]}; {' | '.join(logs[-3:])[:300]}")
         if before[0] is None or after[0] is None:
             raise Refused("outcome", "the simulation did not report our wallet")
         sol = after[0].lamports - before[0].lamports

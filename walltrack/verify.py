@@ -226,10 +226,11 @@ class _Check:
 
 def verify_swap(tx: Any, quote: Any, policy: SwapPolicy, *, simulation_error: Any = None,
                 lookups: dict[str, list[str]] | None = None) -> None:
-    """Raise `Refused` unless the unsigned swap `tx` (a solders VersionedTransaction) is safe to sign (module doc)."""
+    """Raise `Refused` unless the unsigned swap `tx` (a solders VersionedTransaction) is safe to sign (module doc).
+    What the transaction does is checked first: a malicious build is named as such, whatever its simulation says."""
+    _Check(tx, Route.of(quote), policy, lookups or {}).run()
     if simulation_error is not None:
         raise Refused("simulation_error", f"the builder's simulation failed: {str(simulation_error)[:200]}")
-    _Check(tx, Route.of(quote), policy, lookups or {}).run()
 
 
 def programs(text: str) -> frozenset[Pubkey]:

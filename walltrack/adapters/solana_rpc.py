@@ -148,6 +148,8 @@ class SolanaRpc:
                   "commitment": self._commitment, "accounts": {"encoding": "base64", "addresses": addresses}}
         value = (await self.call("simulateTransaction", [tx_base64, config]))["value"]
         accounts = value.get("accounts")
+        if value.get("err") is not None:  # a failed simulation reports no accounts
+            return value["err"], [], list(value.get("logs") or [])
         if not isinstance(accounts, list) or len(accounts) != len(addresses):
             raise BadResponse("rpc: simulateTransaction did not return the accounts asked for", provider="rpc")
         return value.get("err"), [_simulated(a) for a in accounts], list(value.get("logs") or [])
