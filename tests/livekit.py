@@ -18,7 +18,8 @@ from walltrack.adapters.jupiter import JupiterClient, prioritization_fee
 from walltrack.adapters.solana_rpc import SolanaRpc
 from walltrack.bridge import Service, TrioThread
 from walltrack.confirm import Confirmer
-from walltrack.demo import SANDBOX_PROGRAMS, Sandbox
+from walltrack.demo import Sandbox
+from walltrack.demo_live import SANDBOX_PROGRAMS
 from walltrack.keys import WalletKey
 from walltrack.live import LiveConfig, LiveExecutor
 from walltrack.verify import SwapPolicy, programs

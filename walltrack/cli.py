@@ -85,7 +85,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if port is not None and not 0 <= port <= 65535:
             raise UsageError(f"--{name.replace('_', '-')} must be a port number (0-65535)")
     settings = settings.model_copy(update={k: v for k, v in ports.items() if v is not None})
-    return run_demo(settings, args.headless, args.minutes, args.speed, args.seed)
+    return run_demo(settings, args.headless, args.minutes, args.speed, args.seed, live=args.live)
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -296,8 +296,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run everything in the foreground (Ctrl-C to stop)").set_defaults(fn=cmd_run)
 
-    demo = sub.add_parser("demo", help="run the bot against the offline sandbox market (paper mode)")
+    demo = sub.add_parser("demo", help="run the bot against the offline sandbox market (paper mode, or --live)")
     demo.add_argument("--headless", action="store_true", help="no panel; print a JSON summary at the end")
+    demo.add_argument("--live", action="store_true",
+                      help="live mode: real signed swaps on the sandbox's chain, with a keypair generated and funded there")
     demo.add_argument("--minutes", type=float, help="simulated minutes to run (default: until Ctrl-C)")
     demo.add_argument("--speed", type=float, default=10.0, help="simulated seconds per wall second (default 10)")
     demo.add_argument("--seed", type=int, default=7, help="market seed: the same seed, the same market")

@@ -1,6 +1,6 @@
 """`walltrack demo`: the sandbox market, the bot watching its leaders in paper mode, on the embedded
 database — everything offline. `--headless --minutes N` runs N simulated minutes and prints a summary
-as the last line of stdout.
+as the last line of stdout. `--live` trades for real on the sandbox's chain (walltrack/demo_live.py).
 
 The demo always uses its own database (`walltrack_demo`, recreated each run) on the embedded server in
 the data directory, never `DATABASE_URL`: simulated trades must not mix with real ones.
@@ -36,18 +36,13 @@ from walltrack import store as repo
 from walltrack.app import App
 from walltrack.bridge import Service, TrioThread
 from walltrack.db import EmbeddedPostgres
+from walltrack.demo_live import SANDBOX_PROGRAMS, drain_swaps, fund, live_settings, live_summary  # noqa: F401
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings, risk_config
 
 log = structlog.get_logger("demo")
 
 DEMO_DB = "walltrack_demo"
-# The programs the sandbox's swaps invoke (its pools move tokens with plain Token transfers, no Jupiter program):
-# the live demo's LIVE_PROGRAMS allow-list.
-SANDBOX_PROGRAMS = ",".join((
-    "11111111111111111111111111111111", "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
-    "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb", "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL",
-    "ComputeBudget111111111111111111111111111111"))
 
 
 class Sandbox:
@@ -124,7 +119,8 @@ def _fresh_database(pg: EmbeddedPostgres) -> str:
     return pg.url.replace("/postgres?", f"/{DEMO_DB}?", 1)
 
 
-def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, headless: bool) -> Settings:
+def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, headless: bool,
+                 live: dict[str, Any] | None = None) -> Settings:
     return settings.model_copy(update={
         "database_url": SecretStr(db_url),
         "helius_webhook_secret": SecretStr(secret),
@@ -138,6 +134,7 @@ def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, head
         "gateway_port": 0 if headless else settings.gateway_port,
         # the demo's time-scale presets, unless the operator set the variable (environment or .env)
         **{k: v for k, v in {**DEMO_EXITS, **DEMO_RISK}.items() if k not in settings.model_fields_set},
+        **(live or {}),
     })
 
 
@@ -231,9 +228,9 @@ def paper_equity(app: App) -> dict[str, Any]:
                       sum(CASE WHEN f.side = 'sell' THEN f.quoted_out ELSE f.fee_quote - f.quote_amount END) AS gross,
                       sum(f.fee_quote + CASE WHEN f.side = 'sell' THEN f.slippage_quote ELSE 0 END) AS costs
                  FROM positions p JOIN fills f ON f.position_id = p.id
-                WHERE p.mode = 'paper' AND p.status = 'closed' GROUP BY p.id""")
+                WHERE p.mode <> 'shadow' AND p.status = 'closed' GROUP BY p.id""")
 
-    rows = app.store.run(q)
+    rows = app.store.run(q)  # paper and live alike (a live fill's quoted_out, fee and slippage are the chain's)
     gross = costs = from_fills = 0
     for r in rows:
         g, c = int(r["gross"]), int(r["costs"])
@@ -245,7 +242,8 @@ def paper_equity(app: App) -> dict[str, Any]:
             "from_fills_lamports": capital + from_fills, "gross_pnl_lamports": gross, "fees_lamports": costs}
 
 
-def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: float, seed: int) -> int:
+def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: float, seed: int,
+             live: bool = False) -> int:
     redactor = Redactor(settings.secrets())
     log_dir = settings.walltrack_data_dir / "logs"
     if headless:  # stdout is for the summary; the run's log goes to the file
@@ -271,7 +269,10 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         sb = Sandbox(seed, speed)
         secret = (settings.helius_webhook_secret.get_secret_value() if settings.helius_webhook_secret is not None
                   else secrets.token_urlsafe(24))
-        app = App(bot_settings(settings, sb, db_url, secret, headless), redactor, clock=sb.clock)
+        keypair = fund(sb, redactor) if live else None
+        extra = live_settings(settings, keypair) if keypair is not None else None
+        app = App(bot_settings(settings, sb, db_url, secret, headless, extra), redactor, clock=sb.clock)
+        start_lamports = sb.chain.account(keypair.pubkey()).lamports if keypair is not None else 0
         app.start()  # assigned first: a start that fails half-way is still stopped below
         assert app.store is not None
         for leader in sb.market.leaders:
@@ -281,7 +282,8 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
             time.sleep(0.05)
         sb.start_market(f"http://127.0.0.1:{app.gateway_port}/webhooks/helius", secret)
         log.info("demo_started", sandbox=sb.url(""), gateway_port=app.gateway_port, seed=seed, speed=speed,
-                 leaders=len(sb.market.leaders), tokens=len(sb.market.tokens))
+                 leaders=len(sb.market.leaders), tokens=len(sb.market.tokens), live=live,
+                 wallet=str(keypair.pubkey()) if keypair is not None else None)
         end = sb.market.start + (minutes * 60 if minutes is not None else float("inf"))
         if not headless:
             print(f"WallTrack demo: panel http://{settings.panel_host}:{settings.panel_port}/, webhook gateway "
@@ -295,7 +297,11 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
             stop.wait(0.1)
         sb.stop_market(settle_s=30)
         _drain(app, timeout=30)
+        if keypair is not None:  # the chain's blocks go on (wall time): the last swaps land or expire
+            drain_swaps(app, timeout=120)
         result = summary(app, sb)
+        if keypair is not None:
+            result["live"] = live_summary(app, str(keypair.pubkey()), start_lamports)
         result["wall_seconds"] = round(time.monotonic() - wall0, 1)
     finally:
         if app is not None:

@@ -38,7 +38,18 @@ from walltrack.adapters.solana_rpc import SolanaRpc, rpc_error
 from walltrack.bridge import TrioThread
 from walltrack.confirm import Confirmer
 from walltrack.keys import WalletKey
-from walltrack.verify import TOKEN, TOKEN_2022, WSOL, Refused, SwapPolicy, ata, lookup_addresses, verify_swap
+from walltrack.verify import (
+    SYSTEM,
+    TOKEN,
+    TOKEN_2022,
+    WSOL,
+    Refused,
+    SimulationFailed,
+    SwapPolicy,
+    ata,
+    lookup_addresses,
+    verify_swap,
+)
 
 log = structlog.get_logger("live")
 
@@ -96,10 +107,16 @@ class LiveExecutor:
         except SwapError as exc:
             log.warning("swap_not_prepared", position_id=pid, side=side, mint=mint, reason=exc.reason, detail=exc.detail)
             raise
+        except SimulationFailed as exc:  # the builder says it would fail now (the price moved): not malice
+            code = exc.error.get("errorCode") if isinstance(exc.error, dict) else None
+            reason = {"SLIPPAGE_EXCEEDED": "slippage", "INSUFFICIENT_FUNDS": "insufficient_funds"}.get(str(code),
+                                                                                                    "simulation_failed")
+            log.warning("swap_not_prepared", position_id=pid, side=side, mint=mint, reason=reason, detail=exc.detail)
+            raise SwapError(reason, retryable=True, detail=exc.detail) from None
         except Refused as exc:
             log.error("swap_refused", position_id=pid, side=side, mint=mint, reason=exc.reason, detail=exc.detail,
                       wallet=self.address)
-            raise SwapError(f"refused:{exc.reason}", retryable=exc.reason in ("simulation_error", "outcome"),
+            raise SwapError(f"refused:{exc.reason}", retryable=exc.reason == "outcome",
                             detail=exc.detail) from None
         except trio.TooSlowError:
             raise SwapError("prepare_timeout", retryable=True, detail=f"not built within {self.cfg.prepare_timeout_s} s") from None
@@ -132,9 +149,8 @@ class LiveExecutor:
         tx = build.transaction()
         lookups = await self._rpc.lookup_tables(lookup_addresses(tx))
         verify_swap(tx, quote, self.cfg.policy, simulation_error=build.simulation_error, lookups=lookups)
-        unsigned = base64.b64encode(bytes(tx)).decode()
         if self.cfg.simulate:
-            await self._simulate(unsigned, side, mint, amount, quote)
+            await self._simulate(tx, side, mint, amount, quote)
         signed = _contained(lambda: self._key.sign_transaction(tx))
         swap = SignedSwap(str(signed.signatures[0]), base64.b64encode(bytes(signed)).decode(), build.last_valid_block_height,
                           amount, quote.out_amount, quote.other_amount_threshold, str(quote.price_impact),
@@ -144,15 +160,19 @@ class LiveExecutor:
                  last_valid_block_height=swap.last_valid_block_height)
         return swap
 
-    async def _simulate(self, unsigned: str, side: str, mint: str, amount: int, quote: JupiterQuote) -> None:
+    async def _simulate(self, tx: Any, side: str, mint: str, amount: int, quote: JupiterQuote) -> None:
         """Run the transaction on the current bank and check what it does to our SOL and our tokens of `mint`."""
         owner = self._key.pubkey
+        unsigned = base64.b64encode(bytes(tx)).decode()
+        tx_keys = [str(k) for k in tx.message.account_keys]
+        tx_instructions = [{"programIdIndex": ix.program_id_index, "accounts": list(bytes(ix.accounts))}
+                           for ix in tx.message.instructions]
         addresses = [str(owner), str(ata(owner, mint, TOKEN)), str(ata(owner, mint, TOKEN_2022))]
         async with self._chain_view:
             before = await self._rpc.account_states(addresses)
             err, after, logs = await self._rpc.simulate(unsigned, addresses)
-        if err is not None:  # named like a landed failure: an expired blockhash, not enough SOL, a program error
-            reason, retryable = classify(err)
+        if err is not None:  # named like a landed failure: an expired blockhash, not enough SOL, slippage
+            reason, retryable = classify(err, _failing(list(tx_keys), tx_instructions, err, owner))
             raise SwapError(reason, retryable=retryable,
                             detail=f"simulated: {json.dumps(err)[:200]}; {' | '.join(logs[-3:])[:300]}")
         if before[0] is None or after[0] is None:
@@ -217,7 +237,8 @@ class LiveExecutor:
                 return
             log.warning("swap_send_rejected", position_id=pid, signature=swap.signature, code=code, error=message[:200])
             if conclusive:
-                reason, retryable = classify(err if err is not None else message)
+                failing = _failing(list(_signed_keys(swap)), _signed_instructions(swap), err, self.address)
+                reason, retryable = classify(err if err is not None else message, failing)
                 raise SwapError(reason, retryable=retryable, detail=f"preflight: {message[:200]}") from None
         except ProviderError as exc:
             log.warning("swap_send_failed", position_id=pid, signature=swap.signature, error=f"{type(exc).__name__}: {exc}")
@@ -238,7 +259,8 @@ class LiveExecutor:
         at = self._clock()
         err = meta.get("err") if meta.get("err") is not None else status.get("err")
         if err is not None:
-            reason, retryable = classify(err)
+            message = tx["transaction"]["message"]
+            reason, retryable = classify(err, _failing(_keys(tx), message.get("instructions") or [], err, self.address))
             cost = Fill(pid, side, mint, WSOL, 0, -sol if side == "buy" else sol, 0, fee, 0, swap.price_impact,  # type: ignore[arg-type]
                         swap.route, at, signature=swap.signature)
             log.warning("swap_landed_failed", position_id=pid, side=side, signature=swap.signature, reason=reason,
@@ -255,12 +277,46 @@ class LiveExecutor:
         return fill
 
 
-def deltas(tx: dict[str, Any], owner: str, mint: str) -> tuple[int, int]:
-    """(SOL delta of `owner`, delta of its `mint` tokens over all its token accounts) in a getTransaction result."""
+def _keys(tx: dict[str, Any]) -> list[str]:
+    """A getTransaction result's full account list (v0: the static keys, then the loaded addresses)."""
     meta, message = tx["meta"], tx["transaction"]["message"]
     loaded = meta.get("loadedAddresses") or {}
     keys = [*message["accountKeys"], *loaded.get("writable", []), *loaded.get("readonly", [])]
-    keys = [k if isinstance(k, str) else k["pubkey"] for k in keys]
+    return [k if isinstance(k, str) else k["pubkey"] for k in keys]
+
+
+def _signed_keys(swap: SignedSwap) -> list[str]:
+    from solders.transaction import VersionedTransaction
+
+    return [str(k) for k in _contained(lambda: VersionedTransaction.from_bytes(base64.b64decode(swap.transaction))
+                                       ).message.account_keys]
+
+
+def _signed_instructions(swap: SignedSwap) -> list[dict[str, Any]]:
+    from solders.transaction import VersionedTransaction
+
+    tx = _contained(lambda: VersionedTransaction.from_bytes(base64.b64decode(swap.transaction)))
+    return [{"programIdIndex": ix.program_id_index, "accounts": list(bytes(ix.accounts))} for ix in tx.message.instructions]
+
+
+def _failing(keys: list[str], instructions: list[dict[str, Any]], err: Any, owner: str) -> tuple[str, bool] | None:
+    """(the program of the instruction that failed, whether our wallet is among its accounts), when known."""
+    if not (isinstance(err, dict) and isinstance(err.get("InstructionError"), list)):
+        return None
+    index = err["InstructionError"][0]
+    if not isinstance(index, int) or not 0 <= index < len(instructions):
+        return None
+    ix = instructions[index]
+    try:
+        return keys[ix["programIdIndex"]], owner in [keys[a] for a in ix.get("accounts", [])]
+    except (IndexError, KeyError, TypeError):
+        return None
+
+
+def deltas(tx: dict[str, Any], owner: str, mint: str) -> tuple[int, int]:
+    """(SOL delta of `owner`, delta of its `mint` tokens over all its token accounts) in a getTransaction result."""
+    meta = tx["meta"]
+    keys = _keys(tx)
     if owner not in keys:
         raise BadResponse(f"rpc: the transaction does not involve {owner}", provider="rpc")
     i = keys.index(owner)
@@ -273,20 +329,29 @@ def deltas(tx: dict[str, Any], owner: str, mint: str) -> tuple[int, int]:
     return sol, held(meta.get("postTokenBalances")) - held(meta.get("preTokenBalances"))
 
 
-def classify(err: Any) -> tuple[str, bool]:
-    """A transaction error as (reason, retryable): not enough SOL will not change with a new quote; a slippage or
-    other program error may."""
+def classify(err: Any, failing: tuple[str, bool] | None = None) -> tuple[str, bool]:
+    """A transaction error as (reason, retryable). `failing`: the failed instruction's program and whether our wallet
+    is among its accounts. Not enough SOL will not change with a new quote; slippage or another program error may.
+    A Token program "insufficient funds" (custom 1) in a transfer our wallet does not sign is the pool's side
+    falling short of the quote's minimum — how the sandbox shows slippage at execution; Jupiter's is custom 6001."""
     text = json.dumps(err) if not isinstance(err, str) else err
-    if "InsufficientFunds" in text or "insufficient lamports" in text.lower() or "Attempt to debit" in text:
+    if "InsufficientFunds" in text or "insufficient lamports" in text.lower() or "Attempt to debit" in text \
+            or "AccountNotFound" in text:
         return "insufficient_sol", False
     if "BlockhashNotFound" in text or "Blockhash not found" in text:
         return "expired", True
     if isinstance(err, dict) and isinstance(err.get("InstructionError"), list) and len(err["InstructionError"]) == 2:
         detail = err["InstructionError"][1]
-        if isinstance(detail, dict) and detail.get("Custom") in SLIPPAGE_ERRORS:
+        code = detail.get("Custom") if isinstance(detail, dict) else None
+        program, ours = failing if failing is not None else (None, True)
+        if code in SLIPPAGE_ERRORS:
             return "slippage", True
-        if isinstance(detail, dict) and "Custom" in detail:
-            return f"program_error:{detail['Custom']}", True
+        if code == 1 and program == str(SYSTEM):
+            return "insufficient_sol", False  # our transfer: not enough lamports
+        if code == 1 and program in (str(TOKEN), str(TOKEN_2022)):
+            return ("insufficient_funds", True) if ours else ("slippage", True)
+        if code is not None:
+            return f"program_error:{code}", True
         return f"program_error:{detail}", True
     return "transaction_error", True
 

@@ -55,6 +55,14 @@ class Refused(Exception):
         self.reason, self.detail = reason, detail
 
 
+class SimulationFailed(Refused):
+    """The builder's own simulation of the swap failed (`simulationError`): not signed; a new quote may pass."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__("simulation_error", f"the builder's simulation failed: {str(error)[:200]}")
+        self.error = error
+
+
 @dataclass(frozen=True)
 class SwapPolicy:
     owner: Pubkey
@@ -230,7 +238,7 @@ def verify_swap(tx: Any, quote: Any, policy: SwapPolicy, *, simulation_error: An
     What the transaction does is checked first: a malicious build is named as such, whatever its simulation says."""
     _Check(tx, Route.of(quote), policy, lookups or {}).run()
     if simulation_error is not None:
-        raise Refused("simulation_error", f"the builder's simulation failed: {str(simulation_error)[:200]}")
+        raise SimulationFailed(simulation_error)
 
 
 def programs(text: str) -> frozenset[Pubkey]:
