@@ -102,11 +102,13 @@ class App:
         pending = self.store.run(repo.pending_deliveries)
         self._hand_out(pending)
         log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
-        if live is not None:
+        if live is not None and (self.trading_mode == "live" or self.store.run(lambda c: c.fetchval(
+                "SELECT count(*) FROM positions WHERE mode = 'live' AND closed_at IS NULL"))):
             self._reconcile_live()
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
-        self.monitor = self.trio.start_service(self.services.price_monitor(self.root, self.published))
+        self.monitor = self.trio.start_service(self.services.price_monitor(
+            self.root, self.published, sol_always=lambda: live is not None and self.trading_mode == "live"))
         try:
             self.gateway = self.trio.start_service(self._serve_gateway(secret))
         except BaseExceptionGroup as group:  # hypercorn's nursery wraps the bind error
@@ -126,7 +128,8 @@ class App:
         return None if self.trading_mode == "live" else f"mode:{self.trading_mode}"
 
     def _reconcile_live(self) -> None:
-        """The book against the chain, once at start: shown (log, /health, the dashboard), never fixed silently."""
+        """The book against the chain, once at start, in the background: shown (log, /health, the dashboard), never
+        fixed silently."""
         from walltrack import reconcile
 
         assert self.services is not None and self.services.live is not None and self.store is not None
@@ -141,11 +144,16 @@ class App:
             reconcile.log_findings(wallet, findings)
             return {"wallet": wallet, "at": time.time(), "findings": [f.as_json() for f in findings]}
 
-        try:
-            self.live_reconcile = self.trio.submit(run).result(60)
-        except Exception as exc:  # noqa: BLE001 - the RPC may be down: say so, keep running (entries check the chain)
+        def done(f: Any) -> None:
+            exc = f.exception()
+            if exc is None:
+                self.live_reconcile = f.result()
+                return  # the RPC may be down: say so, keep running (every buy and sale checks the chain itself)
             log.error("live_reconcile_failed", wallet=wallet, error=f"{type(exc).__name__}: {exc}")
             self.live_reconcile = {"wallet": wallet, "at": time.time(), "error": f"{type(exc).__name__}: {exc}"}
+
+        self.live_reconcile = {"wallet": wallet, "at": time.time(), "running": True}
+        self.trio.submit(run).add_done_callback(done)
 
     def stop(self) -> None:
         for service in (self.gateway, self.monitor):

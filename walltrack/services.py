@@ -188,17 +188,18 @@ class Services:
             providers.append(self._rugcheck_http.provider)
         return {p.name: p.state().as_dict() for p in providers}
 
-    def price_monitor(self, root: pykka.ActorRef, published: Published):  # noqa: ANN201
-        """Every `PRICE_POLL_S`: price the tokens of open positions, tick their actors, store the marks. With a wallet
-        key (live available) SOL is priced every round even with no position open: live entries are sized with it."""
+    def price_monitor(self, root: pykka.ActorRef, published: Published,  # noqa: ANN201
+                      sol_always: Callable[[], bool] = lambda: False):
+        """Every `PRICE_POLL_S`: price the tokens of open positions, tick their actors, store the marks. While
+        `sol_always()` (live mode) SOL is priced every round even with no position open: live entries are sized
+        with it."""
         interval = self.settings.price_poll_s
-        always = self.settings.has_wallet_key
 
         async def main(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             task_status.started()
             while True:
                 mints = published.open_mints
-                if mints or always:
+                if mints or sol_always():
                     try:
                         await self._tick(root, sorted(mints))
                     except Exception as exc:  # noqa: BLE001 - a bad round must not stop the monitor
