@@ -20,6 +20,8 @@ from actors.supervisor import RootSupervisor
 from actors.trades import Trade
 from sandbox.market import WSOL_MINT
 from tests.conftest import wait_until
+from ui import queries
+from ui.dashboard import alert_lines
 from tests.livekit import Live, sol, start_live
 from tests.test_position_engine import Clock
 from walltrack.bridge import AsyncioThread
@@ -181,7 +183,10 @@ def test_an_exit_that_cannot_land_is_exit_failed_then_retried_with_wider_slippag
     assert kinds.count("sell_failed") == 3 and kinds[-1] == "exit_failed" and s.token_amount_open > 0
     retry_at = desk.journal(pid)[-1].data["retry_at"]
     row = desk.store.run(lambda c: c.fetchval("SELECT status FROM positions WHERE id = $1", pid))
-    assert row == "exit_failed"  # the dashboard's alert reads this
+    assert row == "exit_failed"
+    alerts = desk.store.run(queries.live_alerts)  # what the dashboard's "Needs attention" card shows
+    assert [a["id"] for a in alerts["exit_failed"]] == [pid]
+    assert f"Exit failed: position #{pid}" in alert_lines(alerts)[0] and "slippage after 3 attempt(s)" in alert_lines(alerts)[0]
     desk.live.sb.faults["rpc"].slippage = False
     desk.tick(pid)  # before its time: nothing
     assert desk.state(pid).status == "exit_failed"

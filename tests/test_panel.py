@@ -368,3 +368,24 @@ def test_config_masks_secrets_and_switches_the_trading_mode_behind_a_dialog_stat
     expect(page.get_by_text("trading mode set to paper")).to_be_visible()
     expect(page.get_by_test_id("mode-current")).to_have_text("Running in paper mode.")
     expect(page.get_by_test_id("mode-refused")).to_be_hidden()
+
+
+def test_the_dashboard_alerts_on_a_reconcile_finding(demo: Demo, page: Any) -> None:
+    """The start-up reconcile of the live book against the chain writes its findings (schema/006); the dashboard shows
+    them as an alert (and exits that could not land: tests/test_live_positions.py checks those rows' text)."""
+    from playwright.sync_api import expect
+
+    page.goto(demo.url + "/")
+    expect(page.get_by_test_id("health-database")).to_have_text("Database: connected")
+    expect(page.get_by_test_id("live-alerts")).to_be_hidden()
+    mint = str(Keypair().pubkey())
+    sql(demo.db_url(), """INSERT INTO live_reconcile (run_at, wallet, kind, mint, position_ids, book_amount, chain_amount, detail)
+                          VALUES (now(), $1, 'tokens_gone', $2, '{7}', 500, 0, 'positions [7] hold 500; the wallet none')""",
+        str(Keypair().pubkey()), mint)
+    alert = page.get_by_test_id("live-alerts")
+    expect(alert).to_be_visible(timeout=15_000)  # the next refresh, without a reload
+    expect(alert).to_contain_text("tokens_gone")
+    expect(alert).to_contain_text("positions [7] hold 500; the wallet none")
+    shot(page, "dashboard-live-alert")
+    sql(demo.db_url(), "DELETE FROM live_reconcile")
+    expect(alert).to_be_hidden(timeout=15_000)

@@ -1,6 +1,6 @@
 """Config: the global parameters, exit presets and breakers in force (from the settings: edit `.env` and
 restart to change them), the global trading mode (off / paper / live) switched behind a dialog that states the
-caps in force — a refusal (live, while it does not exist) shown with its reason —, secrets shown masked only,
+caps in force — a refusal (live without a wallet key) shown with its reason —, secrets shown masked only,
 and the webhook's status."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ GROUPS = (
     ("Token safety", ("safety_",)),
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
     ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
+    ("Live execution", ("live_", "wallet_keypair")),
     ("Supervision", ("supervisor_",)),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
@@ -60,8 +61,9 @@ MEANING = {
            "open positions keep their stops, take-profits and exits.",
     "paper": "Wallets copy on paper: simulated fills at real quotes. A wallet's own mode override (off, live) still "
              "applies.",
-    "live": "Live: every buy in live mode is skipped as live_not_available while live execution does not exist "
-            "in this build — never copied on paper instead. A wallet's own mode override still applies.",
+    "live": "Live: wallets whose copy rules are live sign and send real swaps with the trading wallet, within the "
+            "live caps (LIVE_*); without a wallet key every such buy is skipped as live_not_available, never copied "
+            "on paper instead. A wallet's own mode override still applies.",
 }
 SWITCH = {
     "off": "Pause every new entry, for every wallet. Exits go on. The caps that apply when entries resume:",

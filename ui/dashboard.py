@@ -75,9 +75,18 @@ def position_rows(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-async def reads(conn: Any, now: float) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+async def reads(conn: Any, now: float) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Every projection the dashboard shows, on one pooled connection (one acquisition under load, not three)."""
-    return await queries.dashboard(conn, now), await queries.health(conn), await queries.breakers(conn)
+    return (await queries.dashboard(conn, now), await queries.health(conn), await queries.breakers(conn),
+            await queries.live_alerts(conn))
+
+
+def alert_lines(alerts: dict[str, Any]) -> list[str]:
+    """The live alerts, one line each: exits that could not land, and the book/chain reconcile's findings."""
+    lines = [f"Exit failed: position #{a['id']} ({a['token']}, {a['open']:g} tokens still held) — {a['error']}; "
+             f"attempt {a['attempt']}, retried with a wider slippage after {a['retry_at']} UTC" for a in alerts["exit_failed"]]
+    lines += [f"Reconcile ({f['at']} UTC): {f['kind']} {f['token']} — {f['detail']}" for f in alerts["reconcile"]]
+    return lines
 
 
 def curve_series(curve: dict[str, list[tuple[float, float]]]) -> list[dict[str, Any]]:
@@ -111,6 +120,11 @@ def register(backend: Backend, auth: bool) -> None:
             with ui.card().classes("col"):
                 ui.label("Breakers").classes("text-caption text-grey-7")
                 breaker_summary = ui.label("—").classes("text-h6").props("data-testid=breaker-summary")
+
+        with ui.card().classes("w-full bg-red-1").props("role=alert data-testid=live-alerts") as alert_card:
+            ui.label("Needs attention").classes("text-subtitle1 text-negative")
+            alert_box = ui.column().classes("w-full gap-0")
+        alert_card.set_visibility(False)
 
         ui.label("Open positions").classes("text-h6 q-mt-md")
         # Virtual scroll: the browser renders the rows in view (a few dozen), however many positions are open; no
@@ -180,7 +194,22 @@ def register(backend: Backend, auth: bool) -> None:
         series: list[list[dict[str, Any]]] = [[]]
         charts: list[Any] = []
 
-        def show_data(now: float, data: dict[str, Any], h: dict[str, Any], items: list[dict[str, Any]]) -> None:
+        shown_alerts: list[Any] = [None]
+
+        def show_alerts(alerts: dict[str, Any]) -> None:
+            lines = alert_lines(alerts)
+            if lines == shown_alerts[0]:
+                return
+            shown_alerts[0] = lines
+            alert_box.clear()
+            with alert_box:
+                for line in lines:
+                    ui.label(line).classes("text-negative")
+            alert_card.set_visibility(bool(lines))
+
+        def show_data(now: float, data: dict[str, Any], h: dict[str, Any], items: list[dict[str, Any]],
+                      alerts: dict[str, Any]) -> None:
+            show_alerts(alerts)
             table.rows = position_rows(data["positions"])
             table.update()
             open_count.set_text(str(len(data["positions"])))

@@ -24,7 +24,7 @@ from actors.trades import STABLE_MINTS, WSOL_MINT
 
 QUOTE_DECIMALS = {WSOL_MINT: 9, **{m: 6 for m in STABLE_MINTS}}
 QUOTE_SYMBOL = {WSOL_MINT: "SOL", **{m: "USD" for m in STABLE_MINTS}}
-OPEN_STATES = ("pending_entry", "open", "partially_closed")
+OPEN_STATES = ("pending_entry", "buying", "open", "partially_closed", "selling", "exit_failed")
 
 
 async def has_column(conn: asyncpg.Connection, table: str, column: str) -> bool:
@@ -454,6 +454,26 @@ async def health(conn: asyncpg.Connection) -> dict[str, Any]:
                   (SELECT created_at FROM signals ORDER BY id DESC LIMIT 1) AS last_signal""")
     return {"last_webhook": _epoch(row["last_webhook"]), "deliveries": int(row["deliveries"]),
             "inbox_pending": int(row["inbox_pending"]), "last_signal": _epoch(row["last_signal"])}
+
+
+async def live_alerts(conn: asyncpg.Connection) -> dict[str, Any]:
+    """What the operator must look at in live mode: positions whose exit could not land (exit_failed: retried at a
+    later tick with a wider slippage, never forgotten) and the last start-up reconcile's findings (schema/006)."""
+    stuck = await conn.fetch(
+        """SELECT p.id, p.token_mint, p.mode, p.token_amount_open, p.token_decimals,
+                  (SELECT e.data FROM position_events e WHERE e.position_id = p.id AND e.kind = 'exit_failed'
+                    ORDER BY e.seq DESC LIMIT 1) AS failed
+             FROM positions p WHERE p.status = 'exit_failed' AND p.closed_at IS NULL ORDER BY p.id""")
+    exits = [{"id": r["id"], "token": short(r["token_mint"]), "mode": r["mode"],
+              "open": whole(r["token_amount_open"], int(r["token_decimals"])),
+              "error": (r["failed"] or {}).get("error", ""), "attempt": (r["failed"] or {}).get("attempt"),
+              "retry_at": _fmt_epoch((r["failed"] or {}).get("retry_at"))} for r in stuck]
+    run = await conn.fetch(
+        """SELECT run_at, wallet, kind, mint, position_ids, book_amount, chain_amount, detail FROM live_reconcile
+            WHERE run_at = (SELECT max(run_at) FROM live_reconcile) AND kind <> 'clean' ORDER BY id""")
+    findings = [{"kind": r["kind"], "token": short(r["mint"]), "positions": list(r["position_ids"]),
+                 "detail": r["detail"], "at": _fmt_epoch(r["run_at"])} for r in run]
+    return {"exit_failed": exits, "reconcile": findings}
 
 
 async def trading_mode(conn: asyncpg.Connection) -> dict[str, Any] | None:
