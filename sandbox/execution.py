@@ -204,6 +204,8 @@ def _slippage_patch(chain: Chain, build: Build | None) -> tuple[str, int] | None
 def run(chain: Chain, tx: VersionedTransaction, *, build: Build | None, land: bool, sig_verify: bool = True) -> Outcome:
     """Run `tx` in LiteSVM: simulate it (`land=False`, nothing changes) or send it. Caller holds the locks."""
     keys = list(tx.message.account_keys)
+    for leg in build.legs if build is not None else ():
+        chain.sync_pool(leg.pool)  # the market is the pools' truth: a step not yet synced shows in the vaults now
     pre = {k: chain.svm.get_account(k) for k in keys}
     patch = _slippage_patch(chain, build)
     chain.svm.with_sigverify(sig_verify)
