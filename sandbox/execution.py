@@ -41,7 +41,7 @@ from solders.transaction_metadata import FailedTransactionMetadata, TransactionM
 
 from sandbox.chain import ACCOUNT_LEN, ACCOUNT_TYPE, ACCOUNT_TYPE_ACCOUNT, TOKEN_PROGRAMS, Chain
 from sandbox.faults import Faults
-from sandbox.swaps import Build, message_key
+from sandbox.swaps import LAMPORTS_PER_SIGNATURE, Build, message_key
 
 FRONT_RUN_DOUBLINGS = 64
 
@@ -183,6 +183,7 @@ def _inner(meta: Any) -> list[dict[str, Any]]:
 
 
 def out_now(chain: Chain, build: Build) -> int:
+    """What the built swap's route would give for its input now."""
     routed = chain.market.route(build.input_mint, build.output_mint, build.in_amount)
     return routed[0][-1].out_amount if routed is not None else 0
 
@@ -190,9 +191,11 @@ def out_now(chain: Chain, build: Build) -> int:
 def _slippage_patch(chain: Chain, build: Build | None) -> tuple[str, int] | None:
     """If a built swap's output now falls under its threshold: shrink the paying vault of its token pool to what
     the pool would give now (below what the transaction asks of it). Returns (vault, amount before) to restore."""
-    if build is None or out_now(chain, build) >= build.threshold:
+    if build is None:
         return None
     routed = chain.market.route(build.input_mint, build.output_mint, build.in_amount)
+    if routed is not None and routed[0][-1].out_amount >= build.threshold:
+        return None
     index, leg = next((i, leg) for i, leg in enumerate(build.legs) if leg.token is not None)
     now = routed[0][index].out_amount if routed is not None else 0
     vault = leg.pool.base_vault if leg.output_mint == leg.token.mint else leg.pool.quote_vault
@@ -204,6 +207,8 @@ def _slippage_patch(chain: Chain, build: Build | None) -> tuple[str, int] | None
 def run(chain: Chain, tx: VersionedTransaction, *, build: Build | None, land: bool, sig_verify: bool = True) -> Outcome:
     """Run `tx` in LiteSVM: simulate it (`land=False`, nothing changes) or send it. Caller holds the locks."""
     keys = list(tx.message.account_keys)
+    for leg in build.legs if build is not None else ():
+        chain.sync_pool(leg.pool)  # the market is the pools' truth: a step not yet synced shows in the vaults now
     pre = {k: chain.svm.get_account(k) for k in keys}
     patch = _slippage_patch(chain, build)
     chain.svm.with_sigverify(sig_verify)
@@ -235,25 +240,22 @@ def run(chain: Chain, tx: VersionedTransaction, *, build: Build | None, land: bo
 
 
 def _fee(tx: VersionedTransaction, signatures: int) -> int:
-    """5,000 lamports a signature + ceil(compute-unit limit × price / 10⁶) (Agave's fee, what LiteSVM charges)."""
+    """5,000 lamports a signature + ceil(compute-unit limit × price / 10⁶): Agave's fee, what LiteSVM charges.
+    Without a SetComputeUnitLimit the limit is 200,000 per other instruction, at most 1,400,000."""
     from solders.compute_budget import ID as COMPUTE_BUDGET
 
-    limit, price, keys = 200_000, 0, tx.message.account_keys
-    budget_ixs = 0
+    keys, limit, price, others = tx.message.account_keys, None, 0, 0
     for ix in tx.message.instructions:
-        if keys[ix.program_id_index] != COMPUTE_BUDGET:
-            continue
         data = bytes(ix.data)
-        if data[:1] == b"\x02":
+        if keys[ix.program_id_index] != COMPUTE_BUDGET:
+            others += 1
+        elif data[:1] == b"\x02":
             limit = int.from_bytes(data[1:5], "little")
         elif data[:1] == b"\x03":
             price = int.from_bytes(data[1:9], "little")
-        budget_ixs += 1
-    if not any(keys[ix.program_id_index] == COMPUTE_BUDGET and bytes(ix.data)[:1] == b"\x02"
-               for ix in tx.message.instructions):
-        others = len(tx.message.instructions) - budget_ixs
+    if limit is None:
         limit = min(1_400_000, 200_000 * others)
-    return 5_000 * signatures + -(-limit * price // 1_000_000)
+    return LAMPORTS_PER_SIGNATURE * signatures + -(-limit * price // 1_000_000)
 
 
 def simulate(chain: Chain, tx: VersionedTransaction, *, build: Build | None = None, sig_verify: bool = False) -> Outcome:

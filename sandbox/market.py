@@ -5,6 +5,11 @@ Everything is driven by one seeded `random.Random` and a fixed step, so a seed a
 market. `step_to(t)` advances simulated time; the leaders' trades it returns are what the Helius poster
 delivers. All amounts are raw integers (lamports, atomic token units). Thread-safe: the HTTP servers read
 it from their own thread under `lock`.
+
+Each pool's address is a real keypair's public key (`pool_keypair(seed, symbol)`) and its vaults are that
+address's associated token accounts, so the sandbox chain can sign for them when a swap executes. `route`
+gives a quote's legs: one through the token's pool, plus one through `sol_pool` (SOL/USDC at `sol_usd`, no fee,
+no impact) when SOL meets a USDC-quoted token. None of this draws on the RNG: a seed gives the same market.
 """
 
 from __future__ import annotations

@@ -24,7 +24,11 @@ empty as `Signature.default()`), instructions in this order:
 6. with `{"jitoTipLamports": N}`: a System transfer of N lamports user → one of Jito's 8 mainnet tip accounts
    (no compute-unit price then: a tip *or* a priority fee, as Jupiter does).
 
-With `wrapAndUnwrapSol: false` the user's WSOL account is used as it is (no wrap, no close).
+With `wrapAndUnwrapSol: false` the user's WSOL account is used as it is (no wrap, no close). The programs
+invoked are only ComputeBudget111…, 11111111… (System), Tokenkeg…, Tokenz… (Token-2022) and ATokenGP… (ATA):
+the sandbox's allow-list. Every account that receives the user's SOL or tokens is the user's own (its WSOL
+account, its ATAs) or a route vault: ATA(ammKey, mint, token program) for the mints of `routePlan` — a
+verifier derives them all from the quote (a mint's token program is its account's owner).
 
 **Fees and rent**, all paid by the user: 5,000 lamports per signature (the user's and each pool's: 10,000 for
 one leg, 15,000 for two), plus the priority fee ceil(limit × µ-lamports / 10⁶) (`prioritizationFeeLamports`
@@ -58,7 +62,6 @@ from typing import Any
 
 from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.instruction import AccountMeta, Instruction
-from solders.keypair import Keypair
 from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -81,10 +84,6 @@ PRIORITY_LEVELS = {"medium": 10_000, "high": 50_000, "veryHigh": 200_000}
 DEFAULT_PRIORITY_LAMPORTS = 5_000  # "auto", or true
 DECIMALS = {WSOL_MINT: 9, USDC_MINT: 6}
 UNSUPPORTED = ("destinationTokenAccount", "nativeDestinationAccount", "feeAccount", "payer")
-
-
-class SwapRefused(ValueError):
-    """A swap request the sandbox cannot build (the message names the problem): a 400 INVALID_REQUEST."""
 
 
 class NoRoute(ValueError):
@@ -200,6 +199,8 @@ class SwapBuilder:
               faults: Faults) -> Built:
         from sandbox.execution import simulate  # the executor imports this module
 
+        if faults.malicious not in (None, *MALICIOUS):
+            raise ValueError(f"faults.malicious must be one of {', '.join(MALICIOUS)} (or None)")
         m = self.market
         with m.lock, self.chain.lock:
             routed = m.route(quote["inputMint"], quote["outputMint"], int(quote["inAmount"]))
