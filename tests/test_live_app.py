@@ -5,8 +5,8 @@ file) never shows in the process's command line or environment, its logs, its da
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 import signal
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +18,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.token.associated import get_associated_token_address
 
+import ui
 from sandbox.chain import TOKEN_PROGRAM
 from sandbox.market import LAMPORTS
 from tests.conftest import SECRET, sql, wait_until
@@ -29,6 +30,7 @@ from walltrack.app import App
 from walltrack.demo import Sandbox
 from walltrack.demo_live import SANDBOX_PROGRAMS
 from walltrack.keys import secret_forms
+from walltrack.panel import PanelBackend
 
 LEADER = pubkey("live-leader")
 
@@ -106,6 +108,15 @@ def test_two_deliveries_of_one_leader_buy_make_one_transaction_on_chain(make_set
         assert len(our_swaps(sb, funded.pubkey(), mint)) == 1
         assert app.store.run(lambda c: c.fetchval(
             "SELECT count(*) FROM positions WHERE mode = 'live' AND token_mint = $1", mint)) == 1
+        # the kill switch from the panel: the next leader buy is not copied; live again is allowed (a key is set)
+        assert "off" in asyncio.run(PanelBackend(app).command(ui.SetTradingMode("off")))
+        wait_until(lambda: app.trading_mode == "off")
+        off = plain(sb, 2)
+        assert deliver(url, sig("after-off"), off).status_code == 200
+        assert wait_until(lambda: app.store.run(lambda c: c.fetchval(
+            "SELECT reason FROM signals WHERE signature = $1", sig("after-off")))) == "mode:off"
+        assert our_swaps(sb, funded.pubkey(), off) == []
+        assert "live" in asyncio.run(PanelBackend(app).command(ui.SetTradingMode("live")))
     finally:
         app.stop()
         pykka.ActorRegistry.stop_all()
@@ -196,6 +207,10 @@ def test_kill_9_between_send_and_confirm_then_restart_reconciles_to_exactly_one_
         kinds = _journal(bot, pos["id"])
         assert kinds.count("buy_signature") == 1 and kinds[-1] == "entry_filled", kinds  # the same transaction
         assert _fill_signature(bot, pos["id"]) == signed
+        sb.faults["jupiter"].malicious = "pay_stranger_sol"  # a failing, refused swap in the same run's logs
+        assert deliver(f"http://127.0.0.1:{bot.port}/webhooks/helius", sig("refused-buy"), plain(sb, 1)).status_code == 200
+        wait_until(lambda: any(p["status"] == "entry_failed" for p in json.loads(bot.cli("positions", "--json").stdout)),
+                   timeout=60)
         _no_secret_anywhere(bot, forms)
     finally:
         if bot.proc is not None and bot.proc.poll() is None:
@@ -229,4 +244,4 @@ def _no_secret_anywhere(bot: Bot, forms: list[str]) -> None:
     dump = "".join(str(r["j"]) for t in tables for r in _sql(bot, f'SELECT row_to_json(x)::text AS j FROM "{t}" x'))
     assert "buy_signature" in dump and not any(f in dump for f in forms)
     logs = bot.stdout.read_text() + "".join(p.read_text() for p in (bot.data_dir / "logs").glob("*.log*"))
-    assert "swap_confirmed" in logs and not any(f in logs for f in forms)
+    assert "swap_confirmed" in logs and "swap_refused" in logs and not any(f in logs for f in forms)

@@ -333,3 +333,46 @@ def test_each_breaker_trips_after_its_losses_blocks_and_resets_by_command_and_by
 
 def tripped_now(d: Driver, name: str) -> bool:
     return name in d.state.breakers and d.records[-1]["kind"] == "tripped" and d.records[-1]["name"] == name
+
+
+# -- live caps ---------------------------------------------------------------------------------------------
+def live_reserve(d: Driver, lamports: int, wallet: str = W1, mint: str = T1) -> EntryDecision:
+    d.n += 1
+    answers: list[EntryDecision] = []
+    effects = d.send(ReserveEntry(f"live{d.n}", wallet, mint, WSOL_MINT, lamports, answers.append, mode="live"))
+    (reply,) = [e for e in effects if isinstance(e, Reply)]
+    reply.reply(reply.decision)
+    return answers[0]
+
+
+def test_live_entries_pass_the_live_caps_per_entry_per_day_and_in_total() -> None:
+    d = Driver(cfg(live_max_trade_sol=Decimal("0.3"), live_max_daily_sol=Decimal("1"), live_max_total_sol=Decimal("0.5"),
+                   reserve_sol=Decimal("10")))  # the paper reserve does not apply to live entries (the chain's does)
+    assert live_reserve(d, SOL * 4 // 10).reason == "cap:live_max_trade"
+    first = live_reserve(d, SOL * 3 // 10)
+    assert first.granted
+    assert live_reserve(d, SOL * 3 // 10).reason == "cap:live_max_total"  # 0.6 open would exceed 0.5
+    assert d.reserve(lamports=SOL * 3 // 10).reason == "cap:reserve"  # a paper entry still meets the paper reserve
+    d.send(ReservationBound(first.reservation_id, 7, W1, T1, WSOL_MINT, SOL * 3 // 10, mode="live"))
+    d.send(PositionClosed(7, W1, T1, mode="live", quote_mint=WSOL_MINT, realized_pnl_quote=0, exit_reason="mirror_sell"))
+    assert live_reserve(d, SOL * 3 // 10).granted  # closed: room again in total
+    d.send(ReservationReleased(f"live{d.n}"))  # not stored: it no longer counts as granted today
+    for i in range(3):  # each opened and closed: the total frees, today's tally grows
+        granted = live_reserve(d, SOL * 2 // 10)
+        assert granted.granted
+        d.send(ReservationBound(granted.reservation_id, 100 + i, W1, T1, WSOL_MINT, SOL * 2 // 10, mode="live"))
+        d.send(PositionClosed(100 + i, W1, T1, mode="live", quote_mint=WSOL_MINT, realized_pnl_quote=0,
+                              exit_reason="mirror_sell"))
+    assert live_reserve(d, SOL * 2 // 10).reason == "cap:live_max_daily"  # 0.3 + 0.6 + 0.2 > 1 today
+    d.now += DAY
+    assert live_reserve(d, SOL * 2 // 10).granted  # a new UTC day
+
+
+def test_the_live_tally_is_rebuilt_after_a_restart() -> None:
+    snapshot = {"open": [(7, W1, T1, WSOL_MINT, SOL * 4 // 10)], "opened": [T0 - 60], "live": [7],
+                "live_opened": [(T0 - 60, SOL * 4 // 10), (T0 - DAY, SOL)], "closes": [], "breakers": []}
+    d = Driver(cfg(live_max_trade_sol=Decimal("1"), live_max_daily_sol=Decimal("0.5"), live_max_total_sol=Decimal("5")),
+               rebuild(cfg(), T0, snapshot))
+    assert d.state.live_today == SOL * 4 // 10 and d.state.open[7].live
+    assert live_reserve(d, SOL * 2 // 10).reason == "cap:live_max_daily"
+    assert live_reserve(d, SOL // 10).granted

@@ -286,3 +286,29 @@ def test_copy_defaults_come_from_the_settings_and_are_validated() -> None:
         load_settings(_env_file=None, copy_min_sol="2", copy_max_sol="1")
     with pytest.raises(ConfigError, match="COPY_ACTIVE_HOURS"):
         load_settings(_env_file=None, copy_active_hours="25-3")
+
+
+# -- live entries pay SOL ----------------------------------------------------------------------------------------
+def test_a_live_entry_pays_sol_and_a_usd_leader_is_sized_by_the_usd_rules_at_the_sol_price() -> None:
+    from actors.trades import WSOL_MINT
+    from actors.wallet import decide
+
+    live = CopyRules(mode="live", fixed_sol=Decimal("0.2"), fixed_usd=Decimal("30"))
+    state = WalletState(W, trading_mode="live")
+    sol_trade = trade(W, MINT)
+    obs = decide(state, "s1", sol_trade, live, ctx=Context(now=NOON, live_available=True))
+    assert (obs.decision, obs.entry.mode, obs.entry.quote_mint, obs.entry.quote_amount) == (
+        "taken", "live", WSOL_MINT, 200_000_000)  # type: ignore[union-attr]
+    usd_trade = trade(W, MINT, lamports=500 * 10**6, quote_mint=USDC_MINT)  # the leader paid 500 USDC
+    obs = decide(state, "s2", usd_trade, live, ctx=Context(now=NOON, live_available=True, sol_usd=Decimal("150")))
+    assert (obs.entry.mode, obs.entry.quote_mint, obs.entry.quote_amount) == ("live", WSOL_MINT, 200_000_000)  # type: ignore[union-attr]
+    # $30 at $150 a SOL is 0.2 SOL
+    unknown = decide(state, "s3", usd_trade, live, ctx=Context(now=NOON, live_available=True))
+    assert (unknown.decision, unknown.reason) == ("skipped", "live:sol_price_unknown")
+    assert unknown.entry.mode == "shadow" and unknown.entry.quote_mint is None  # type: ignore[union-attr]
+    # refused later (a cap): the shadow keeps the converted size with its mint — SOL amounts stay SOL-quoted
+    from actors.wallet import skipped
+
+    taken = decide(state, "s4", usd_trade, live, ctx=Context(now=NOON, live_available=True, sol_usd=Decimal("150")))
+    shadow = skipped(taken, "cap:live_max_trade").entry
+    assert (shadow.mode, shadow.quote_mint, shadow.quote_amount) == ("shadow", WSOL_MINT, 200_000_000)  # type: ignore[union-attr]
