@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import pytest
 
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -107,6 +109,16 @@ def start_live(seed: int = 7, *, funds: int = FUNDS, block_time_s: float = 0.05,
                                  lambda: None if live.mode[0] == "live" else f"mode:{live.mode[0]}")
     live.services.append(runtime.start_service(confirmer.run))
     return live
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    """One sandbox and one funded wallet for a test module (import this fixture where it is used)."""
+    lv = start_live()
+    try:
+        yield lv
+    finally:
+        lv.close()
 
 
 def sol(x: str) -> int:

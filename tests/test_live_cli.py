@@ -8,22 +8,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 
-from tests.livekit import Live, sol, start_live
+from tests.livekit import Live, live, sol  # noqa: F401 - `live`: the module's sandbox fixture
 from tests.test_cli import free_port
 from walltrack.keys import secret_forms
-
-
-@pytest.fixture(scope="module")
-def live() -> Iterator[Live]:
-    lv = start_live()
-    try:
-        yield lv
-    finally:
-        lv.close()
 
 
 def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

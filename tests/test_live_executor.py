@@ -11,17 +11,8 @@ from typing import Iterator
 import pytest
 
 from actors.ports import SwapError
-from tests.livekit import Live, sol, start_live
+from tests.livekit import Live, live, sol  # noqa: F401 - `live`: the module's sandbox fixture
 from walltrack.live import deltas
-
-
-@pytest.fixture(scope="module")
-def live() -> Iterator[Live]:
-    lv = start_live()
-    try:
-        yield lv
-    finally:
-        lv.close()
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ from walltrack import store as repo
 from walltrack.app import App
 from walltrack.bridge import Service, TrioThread
 from walltrack.db import EmbeddedPostgres
-from walltrack.demo_live import SANDBOX_PROGRAMS, drain_swaps, fund, live_settings, live_summary  # noqa: F401
+from walltrack.demo_live import drain_swaps, fund, live_settings, live_summary
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings, risk_config
 
