@@ -684,7 +684,10 @@ class PositionActor(Shell):
         else:
             side = "buy" if s.status == "buying" else "sell"
             op = (lambda: live.land(s.id, side, s.token_mint, eff.swap, fresh=eff.fresh)) if live else None
-        self.request(op or (lambda: _failed(SwapError("live_not_available", detail="no live executor configured"))),
+        # without a live executor (the key was removed): nothing is built; a signed swap's outcome stays unknown —
+        # watched again later, never concluded, since it may have landed
+        missing = SwapError("live_not_available", unknown=isinstance(eff, Land), detail="no live executor configured")
+        self.request(op or (lambda: _failed(missing)),
                      lambda r, side=side, landing=isinstance(eff, Land): self._swapped(side, r, landing))
 
     def _swapped(self, side: str, result: Any, landing: bool) -> None:

@@ -463,7 +463,8 @@ async def live_alerts(conn: asyncpg.Connection) -> dict[str, Any]:
         """SELECT p.id, p.token_mint, p.mode, p.token_amount_open, p.token_decimals,
                   (SELECT e.data FROM position_events e WHERE e.position_id = p.id AND e.kind = 'exit_failed'
                     ORDER BY e.seq DESC LIMIT 1) AS failed
-             FROM positions p WHERE p.status = 'exit_failed' AND p.closed_at IS NULL ORDER BY p.id""")
+             FROM positions p WHERE p.status = 'exit_failed' AND p.closed_at IS NULL AND p.mode <> 'shadow'
+            ORDER BY p.id""")
     exits = [{"id": r["id"], "token": short(r["token_mint"]), "mode": r["mode"],
               "open": whole(r["token_amount_open"], int(r["token_decimals"])),
               "error": (r["failed"] or {}).get("error", ""), "attempt": (r["failed"] or {}).get("attempt"),

@@ -172,7 +172,7 @@ class LiveExecutor:
             before = await self._rpc.account_states(addresses)
             err, after, logs = await self._rpc.simulate(unsigned, addresses)
         if err is not None:  # named like a landed failure: an expired blockhash, not enough SOL, slippage
-            reason, retryable = classify(err, _failing(list(tx_keys), tx_instructions, err, owner))
+            reason, retryable = classify(err, _failing(tx_keys, tx_instructions, err, str(owner)))
             raise SwapError(reason, retryable=retryable,
                             detail=f"simulated: {json.dumps(err)[:200]}; {' | '.join(logs[-3:])[:300]}")
         if before[0] is None or after[0] is None:
@@ -225,8 +225,10 @@ class LiveExecutor:
                         f"{self.cfg.confirm_timeout_s} s; it is watched again")
 
     async def _send(self, pid: int, side: str, swap: SignedSwap, conclusive: bool) -> None:
-        """One (re)broadcast. A preflight rejection of the very first send of a fresh transaction proves it was never
-        forwarded: that is its outcome. Any other error: the next rebroadcast tries again."""
+        """One (re)broadcast, one HTTP attempt. A preflight rejection of the very first send of a fresh transaction
+        proves it was never forwarded: that is its outcome. After any earlier attempt (even one that timed out, which
+        the node may have forwarded) a rejection proves nothing: the confirmation loop decides. Any other error: the
+        next rebroadcast tries again."""
         try:
             async with self._chain_view:
                 await self._rpc.send_transaction(swap.transaction, skip_preflight=self.cfg.skip_preflight)

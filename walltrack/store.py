@@ -224,7 +224,8 @@ async def _health(conn: asyncpg.Connection) -> dict[str, Any]:
         """SELECT (SELECT received_at FROM webhook_inbox ORDER BY id DESC LIMIT 1) AS last_webhook,
                   (SELECT created_at FROM signals ORDER BY created_at DESC LIMIT 1) AS last_signal,
                   (SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL) AS inbox_pending,
-                  (SELECT count(*) FROM positions WHERE status = 'exit_failed' AND closed_at IS NULL) AS exit_failed"""
+                  (SELECT count(*) FROM positions WHERE status = 'exit_failed' AND closed_at IS NULL
+                    AND mode <> 'shadow') AS exit_failed"""
     )
     return dict(row)
 

@@ -286,14 +286,15 @@ class Provider:
         self.last_success_at: float | None = None
 
     # -- public -----------------------------------------------------------------------------------
-    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, attempt: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
         """Run `attempt` under the budget, the breaker and the retry policy; return its result.
 
-        `attempt` raises this module's errors to say how it went (ResilientClient's attempts do).
+        `attempt` raises this module's errors to say how it went (ResilientClient's attempts do). `attempts`
+        overrides the policy's tries for this call (1: the caller retries itself and must know what one try said).
         """
         p = self.policy
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(p.attempts) | _StopIfHoldTooLong(p.max_wait_s),
+            stop=stop_after_attempt(attempts or p.attempts) | _StopIfHoldTooLong(p.max_wait_s),
             wait=self._backoff,
             retry=retry_if_exception(_retryable),
             sleep=trio.sleep,
@@ -457,18 +458,18 @@ class ResilientClient:
                   parse: Callable[[Any], T] = _identity) -> T:
         return await self.request("GET", path, params=params, parse=parse)
 
-    async def post(self, path: str, *, json: Any, parse: Callable[[Any], T] = _identity) -> T:
-        return await self.request("POST", path, json=json, parse=parse)
+    async def post(self, path: str, *, json: Any, parse: Callable[[Any], T] = _identity, attempts: int | None = None) -> T:
+        return await self.request("POST", path, json=json, parse=parse, attempts=attempts)
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
-                      parse: Callable[[Any], T] = _identity) -> T:
+                      parse: Callable[[Any], T] = _identity, attempts: int | None = None) -> T:
         """One logical call: retried per the provider's policy; `parse(json_body)` runs inside each attempt
         (a ValidationError/ValueError/TypeError/KeyError there is a BadResponse)."""
 
         async def attempt() -> T:
             return self._interpret(await self._send(method, path, params, json), parse)
 
-        return await self.provider.call(attempt)
+        return await self.provider.call(attempt, attempts=attempts)
 
     async def _send(self, method: str, path: str, params: Mapping[str, Any] | None, json: Any) -> httpx.Response:
         name = self.provider.name

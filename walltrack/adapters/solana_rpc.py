@@ -48,9 +48,9 @@ class SolanaRpc:
         self._commitment = commitment
         self._ids = itertools.count(1)
 
-    async def call(self, method: str, params: list[Any]) -> Any:
+    async def call(self, method: str, params: list[Any], attempts: int | None = None) -> Any:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        return await self._client.post("", json=body, parse=_result)
+        return await self._client.post("", json=body, parse=_result, attempts=attempts)
 
     async def mint(self, mint: str) -> MintFacts | None:
         value = (await self.call("getAccountInfo", [mint, {"encoding": "jsonParsed", "commitment": self._commitment}]))["value"]
@@ -87,11 +87,12 @@ class SolanaRpc:
 
     # -- live execution ---------------------------------------------------------------------------------
     async def send_transaction(self, tx_base64: str, *, skip_preflight: bool) -> str:
-        """Submit a signed transaction; returns its signature. `maxRetries: 0`: we rebroadcast it ourselves.
+        """Submit a signed transaction; returns its signature. `maxRetries: 0`: we rebroadcast it ourselves. One HTTP
+        attempt per call (the caller's rebroadcast is the retry), so an error answers exactly this broadcast.
         Sending the same signed transaction again is idempotent (same signature)."""
         config = {"encoding": "base64", "skipPreflight": skip_preflight, "preflightCommitment": self._commitment,
                   "maxRetries": 0}
-        sig = await self.call("sendTransaction", [tx_base64, config])
+        sig = await self.call("sendTransaction", [tx_base64, config], attempts=1)
         if not isinstance(sig, str):
             raise BadResponse("rpc: sendTransaction did not return a signature", provider="rpc")
         return sig
