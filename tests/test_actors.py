@@ -46,8 +46,8 @@ def test_a_journal_from_before_the_engine_still_folds() -> None:
 def test_position_table_has_no_transition_for_unknown_commands() -> None:
     with pytest.raises(LookupError):
         decide(opened(), "close please", Context(now=0.0))
-    assert all(status in ("pending_entry", "open", "partially_closed", "closed", "entry_failed")
-               for status, _ in POSITION_TABLE)
+    assert all(status in ("pending_entry", "buying", "open", "partially_closed", "selling", "exit_failed", "closed",
+                          "entry_failed") for status, _ in POSITION_TABLE)
 
 
 # -- wallet table ----------------------------------------------------------------------------------

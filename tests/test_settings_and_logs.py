@@ -15,6 +15,7 @@ import structlog
 
 from tests.conftest import SECRET, WALLET_KEY
 from walltrack.logs import REDACTED, Redactor, configure_logging
+from walltrack.keys import secret_forms
 from walltrack.settings import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def test_live_mode_requires_the_wallet_key() -> None:
 def test_secrets_print_masked() -> None:
     s = load_settings(_env_file=None, helius_webhook_secret=SECRET, wallet_private_key=WALLET_KEY)
     assert SECRET not in repr(s) and WALLET_KEY not in repr(s) and WALLET_KEY not in str(s.model_dump())
-    assert set(s.secrets()) == {SECRET, WALLET_KEY}
+    assert set(s.secrets()) == {SECRET, *secret_forms(WALLET_KEY)} and WALLET_KEY in s.secrets()
 
 
 def test_cli_stops_with_one_clear_message(tmp_path: Path) -> None:
