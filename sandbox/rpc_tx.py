@@ -14,7 +14,8 @@ simulation), -32003 signature verification failure, -32015 a v0 transaction aske
 `maxSupportedTransactionVersion: 0`, -32016 `minContextSlot` not reached, -32602 bad params (encodings, sizes,
 undecodable transactions, commitment `processed` for getTransaction).
 
-getTransaction answers null until the transaction has the asked commitment: "confirmed" one block after it
+getTransaction knows the transactions that landed through sendTransaction (not airdrops, nor the market's own
+trades, which have statuses only). It answers null until the transaction has the asked commitment: "confirmed" one block after it
 landed, "finalized" (the default, as on mainnet) 32 blocks after — pass `{"commitment": "confirmed"}` to read a
 fill promptly. `meta` carries `err`, `status`, `fee`, `preBalances`/`postBalances` (lamports, by
 `accountKeys` index), `preTokenBalances`/`postTokenBalances` (`accountIndex`, `mint`, `owner`, `programId`,
