@@ -35,6 +35,7 @@ import struct
 from typing import Any, Callable
 
 import base58
+from solders import ParseHashError
 from solders.hash import Hash
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
@@ -198,7 +199,7 @@ def is_blockhash_valid(chain: Chain, faults: Faults, params: list[Json]) -> Json
     _config(params, 1)
     try:
         blockhash = Hash.from_string(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ParseHashError):
         raise invalid(f"Invalid param: Invalid blockhash {value!r}") from None
     return _context(chain, chain.blocks.valid(blockhash))
 
