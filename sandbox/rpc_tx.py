@@ -35,8 +35,7 @@ import struct
 from typing import Any, Callable
 
 import base58
-from solders import ParseHashError
-from solders.hash import Hash
+from solders.hash import Hash, ParseHashError
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
