@@ -44,11 +44,11 @@ from solders.transaction import VersionedTransaction
 from sandbox import execution
 from sandbox.chain import TOKEN_PROGRAMS, Chain
 from sandbox.faults import Faults
-from sandbox.rpc import (Json, RpcError, _config, _context, _encoding, _param, _pubkey, invalid, ui_account, ui_amount)
+from sandbox.rpc import (FINALIZED_AFTER, Json, RpcError, _config, _context, _encoding, _param, _pubkey, invalid,
+                         ui_account, ui_amount)
 
 PACKET_DATA_SIZE = 1232
 MAX_BASE58_SIZE, MAX_BASE64_SIZE = 1683, 1644
-FINALIZED_AFTER = 32  # blocks
 TX_TYPE = "solana_transaction::versioned::VersionedTransaction"
 SYSTEM = Pubkey.from_string("11111111111111111111111111111111")
 ATA_PROGRAM = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
