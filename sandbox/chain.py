@@ -234,7 +234,7 @@ class Chain:
             self.sync_pool(token.pool)
             for addr, acc in self._token_accounts(mint):
                 owner = str(Pubkey.from_bytes(bytes(acc.data)[ACCOUNT_OWNER]))
-                if addr != token.pool.base_vault and owner not in expected and addr == token_account_address(owner, mint):
+                if owner not in expected and addr == token_account_address(owner, mint):
                     self._set_amount(addr, 0)  # a holder who sold out (after a rug: the creator)
             for owner, amount in expected.items():
                 addr = token_account_address(owner, mint)

@@ -80,6 +80,10 @@ IX_ERRORS = {
     "ComputationalBudgetExceeded": "Computational budget exceeded",
     "UnsupportedProgramId": "Unsupported program id",
     "IllegalOwner": "Provided owner is not allowed",
+    "MissingAccount": "An account required by the instruction is missing",
+    "AccountAlreadyInitialized": "instruction requires an uninitialized account",
+    "InvalidAccountOwner": "Invalid account owner",
+    "ProgramFailedToComplete": "Program failed to complete",
 }
 
 

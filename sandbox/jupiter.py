@@ -27,18 +27,15 @@ import json
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quart import Blueprint, Response, request
 
+from sandbox.chain import Chain
 from sandbox.faults import Faults
 from sandbox.market import USDC_MINT, WSOL_MINT, Market
 from sandbox.server import faulty
-from sandbox.swaps import UNSUPPORTED, NoRoute, parse_priority
-
-if TYPE_CHECKING:
-    from sandbox.chain import Chain
-    from sandbox.swaps import SwapBuilder
+from sandbox.swaps import UNSUPPORTED, NoRoute, SwapBuilder, parse_priority
 
 MAX_PRICE_IDS = 50
 
@@ -50,6 +47,7 @@ _BASE_ASSETS = {
     WSOL_MINT: {"decimals": 9, "createdAt": "2024-06-05T08:55:25.527Z", "liquidity": 621_679_197.67},
     USDC_MINT: {"decimals": 6, "createdAt": "2024-06-05T08:55:25.527Z", "liquidity": 522_175_174.66},
 }
+
 
 class PriceHistory:
     """Prices sampled (on simulated time) whenever a sandbox service reads them, to report changes over
@@ -143,10 +141,7 @@ def blueprint(market: Market, faults: Faults, history: PriceHistory | None = Non
     hist = history or PriceHistory(market)
     builders: list[SwapBuilder] = []
 
-    def builder() -> SwapBuilder:
-        from sandbox.chain import Chain
-        from sandbox.swaps import SwapBuilder
-
+    def builder() -> SwapBuilder:  # made at the first /swap: a chain of its own costs a tenth of a second
         if not builders:
             builders.append(SwapBuilder(market, chain if chain is not None else Chain(market)))
         return builders[0]

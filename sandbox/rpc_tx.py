@@ -14,7 +14,8 @@ simulation), -32003 signature verification failure, -32015 a v0 transaction aske
 `maxSupportedTransactionVersion: 0`, -32016 `minContextSlot` not reached, -32602 bad params (encodings, sizes,
 undecodable transactions, commitment `processed` for getTransaction).
 
-getTransaction answers null until the transaction has the asked commitment: "confirmed" one block after it
+getTransaction knows the transactions that landed through sendTransaction (not airdrops, nor the market's own
+trades, which have statuses only). It answers null until the transaction has the asked commitment: "confirmed" one block after it
 landed, "finalized" (the default, as on mainnet) 32 blocks after — pass `{"commitment": "confirmed"}` to read a
 fill promptly. `meta` carries `err`, `status`, `fee`, `preBalances`/`postBalances` (lamports, by
 `accountKeys` index), `preTokenBalances`/`postTokenBalances` (`accountIndex`, `mint`, `owner`, `programId`,
@@ -34,7 +35,7 @@ import struct
 from typing import Any, Callable
 
 import base58
-from solders.hash import Hash
+from solders.hash import Hash, ParseHashError
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -43,11 +44,11 @@ from solders.transaction import VersionedTransaction
 from sandbox import execution
 from sandbox.chain import TOKEN_PROGRAMS, Chain
 from sandbox.faults import Faults
-from sandbox.rpc import (Json, RpcError, _config, _context, _encoding, _param, _pubkey, invalid, ui_account, ui_amount)
+from sandbox.rpc import (FINALIZED_AFTER, Json, RpcError, _config, _context, _encoding, _param, _pubkey, invalid,
+                         ui_account, ui_amount)
 
 PACKET_DATA_SIZE = 1232
 MAX_BASE58_SIZE, MAX_BASE64_SIZE = 1683, 1644
-FINALIZED_AFTER = 32  # blocks
 TX_TYPE = "solana_transaction::versioned::VersionedTransaction"
 SYSTEM = Pubkey.from_string("11111111111111111111111111111111")
 ATA_PROGRAM = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
@@ -197,7 +198,7 @@ def is_blockhash_valid(chain: Chain, faults: Faults, params: list[Json]) -> Json
     _config(params, 1)
     try:
         blockhash = Hash.from_string(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ParseHashError):
         raise invalid(f"Invalid param: Invalid blockhash {value!r}") from None
     return _context(chain, chain.blocks.valid(blockhash))
 

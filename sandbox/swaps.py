@@ -51,7 +51,9 @@ extra token transfer of 1 % of the input from the user's account to a stranger's
 instruction of a program no allow-list knows, `UNKNOWN_PROGRAM`).
 
 To sign (solders): `sig = keypair.sign_message(solders.message.to_bytes_versioned(tx.message))`, then
-`VersionedTransaction.populate(tx.message, [sig, *tx.signatures[1:]])` — the pools' signatures stay.
+`VersionedTransaction.populate(tx.message, [sig, *tx.signatures[1:]])` — the pools' signatures stay. The
+message must be sent as built (the pools signed it, and the sandbox finds its quote by it): a new blockhash
+means a new /swap.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ sendTransaction → getSignatureStatuses → getTransaction, with balances read 
 execution fault the issue names (insufficient SOL, expired blockhash, slippage, 429, dropped, late), plus the
 malicious builds a verifier must refuse.
 
-Blocks run on wall time (50 ms here) unless a test stops the clock to step the chain block by block.
+Blocks run on wall time (100 ms here) unless a test stops the clock to step the chain block by block.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ SYSTEM = "11111111111111111111111111111111"
 ATA = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
 COMPUTE_BUDGET = "ComputeBudget111111111111111111111111111111"
 ALLOWED_PROGRAMS = {TOKENKEG, TOKEN_2022, SYSTEM, ATA, COMPUTE_BUDGET}  # the sandbox's allow-list
-BLOCK_TIME_S = 0.05
+BLOCK_TIME_S = 0.1  # 150 blocks = 15 s: room for a loaded machine between /swap and the send
 SOL = 10**9
 ATA_RENT = 2_039_280  # a 165-byte token account
 
@@ -636,6 +636,8 @@ def test_transaction_methods_formats_and_bad_input(box: Box) -> None:
     pay = parsed["instructions"][6]["parsed"]["info"]
     assert pay["authority"] == str(user.pubkey()) and pay["tokenAmount"]["amount"] == str(SOL // 20)
     assert box.error("getTransaction", "nope", {"commitment": "confirmed"})["code"] == -32602
+    assert box.error("requestAirdrop", str(user.pubkey()), 0)["code"] == -32602
+    assert box.error("isBlockhashValid", "not-a-hash")["code"] == -32602
     assert box.result("getTransaction", base58.b58encode(bytes(64)).decode(),
                       {"commitment": "confirmed", "maxSupportedTransactionVersion": 0}) is None
 
@@ -643,7 +645,7 @@ def test_transaction_methods_formats_and_bad_input(box: Box) -> None:
 # -- blocks and the market --------------------------------------------------------------------------------------
 def test_blocks_run_on_wall_time_whatever_the_market_does(box: Box) -> None:
     h0 = box.result("getBlockHeight")
-    wait_until(lambda: box.result("getBlockHeight") >= h0 + 3)  # 50 ms blocks
+    wait_until(lambda: box.result("getBlockHeight") >= h0 + 3)  # 100 ms blocks
     assert box.result("getSlot") == box.market.slot + box.chain.blocks.produced()
     box.chain.blocks.block_time_s = None  # stopped: only produce() makes blocks
     h1 = box.result("getBlockHeight")
