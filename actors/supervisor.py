@@ -77,7 +77,7 @@ class Published:
     def __init__(self) -> None:
         self.open_mints: frozenset[str] = frozenset()
         self.breakers: tuple[dict[str, Any], ...] = ()  # tripped breakers, from the risk actor
-        self.sol_usd: Any = None  # the last fresh SOL price (a Decimal), from the price monitor: sizes live entries
+        self.sol_usd: Any = None  # (the last fresh SOL price, when it came) from the price monitor: sizes live entries
 
 
 class RootSupervisor(pykka.ThreadingActor):
@@ -195,7 +195,7 @@ class RootSupervisor(pykka.ThreadingActor):
     def _price_ticks(self, m: PriceTicks) -> None:
         sol = m.sol_usd if m.sol_usd is not None else next((t.sol_usd for t in m.ticks if t.sol_usd is not None), None)
         if sol is not None:
-            self.published.sol_usd = sol
+            self.published.sol_usd = (sol, self._ports.clock())
         if sol is not None and self._ports.risk is not None:
             self._send(RISK, SolPrice(sol))
         for tick in m.ticks:

@@ -78,13 +78,13 @@ class App:
 
         self.trio = TrioThread(name="walltrack-trio").start()
         self.services = Services(s, self.trio, self.store, self.clock, gate=self.live_gate)
-        self.published = published = Published()
+        self.published = Published()
         live = self.services.live
         ports = Ports(self.store, self.loop, copy_rules(s),
                       safety=self.services.safety_port(), clock=self.clock,
                       executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
                       rules_follow_mode=s.copy_mode is None, live_available=live is not None, live=live,
-                      live_policy=live_policy(s), sol_usd=lambda: published.sol_usd)
+                      live_policy=live_policy(s), sol_usd=lambda: self._fresh_sol_usd())
         if self.services.confirmer is not None:  # before any position resumes a swap in flight
             self.confirmer = self.trio.start_service(self.services.confirmer.run)
             log.info("live_execution_available", wallet=live.address if live else None, mode=s.trading_mode)
@@ -122,10 +122,16 @@ class App:
         log.info("gateway_listening", host=s.gateway_host, port=self.gateway_port)
         return self
 
-    # -- stop, in reverse --------------------------------------------------------------------------
+    # -- live execution ------------------------------------------------------------------------------
     def live_gate(self) -> str | None:
         """Why a new live buy may not be sent now (the kill switch: the global mode is not live), or None."""
         return None if self.trading_mode == "live" else f"mode:{self.trading_mode}"
+
+    def _fresh_sol_usd(self) -> Any:
+        """The SOL price the price monitor last saw, if not older than PRICE_MAX_AGE_S (live entries are sized with
+        it; None: no entry of a USD-quoted leader, never a guess)."""
+        seen = self.published.sol_usd
+        return seen[0] if seen is not None and self.clock() - seen[1] <= self.settings.price_max_age_s else None
 
     def _reconcile_live(self) -> None:
         """The book against the chain, once at start, in the background: shown (log, /health, the dashboard), never
@@ -155,6 +161,7 @@ class App:
         self.live_reconcile = {"wallet": wallet, "at": time.time(), "running": True}
         self.trio.submit(run).add_done_callback(done)
 
+    # -- stop, in reverse --------------------------------------------------------------------------
     def stop(self) -> None:
         for service in (self.gateway, self.monitor):
             if service is not None:
