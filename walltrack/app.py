@@ -88,6 +88,9 @@ class App:
         if self.services.confirmer is not None:  # before any position resumes a swap in flight
             self.confirmer = self.trio.start_service(self.services.confirmer.run)
             log.info("live_execution_available", wallet=live.address if live else None, mode=s.trading_mode)
+            if s.wallet_keypair_path is not None and s.wallet_keypair_path.stat().st_mode & 0o077:
+                log.warning("wallet_key_file_readable_by_others", path=str(s.wallet_keypair_path),
+                            action=f"chmod 600 {s.wallet_keypair_path}")
         intensity, backoff = supervision(s)
         self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
         self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
