@@ -37,6 +37,7 @@ class Watch:
     outcome: tuple[str, Any] | None = None
     past_validity: bool = False  # the height passed lastValidBlockHeight once with no status: one more look
     height: int | None = None  # the last block height seen
+    watchers: int = 0  # a restarted actor may watch the same signature while its old task still does
 
     def settle(self, outcome: tuple[str, Any]) -> None:
         if self.outcome is None:
@@ -55,12 +56,14 @@ class Confirmer:
         w = self._watches.get(signature)
         if w is None or w.outcome is not None:
             w = self._watches[signature] = Watch(signature, last_valid_block_height)
+        w.watchers += 1
         if self._wake is not None:
             self._wake.set()
         return w
 
     def unwatch(self, w: Watch) -> None:
-        if self._watches.get(w.signature) is w:
+        w.watchers -= 1
+        if w.watchers <= 0 and self._watches.get(w.signature) is w:
             del self._watches[w.signature]
 
     def reached(self, status: dict[str, Any]) -> bool:
