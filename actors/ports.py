@@ -127,3 +127,4 @@ class Ports:
     risk: Any = None  # an actors.risk.RiskConfig: caps and breakers on entries; None: no risk actor
     live_available: bool = False  # live execution exists: until then a wallet in live mode is refused
     rules_follow_mode: bool = False  # the default copy mode follows the global trading mode (COPY_MODE unset)
+    max_skew_s: float | None = None  # a trade's timestamp this far from its receipt is implausible (None: unchecked)

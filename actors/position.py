@@ -11,6 +11,7 @@ pending order. Prices are `Fraction`s of raw quote units per raw token; amounts 
 | pending_entry    | Filled(buy)   | entry_filled (the fill, the exit plan, the time)       | open             |
 | pending_entry    | FillFailed    | entry_failed                                           | entry_failed     |
 | pending_entry    | LeaderSold    | entry_failed (leader_sold_before_entry)                | entry_failed     |
+| pending_entry    | CancelEntry   | entry_failed (mode:off: the kill switch, before a buy) | entry_failed     |
 | pending_entry    | PriceTick     | —                                                      | pending_entry    |
 | pending_entry    | manual *      | — (reply: not filled yet)                              | pending_entry    |
 | open, partially_ | PriceTick     | stale_flagged / stale_cleared; high_water; then, if a  | same             |
@@ -87,6 +88,13 @@ class FillFailed:
 
     side: str
     error: str
+
+
+@dataclass(frozen=True)
+class CancelEntry:
+    """The entry is not to be bought after all (the global kill switch is on): nothing was spent."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -452,6 +460,10 @@ def on_leader_sold_pending(s: PositionState, m: LeaderSold, ctx: Context) -> Ste
     return _step(s, [("entry_failed", {"reason": "leader_sold_before_entry", "signature": m.signature})])
 
 
+def on_cancel_pending(s: PositionState, m: CancelEntry, ctx: Context) -> Step:
+    return _step(s, [("entry_failed", {"reason": m.reason, "error": "no new entries: the trading mode is off"})])
+
+
 def not_filled_yet(s: PositionState, m: Any, ctx: Context) -> Step:
     return Step(reply=CommandReply(s.id, False, "the entry is not filled yet"))
 
@@ -476,7 +488,7 @@ _LIVE: dict[type, Handler] = {
 }
 _PENDING: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: on_leader_sold_pending, ClosePosition: not_filled_yet, ClosePartial: not_filled_yet,
-    SetStop: not_filled_yet, Filled: on_filled_pending, FillFailed: on_fill_failed_pending,
+    SetStop: not_filled_yet, Filled: on_filled_pending, FillFailed: on_fill_failed_pending, CancelEntry: on_cancel_pending,
 }
 _DONE: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: ignore, ClosePosition: already_closed, ClosePartial: already_closed,
@@ -517,8 +529,10 @@ class PositionActor(Shell):
     decided once the fill is journaled. Operator commands are validated at once (the reply), then queued.
     """
 
-    def __init__(self, position_id: int, journal: tuple[JournalEvent, ...], ports: Ports, root: pykka.ActorRef) -> None:
+    def __init__(self, position_id: int, journal: tuple[JournalEvent, ...], ports: Ports, root: pykka.ActorRef,
+                 trading_mode: str | None = None) -> None:
         super().__init__(ports.scheduler, root)
+        self._entries_off = trading_mode == "off"  # the global kill switch when the root started it
         self.child_id = ("position", str(position_id))
         self.state = fold(position_id, journal)
         self.mark: PriceTick | None = None  # the last fresh price (not journaled: a tick is not a decision)
@@ -527,7 +541,9 @@ class PositionActor(Shell):
         self._root = root
 
     def on_start(self) -> None:
-        if self.state.status == "pending_entry":  # paper: asking for the entry again after a restart is safe
+        if self.state.status == "pending_entry" and self._entries_off and self.state.mode != "shadow":
+            self._run(decide(self.state, CancelEntry("mode:off"), self._ctx()))  # granted, but not bought: never
+        elif self.state.status == "pending_entry":  # paper: asking for the entry again after a restart is safe
             self._perform((Buy(self.state.entry_quote_amount),))
         elif self.state.status in TERMINAL:  # a restart after the last event was stored but before the notice
             self._root.tell(closed_notice(self.state))

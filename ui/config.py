@@ -16,14 +16,14 @@ from ui.backend import Backend, PanelError, SetTradingMode
 from ui.common import REFRESH_S, ago, column, every, frame
 
 GROUPS = (
-    ("Trading and copy defaults", ("trading_mode", "copy_", "stats_")),
+    ("Trading and copy defaults", ("trading_mode", "copy_", "stats_", "trade_")),
     ("Exit presets", ("exit_", "paper_")),
     ("Caps", ("risk_",)),
     ("Breakers", ("breaker_",)),
     ("Token safety", ("safety_",)),
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
     ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
-    ("Supervision", ("supervisor_",)),
+    ("Supervision", ("supervisor_", "database_recovery", "database_max")),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 
