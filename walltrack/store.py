@@ -303,6 +303,15 @@ async def list_signals(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     return [_jsonable(r) for r in rows]
 
 
+async def list_ignored(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every transaction of a watched wallet that is no signal, with why: not a trade (no_trade), refused as failed
+    or implausible (ignored), or no longer watched (unwatched). With `list_signals`, every delivery's end."""
+    rows = await conn.fetch(
+        """SELECT signature, wallet, outcome, coalesce(reason, outcome) AS reason, observed_at FROM observations
+            WHERE outcome <> 'signal' ORDER BY observed_at, signature""")
+    return [_jsonable(r) for r in rows]
+
+
 async def list_positions(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch("SELECT * FROM positions ORDER BY id")
     return [_jsonable(r) for r in rows]
