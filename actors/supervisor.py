@@ -331,6 +331,10 @@ class RootSupervisor(pykka.ThreadingActor):
                                                      if not (isinstance(m, SwapObserved) and m.signature in replayed))]
                 if backlog:
                     log.info("wallet_backlog_replayed", wallet=key, deliveries=len(backlog))
+                for pid in sorted(set().union(*snapshot["open"].values(), *snapshot["shadow"].values())):
+                    orphan = ("position", str(pid))  # stored, but its wallet died before starting it
+                    if orphan not in self._children and orphan not in self._pending:
+                        self._recover(orphan)
         elif kind == "risk":
             ref = RiskActor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports, me, self.published)
         else:
@@ -339,9 +343,19 @@ class RootSupervisor(pykka.ThreadingActor):
             state = fold(int(key), journal)  # pure: no ask to the child
             if state.status not in TERMINAL:  # pending, open or partially closed: it wants price ticks
                 self._track_mint(state.token_mint, int(key), open_=True)
+                self._bind_exposure(int(key), journal)
         self._children[child] = ref
         for message in self._pending.pop(child, []):
             ref.tell(message)
+
+    def _bind_exposure(self, position_id: int, journal: tuple[JournalEvent, ...]) -> None:
+        """A position that runs counts against the caps: bound to the risk actor under its reservation id (idempotent
+        — the wallet bound it already, or died after storing it and before binding it)."""
+        d = journal[0].data if journal else {}
+        if self._ports.risk is None or d.get("mode") == "shadow" or "signature" not in d:
+            return
+        self._send(RISK, ReservationBound(f"{d['signature']}:{d['wallet']}", position_id, d["wallet"], d["token_mint"],
+                                          d["quote_mint"], int(d["entry_quote_amount"])))
 
     def on_stop(self) -> None:
         for ref in self._children.values():
