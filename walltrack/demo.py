@@ -47,9 +47,9 @@ DEMO_DB = "walltrack_demo"
 class Sandbox:
     """The offline world: market, chain, the services' HTTP server and the Helius poster, on one clock."""
 
-    def __init__(self, seed: int, speed: float) -> None:
+    def __init__(self, seed: int, speed: float, start: float | None = None) -> None:
         self.seed, self.speed = seed, speed
-        self.market = Market(seed)
+        self.market = Market(seed) if start is None else Market(seed, start=start)
         self.clock = SimClock(self.market.start, speed)
         self.chain = Chain(self.market)
         self.faults = FaultBoard()
