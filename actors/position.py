@@ -12,6 +12,7 @@ pending order. Prices are `Fraction`s of raw quote units per raw token; amounts 
 | pending_entry    | FillFailed    | entry_failed                                           | entry_failed     |
 | pending_entry    | LeaderSold    | entry_failed (leader_sold_before_entry)                | entry_failed     |
 | pending_entry    | CancelEntry   | entry_failed (mode:off: the kill switch, before a buy) | entry_failed     |
+| any other        | CancelEntry   | — (bought already, or over)                            | same             |
 | pending_entry    | PriceTick     | —                                                      | pending_entry    |
 | pending_entry    | manual *      | — (reply: not filled yet)                              | pending_entry    |
 | open, partially_ | PriceTick     | stale_flagged / stale_cleared; high_water; then, if a  | same             |
@@ -485,6 +486,7 @@ Handler = Callable[[PositionState, Any, Context], Step]
 _LIVE: dict[type, Handler] = {
     PriceTick: on_tick_live, LeaderSold: on_leader_sold_live, ClosePosition: on_close_live,
     ClosePartial: on_close_partial_live, SetStop: on_set_stop_live, Filled: on_filled_live, FillFailed: on_fill_failed_live,
+    CancelEntry: ignore,
 }
 _PENDING: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: on_leader_sold_pending, ClosePosition: not_filled_yet, ClosePartial: not_filled_yet,
@@ -492,7 +494,7 @@ _PENDING: dict[type, Handler] = {
 }
 _DONE: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: ignore, ClosePosition: already_closed, ClosePartial: already_closed,
-    SetStop: already_closed, Filled: ignore, FillFailed: ignore,
+    SetStop: already_closed, Filled: ignore, FillFailed: ignore, CancelEntry: ignore,
 }
 TABLE: dict[tuple[str, type], Handler] = {
     **{("pending_entry", c): h for c, h in _PENDING.items()},

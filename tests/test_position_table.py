@@ -19,6 +19,7 @@ from actors.position import (
     COMMANDS,
     STATES,
     TABLE,
+    CancelEntry,
     Context,
     Filled,
     FillFailed,
@@ -113,6 +114,7 @@ def command_for(status: str, command: type) -> tuple[PositionState, Any]:
     return base, {
         PriceTick: tick(1.01), LeaderSold: sold(), ClosePosition: ClosePosition(PID),
         ClosePartial: ClosePartial(PID, Decimal("0.5")), SetStop: SetStop(PID, Decimal("0.00005")),
+        CancelEntry: CancelEntry("mode:off"),
     }[command]
 
 
@@ -125,6 +127,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None]] = {
     ("pending_entry", SetStop): ([], "pending_entry", False),
     ("pending_entry", Filled): (["entry_filled"], "open", None),
     ("pending_entry", FillFailed): (["entry_failed"], "entry_failed", None),
+    ("pending_entry", CancelEntry): (["entry_failed"], "entry_failed", None),  # the kill switch, before the buy
     **{(st_, c): v for st_ in ("open", "partially_closed") for c, v in {
         PriceTick: ([], st_, None),
         LeaderSold: (["exit_ordered"], st_, None),
@@ -133,6 +136,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None]] = {
         SetStop: (["stop_moved"], st_, True),
         Filled: (["partial_exit"], "partially_closed", None),
         FillFailed: (["exit_failed"], st_, None),
+        CancelEntry: ([], st_, None),  # bought already: too late to cancel
     }.items()},
     **{(st_, c): ([], st_, False if c in (ClosePosition, ClosePartial, SetStop) else None)
        for st_ in ("closed", "entry_failed") for c in COMMANDS},
@@ -141,7 +145,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None]] = {
 
 def test_the_table_and_the_expectations_cover_every_pair() -> None:
     pairs = set(itertools.product(STATES, COMMANDS))
-    assert set(TABLE) == pairs and set(EXPECTED) == pairs and len(pairs) == 35
+    assert set(TABLE) == pairs and set(EXPECTED) == pairs and len(pairs) == 40
 
 
 @pytest.mark.parametrize("status, command", sorted(EXPECTED, key=lambda k: (STATES.index(k[0]), k[1].__name__)),

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.chaos.world import Bot, Load
+from tests.chaos.world import CAPS, Bot, Load
 from walltrack.db import EmbeddedPostgres
 from walltrack.demo import Sandbox
 
@@ -60,7 +60,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for r in ROWS:
         tr.write_line("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
     tr.write_line("acked: deliveries acknowledged with a 200 so far; decided: (delivery, watched wallet) pairs, each "
-                  "decided exactly once; peak_open: most paper positions open at once (cap "
-                  "RISK_MAX_OPEN_POSITIONS=4); healthy_s: fault over -> /health 200, database connected, every wallet's "
-                  "actor up; held: every acknowledged delivery processed once, no position opened or bought twice, no "
-                  "cap exceeded, PnL = sum of fills")
+                  f"decided exactly once; peak_open: most paper positions open at once (caps: {CAPS}); healthy_s: fault "
+                  "over -> /health 200, database connected, every wallet's actor up; held: every acknowledged delivery "
+                  "processed once, no position opened or bought twice, no cap exceeded, PnL = sum of fills")
