@@ -32,11 +32,8 @@ from actors import wallet as Wt
 from actors.messages import (
     ClosePartial,
     ClosePosition,
-    EntryDecision,
     Fill,
     JournalEvent,
-    LeaderSold,
-    PositionClosed,
     PriceTick,
     RecordResult,
     ReservationBound,
@@ -50,7 +47,6 @@ from actors.messages import (
 )
 from actors.ports import ExitPlan
 from actors.rules import CopyRules
-from actors.trades import WSOL_MINT
 from sandbox.market import pubkey, signature
 
 WALLETS = (pubkey("prop-leader-0"), pubkey("prop-leader-1"))

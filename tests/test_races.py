@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -18,14 +19,13 @@ from typing import Any, Callable, Iterator
 
 import asyncpg
 import pykka
-import pytest
 from structlog.testing import capture_logs
 
 from actors.messages import GetChild, GetStats, PriceTick, PriceTicks
 from actors.ports import Ports
 from actors.supervision import Backoff, Intensity
 from actors.supervisor import RootSupervisor
-from sandbox.market import WSOL_MINT, pubkey, signature
+from sandbox.market import pubkey, signature
 from sandbox.pgproxy import PgProxy
 from tests.conftest import PUMP_WALLET, SECRET, fixture, wait_until
 from tests.test_gateway import db, post, watch
@@ -98,24 +98,18 @@ def test_a_position_past_its_restart_intensity_is_still_monitored(engine: Engine
 
 
 # -- (c) ------------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def sandboxed(tmp_path: Path, db_url: str) -> Iterator[Callable[..., App]]:
+@contextmanager
+def sandboxed(tmp_path: Path, db_url: str, **overrides: Any) -> Iterator[tuple[App, Sandbox]]:
     """An App in paper mode on the sandbox market (its Jupiter fills the entries), on the test's database."""
     sb = Sandbox(seed=7, speed=1.0)
-    apps: list[App] = []
-
-    def start(**overrides: Any) -> App:
-        base = load_settings(_env_file=None, walltrack_data_dir=tmp_path / "data", gateway_port=0)
-        settings = bot_settings(base, sb, db_url, SECRET, headless=True).model_copy(update=overrides)
-        apps.append(App(settings, clock=sb.clock).start())
-        apps[-1].sandbox = sb  # type: ignore[attr-defined]
-        return apps[-1]
-
+    app: App | None = None
     try:
-        yield start
+        base = load_settings(_env_file=None, walltrack_data_dir=tmp_path / "data", gateway_port=0)
+        app = App(bot_settings(base, sb, db_url, SECRET, headless=True).model_copy(update=overrides), clock=sb.clock)
+        yield app.start(), sb
     finally:
-        for a in apps:
-            a.stop()
+        if app is not None:
+            app.stop()
         pykka.ActorRegistry.stop_all()
         sb.stop()
 
@@ -138,9 +132,12 @@ def set_mode(app: App, mode: str) -> None:
     app.root.ask(GetStats(), timeout=5)  # the root has handled the change (it came before this ask)
 
 
-def test_the_kill_switch_stops_an_entry_granted_but_not_yet_bought(sandboxed: Callable[..., App]) -> None:
-    app = sandboxed(safety_enabled=False)
-    sb: Sandbox = app.sandbox  # type: ignore[attr-defined]
+def test_the_kill_switch_stops_an_entry_granted_but_not_yet_bought(tmp_path: Path, db_url: str) -> None:
+    with sandboxed(tmp_path, db_url, safety_enabled=False) as (app, sb):
+        kill_switch_after_the_grant(app, sb)
+
+
+def kill_switch_after_the_grant(app: App, sb: Sandbox) -> None:
     watch(app, LEADER)
     url = app.settings.database_url.get_secret_value()  # type: ignore[union-attr]
     holder = app.loop.run(asyncpg.connect(url), timeout=10)  # type: ignore[union-attr]
@@ -164,9 +161,12 @@ def test_the_kill_switch_stops_an_entry_granted_but_not_yet_bought(sandboxed: Ca
     assert wait_until(lambda: not risk.ask("state", timeout=5).open) == True  # noqa: E712 - its room is free again
 
 
-def test_the_kill_switch_reaches_a_wallet_waiting_for_its_safety_verdict(sandboxed: Callable[..., App]) -> None:
-    app = sandboxed(safety_enabled=True, safety_source_timeout_s=20)
-    sb: Sandbox = app.sandbox  # type: ignore[attr-defined]
+def test_the_kill_switch_reaches_a_wallet_waiting_for_its_safety_verdict(tmp_path: Path, db_url: str) -> None:
+    with sandboxed(tmp_path, db_url, safety_enabled=True, safety_source_timeout_s=20) as (app, sb):
+        kill_switch_during_the_verdict(app, sb)
+
+
+def kill_switch_during_the_verdict(app: App, sb: Sandbox) -> None:
     watch(app, LEADER)
     rpc = sb.faults["rpc"]
     rpc.latency_s = 4.0  # the verdict takes a while: the operator switches trading off meanwhile

@@ -23,7 +23,7 @@ from actors.trades import (
     read_trade,
 )
 from sandbox.market import signature
-from tests.conftest import PUMP_WALLET, SECRET, fixture, wait_until
+from tests.conftest import PUMP_WALLET, fixture, wait_until
 from tests.test_gateway import db, post, url, watch
 from walltrack.app import App
 
