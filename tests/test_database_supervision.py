@@ -74,7 +74,7 @@ def test_a_killed_embedded_database_is_restarted_and_deliveries_resume(bot: Bot)
             seen.append(body["database"])
         return status == 200
 
-    wait_until(back, timeout=30, interval=0.05)
+    wait_until(back, timeout=60, interval=0.05)
     assert "restarting" in seen, seen  # what /health said while it came back
     assert seen[-1] == "connected"
     new = postmaster(bot.data_dir)

@@ -62,6 +62,7 @@ class App:
         self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._listener: asyncpg.Connection | None = None
         self._reconcile: asyncio.Task | None = None
+        self._listening = asyncio.Lock()
         self._url = ""
         self.gateway_port: int | None = None
         self.database: DatabaseSupervisor | None = None
@@ -122,7 +123,7 @@ class App:
     # -- stop, in reverse --------------------------------------------------------------------------
     def stop(self) -> None:
         if self.loop is not None and self.database is not None:  # first: nothing restarts the database while it stops
-            self.loop.run(self.database.stop(), timeout=5)
+            self.loop.run(self.database.stop(wait_s=5), timeout=8)
         for service in (self.gateway, self.monitor):
             if service is not None:
                 service.stop()
@@ -152,6 +153,11 @@ class App:
         self._reconcile = asyncio.ensure_future(self._reconcile_loop())
 
     async def _listen(self) -> None:
+        async with self._listening:  # the reconcile loop and a database recovery may both find it closed
+            if self._listener is None or self._listener.is_closed():
+                await self._connect_listener()
+
+    async def _connect_listener(self) -> None:
         self._listener = await asyncpg.connect(self._url)
         await self._listener.add_listener(repo.WATCHLIST_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_watchlist()))
         # copy-rule overrides and operator breaker resets reach the running actors the same way
@@ -193,8 +199,7 @@ class App:
         while True:
             await asyncio.sleep(min(RECONCILE_S, self.settings.inbox_sweep_s))
             try:
-                if self._listener is None or self._listener.is_closed():  # lost with a database outage
-                    await self._listen()
+                await self._listen()  # again, when it was lost with a database outage
                 await self._reload_watchlist()
                 await self._reload_trading_mode()  # a NOTIFY lost with the connection
                 await self._sweep_inbox()
@@ -210,8 +215,7 @@ class App:
         what the outage left in the inbox (received before it began and still unprocessed)."""
         if self.root is None or self.store is None:
             return
-        if self._listener is None or self._listener.is_closed():
-            await self._listen()
+        await self._listen()
         await self._reload_watchlist()
         await self._reload_trading_mode()
         async with self.store.pool.acquire() as conn:

@@ -46,7 +46,12 @@ class EmbeddedPostgres:
         return self._server.get_uri()
 
     def close(self) -> None:
-        self._server.cleanup()
+        if not self.alive():  # killed under us (and not restarted): nothing to stop, only this handle to let go
+            self._server._postmaster_info = None
+        try:
+            self._server.cleanup()
+        except psutil.NoSuchProcess:  # it died while being stopped
+            pass
 
     def stop_server(self) -> None:
         """Stop the server but keep this handle (fault tests: a database outage)."""
