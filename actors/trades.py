@@ -108,7 +108,7 @@ def _int(value: object, what: str, lo: int | None = None, hi: int | None = None)
         pass
     elif isinstance(value, int):
         n = value
-    elif isinstance(value, str) and len(value) <= 64:
+    elif isinstance(value, str) and len(value) <= 64:  # longer is no u64 (and int() of a huge string is slow)
         try:
             n = int(value)
         except ValueError:

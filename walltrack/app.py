@@ -81,7 +81,7 @@ class App:
         self.database = DatabaseSupervisor(
             url, self.pg or self._embedded, window_s=s.database_recovery_window_s, max_restarts=s.database_max_restarts,
             on_recovered=self._database_recovered, on_failed=self._database_lost)
-        self.loop.run(self._call(self.database.start), timeout=10)
+        self.loop.run(self.database.start(), timeout=10)
 
         self.trio = TrioThread(name="walltrack-trio").start()
         self.services = Services(s, self.trio, self.store, self.clock)
@@ -205,10 +205,6 @@ class App:
                 await self._sweep_inbox()
             except Exception as exc:  # noqa: BLE001 - the next round retries
                 log.warning("watchlist_reload_failed", error=repr(exc))
-
-    @staticmethod
-    async def _call(fn: Any) -> None:
-        fn()  # on the asyncio thread
 
     async def _database_recovered(self, down_s: float) -> None:
         """The database answers again: listen again, hear what a lost NOTIFY would have said, and hand out at once

@@ -59,7 +59,7 @@ class DatabaseSupervisor:
         self._restarting: asyncio.Future | None = None  # a restart under way (pg_ctl, in a worker thread)
 
     # -- lifecycle (on the asyncio thread) ---------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self, wait_s: float = 5.0) -> None:
