@@ -17,6 +17,7 @@ class Deliver:
     payload: str  # the transaction's JSON text (immutable; each wallet parses its own copy)
     wallets: tuple[str, ...]
     kind: Literal["deliver"] = "deliver"
+    received_at: float | None = None  # when the gateway stored it (the bot's clock); None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class SwapObserved:
     wallet: str
     payload: str
     kind: Literal["swap_observed"] = "swap_observed"
+    received_at: float | None = None  # the delivery's receipt (its timestamp is judged against it); None: now
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +55,14 @@ class Observation:
 
     signature: str
     wallet: str
-    outcome: Literal["no_trade", "signal", "unwatched"]
+    outcome: Literal["no_trade", "ignored", "signal", "unwatched"]
     trade: Trade | None = None
     decision: Literal["taken", "skipped"] | None = None
-    reason: str | None = None
+    reason: str | None = None  # a signal's decision reason, or why it is no trade (actors.trades.NotATrade)
     entry: PaperEntry | None = None
     mirror_to: tuple[int, ...] = ()
     safety: dict[str, Any] | None = field(default=None, hash=False)  # the verdict behind a buy decision
+    decision_id: str | None = None  # the write's idempotency key: its own earlier commit is no duplicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,9 @@ class JournalEvent:
 
 @dataclass(frozen=True, slots=True)
 class RecordResult:
+    """A stored observation. A duplicate (another decision was stored first) carries the position that decision
+    opened, while it is open (`journal` from its start), so the position is never left without its actor."""
+
     duplicate: bool
     signal_id: int | None = None
     position_id: int | None = None
@@ -131,6 +137,7 @@ class ChildFailed:
     child: tuple[str, str]  # ("wallet", address) or ("position", id)
     error: str
     kind: Literal["child_failed"] = "child_failed"
+    unprocessed: tuple[Any, ...] = ()  # messages it had received but not handled: handed to its successor
 
 
 @dataclass(frozen=True, slots=True)

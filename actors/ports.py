@@ -206,3 +206,4 @@ class Ports:
     live: LiveExecutor | None = None  # signs and sends the swaps of live positions
     live_policy: LivePolicy = LivePolicy()
     sol_usd: Callable[[], Decimal | None] = lambda: None  # the last fresh SOL price: live entries of USD leaders
+    max_skew_s: float | None = None  # a trade's timestamp this far from its receipt is implausible (None: unchecked)

@@ -14,6 +14,9 @@ order, the live swap in flight. Prices are `Fraction`s of raw quote units per ra
 | pending_entry    | FillFailed    | entry_failed                                           | entry_failed     |
 | pending_entry    | LeaderSold    | entry_failed (leader_sold_before_entry)                | entry_failed     |
 | pending_entry    | PriceTick, Signed, SwapFailed, Retry | —                               | pending_entry    |
+| pending_entry    | CancelEntry   | entry_failed (mode:off: the kill switch, before a buy) | entry_failed     |
+| any other        | CancelEntry   | — (bought already, in flight — the send gate refuses — | same             |
+|                  |               | or over)                                               |                  |
 | pending_entry,   | manual *      | — (reply: not filled yet)                              | same             |
 |   buying         |               |                                                        |                  |
 | buying, selling  | Signed        | buy_signature / sell_signature (+ Land: send, confirm) | same             |
@@ -129,6 +132,13 @@ class FillFailed:
 
     side: str
     error: str
+
+
+@dataclass(frozen=True)
+class CancelEntry:
+    """The entry is not to be bought after all (the global kill switch is on): nothing was spent."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -512,6 +522,10 @@ def on_leader_sold_pending(s: PositionState, m: LeaderSold, ctx: Context) -> Ste
     return _step(s, [("entry_failed", {"reason": "leader_sold_before_entry", "signature": m.signature})])
 
 
+def on_cancel_pending(s: PositionState, m: CancelEntry, ctx: Context) -> Step:
+    return _step(s, [("entry_failed", {"reason": m.reason, "error": "no new entries: the trading mode is off"})])
+
+
 def not_filled_yet(s: PositionState, m: Any, ctx: Context) -> Step:
     return Step(reply=CommandReply(s.id, False, "the entry is not filled yet"))
 
@@ -533,27 +547,28 @@ Handler = Callable[[PositionState, Any, Context], Step]
 _PENDING: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: on_leader_sold_pending, ClosePosition: not_filled_yet, ClosePartial: not_filled_yet,
     SetStop: not_filled_yet, Filled: on_filled_pending, FillFailed: on_fill_failed_pending,
-    Signed: ignore, SwapFailed: ignore, Resume: on_resume_pending, Retry: ignore,
+    Signed: ignore, SwapFailed: ignore, Resume: on_resume_pending, Retry: ignore, CancelEntry: on_cancel_pending,
 }
 _BUYING: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: on_leader_sold_buying, ClosePosition: not_filled_yet, ClosePartial: not_filled_yet,
     SetStop: not_filled_yet, Filled: on_filled_buying, FillFailed: ignore,
-    Signed: on_signed, SwapFailed: on_swap_failed, Resume: on_resume_swapping, Retry: on_retry,
+    Signed: on_signed, SwapFailed: on_swap_failed, Resume: on_resume_swapping, Retry: on_retry, CancelEntry: ignore,
 }
 _LIVE: dict[type, Handler] = {
     PriceTick: as_live(on_tick_live), LeaderSold: as_live(on_leader_sold_live), ClosePosition: as_live(on_close_live),
     ClosePartial: as_live(on_close_partial_live), SetStop: on_set_stop_live, Filled: on_filled_live,
     FillFailed: on_fill_failed_live, Signed: ignore, SwapFailed: ignore, Resume: ignore, Retry: ignore,
+    CancelEntry: ignore,
 }
 _SELLING: dict[type, Handler] = {
     PriceTick: on_tick_selling, LeaderSold: defer, ClosePosition: defer_command, ClosePartial: defer_command,
     SetStop: on_set_stop_live, Filled: on_filled_live, FillFailed: ignore,
-    Signed: on_signed, SwapFailed: on_swap_failed, Resume: on_resume_swapping, Retry: on_retry,
+    Signed: on_signed, SwapFailed: on_swap_failed, Resume: on_resume_swapping, Retry: on_retry, CancelEntry: ignore,
 }
 _DONE: dict[type, Handler] = {
     PriceTick: ignore, LeaderSold: ignore, ClosePosition: already_closed, ClosePartial: already_closed,
     SetStop: already_closed, Filled: ignore, FillFailed: ignore, Signed: ignore, SwapFailed: ignore, Resume: ignore,
-    Retry: ignore,
+    Retry: ignore, CancelEntry: ignore,
 }
 TABLE: dict[tuple[str, type], Handler] = {
     **{("pending_entry", c): h for c, h in _PENDING.items()},
@@ -594,8 +609,10 @@ class PositionActor(Shell):
     order, once the position leaves buying/selling.
     """
 
-    def __init__(self, position_id: int, journal: tuple[JournalEvent, ...], ports: Ports, root: pykka.ActorRef) -> None:
+    def __init__(self, position_id: int, journal: tuple[JournalEvent, ...], ports: Ports, root: pykka.ActorRef,
+                 trading_mode: str | None = None) -> None:
         super().__init__(ports.scheduler, root)
+        self._entries_off = trading_mode == "off"  # the global kill switch when the root started it
         self.child_id = ("position", str(position_id))
         self.state = fold(position_id, journal)
         self.mark: PriceTick | None = None  # the last fresh price (not journaled: a tick is not a decision)
@@ -607,6 +624,8 @@ class PositionActor(Shell):
     def on_start(self) -> None:
         if self.state.status in TERMINAL:  # a restart after the last event was stored but before the notice
             self._root.tell(closed_notice(self.state))
+        elif self.state.status == "pending_entry" and self._entries_off and self.state.mode != "shadow":
+            self._run(decide(self.state, CancelEntry("mode:off"), self._ctx()))  # granted, but not bought: never
         else:  # paper: ask for the entry again (safe); live: rebuild an unsigned intent, reconcile a signed one
             self._run(decide(self.state, Resume(), self._ctx()))
 

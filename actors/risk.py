@@ -23,7 +23,7 @@ reservations, breakers past their `until`):
 | event                | effects                                                            |
 |----------------------|--------------------------------------------------------------------|
 | ReserveEntry         | Reply(granted, or refused "breaker:<name>" / "cap:<name>")         |
-| ReservationBound     | — (the reservation becomes the position's exposure)                |
+| ReservationBound     | — (the reservation becomes the position's exposure; again: a no-op)|
 | ReservationReleased  | — (its room is freed; it no longer counts as today's entry)        |
 | PositionClosed       | exposure freed; with its PnL: breakers may trip -> Record; without: FetchOutcome |
 | Outcome              | breakers may trip -> Record                                        |
@@ -65,7 +65,7 @@ STABLE_UNITS = 10**6
 SUPERVISOR_BREAKER = "supervisor:escalated"  # tripped by the root when a child fails past its restart intensity
 GLOBAL_BREAKERS = ("max_drawdown", "daily_loss", "loss_streak", SUPERVISOR_BREAKER)
 STOP_LOSS_REASONS = frozenset({"stop_loss"})
-NOT_A_TRADE = frozenset({"entry_failed", "leader_sold_before_entry"})  # closes that bought nothing
+NOT_A_TRADE = frozenset({"entry_failed", "leader_sold_before_entry", "mode:off"})  # closes that bought nothing
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,7 @@ class RiskState:
     wallet_streak: Mapping[str, int] = field(default_factory=dict)
     breakers: Mapping[str, Breaker] = field(default_factory=dict)
     sol_usd: Decimal | None = None
+    closed: frozenset[int] = frozenset()  # positions closed since the start: a late binding frees its room at once
 
     def exposures(self) -> list[Exposure]:
         return [*self.open.values(), *(e for e, _ in self.reserved.values())]
@@ -317,6 +318,8 @@ def on_reserve(state: RiskState, m: ReserveEntry, cfg: RiskConfig, now: float) -
 
 
 def on_bound(state: RiskState, m: ReservationBound, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
+    if m.position_id in state.open or m.position_id in state.closed:  # bound before: a second decision's room
+        return on_released(state, ReservationReleased(m.reservation_id), cfg, now)
     reserved = dict(state.reserved)
     held = reserved.pop(m.reservation_id, None)
     exposure = held[0] if held is not None else Exposure(
@@ -336,7 +339,8 @@ def on_released(state: RiskState, m: ReservationReleased, cfg: RiskConfig, now: 
 def on_closed(state: RiskState, m: PositionClosed, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
     if m.mode == "shadow" or m.position_id not in state.open:
         return state, []  # a shadow, or a position this actor never counted
-    state = replace(state, open={k: v for k, v in state.open.items() if k != m.position_id})
+    state = replace(state, open={k: v for k, v in state.open.items() if k != m.position_id},
+                    closed=state.closed | {m.position_id})
     if m.realized_pnl_quote is None:
         return state, [FetchOutcome(m)]
     return _closed_with_pnl(state, m, cfg, now)

@@ -3,7 +3,10 @@
 A subclass implements `handle(message)` and calls `self.persist(op, then)` for a write whose result
 matters: `op()` returns a Future; until it completes, new messages are stashed (as Akka's persist does),
 so the actor never decides on state that is not yet stored. A failed write is retried with capped
-backoff — the operations are idempotent — and `then(result)` runs once it is stored.
+backoff — the operations are idempotent — and `then(result)` runs once it is stored. A write still failing
+after `give_up_s` crashes the actor (`PersistFailed`) to its supervisor, which rebuilds it from the database
+once it answers again: never an endless retry behind an ever-growing stash. A failed actor hands the messages
+it had received but not handled (its stash, its mailbox) to its supervisor in `ChildFailed.unprocessed`.
 `self.request(op, then)` is the same for a read whose answer the next decision needs (a safety verdict):
 not retried; `then` receives the result or the exception, and decides what a failure means.
 
@@ -14,6 +17,7 @@ contained as an ordinary `ActorCrash`: it fails this actor only, never every act
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable
@@ -33,6 +37,10 @@ class ActorCrash(Exception):
     """A BaseException raised inside an actor, contained so it fails that actor only."""
 
 
+class PersistFailed(Exception):
+    """A write kept failing past the shell's bound: the actor crashes to its supervisor."""
+
+
 def contain(exc: BaseException) -> Exception:
     if isinstance(exc, Exception):
         return exc
@@ -49,6 +57,7 @@ class Shell(pykka.ThreadingActor):
     state: Any = None
     retry_initial = 0.2
     retry_max = 10.0
+    give_up_s = 30.0  # a write failing this long crashes the actor (its supervisor restarts it)
 
     def __init__(self, scheduler: Scheduler, parent: pykka.ActorRef | None) -> None:
         super().__init__()
@@ -56,6 +65,7 @@ class Shell(pykka.ThreadingActor):
         self._parent = parent
         self._stash: deque[Any] = deque()
         self._inflight: tuple[int, Callable[[], Future], Callable[[Any], None], float | None] | None = None
+        self._failing_since: float | None = None  # monotonic time of the in-flight write's first failure
 
     # pykka entry point -----------------------------------------------------------------------
     def on_receive(self, message: Any) -> Any:
@@ -81,9 +91,22 @@ class Shell(pykka.ThreadingActor):
         log.error("actor_failed", actor=self.child_id[0], id=self.child_id[1], error=repr(exception_value))
         if self._parent is not None:
             try:
-                self._parent.tell(ChildFailed(self.child_id, repr(exception_value)))
+                self._parent.tell(ChildFailed(self.child_id, repr(exception_value), unprocessed=self._unprocessed()))
             except pykka.ActorDeadError:
                 pass
+
+    def _unprocessed(self) -> tuple[Any, ...]:
+        """What this (failed, stopped) actor received but did not handle, in order: its stash, then the tells left in
+        its mailbox (an ask left there fails at once, as pykka fails it)."""
+        left = list(self._stash)
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if envelope.reply_to is not None:
+                envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, pykka.ActorDeadError("actor failed"), None))
+            elif not isinstance(envelope.message, (Persisted, _Resubmit)):
+                left.append(envelope.message)
+        self._stash.clear()
+        return tuple(left)
 
     # for subclasses ----------------------------------------------------------------------------
     def handle(self, message: Any) -> Any:
@@ -126,12 +149,16 @@ class Shell(pykka.ThreadingActor):
             return None  # a stale outcome from before a restart
         token, op, then, delay = self._inflight
         if isinstance(msg.result, BaseException) and delay is not None:
+            now = time.monotonic()
+            self._failing_since = self._failing_since if self._failing_since is not None else now
+            if now - self._failing_since >= self.give_up_s:
+                raise PersistFailed(f"a write failed for {now - self._failing_since:.0f} s: {msg.result!r}")
             log.warning("write_retry", actor=self.child_id[0], id=self.child_id[1], delay_s=delay, error=repr(msg.result))
             self._inflight = (token, op, then, min(delay * 2, self.retry_max))
             ref = self.actor_ref
             self._scheduler.call_later(delay, lambda: self._resubmit(ref, token))
             return None
-        self._inflight = None
+        self._inflight, self._failing_since = None, None
         then(msg.result)
         while self._stash and self._inflight is None:
             self.on_receive(self._stash.popleft())

@@ -11,7 +11,11 @@ type in `RESTART` says. A child that fails more than `Intensity.max_restarts` ti
 not restarted: the root escalates — it trips the global breaker `supervisor:escalated` in the risk actor
 (no new entries; exits go on; /health is degraded) and logs one `supervisor_escalated` error line. An
 operator reset of that breaker (`walltrack breakers reset supervisor:escalated`, or the panel) restarts
-the children given up on, with fresh counts.
+the children given up on, with fresh counts. An escalated position is the exception: an open position is
+never left unmonitored, so it is still restarted, at the slowest backoff (`Backoff.max_s`), its messages
+held for it meanwhile (only the newest price tick). A failed child's unhandled messages
+(`ChildFailed.unprocessed`) go to its successor first, and what is sent to it between its death and the
+root hearing of it is held too: nothing addressed to a restarting child is dropped.
 
 With `Ports.risk` set, the root also owns the one RiskActor, ("risk", "global"), rebuilt from the database
 (`Store.risk_snapshot`): entry reservations, their binding and release, operator breaker resets and every
@@ -36,6 +40,7 @@ from actors.messages import (
     JournalEvent,
     Observation,
     PositionClosed,
+    PriceTick,
     PriceTicks,
     StartPosition,
     SwapObserved,
@@ -145,9 +150,9 @@ class RootSupervisor(pykka.ThreadingActor):
     def _deliver(self, m: Deliver) -> None:
         for wallet in m.wallets:
             if wallet in self._watchlist:
-                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload))
+                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload, received_at=m.received_at))
             else:  # removed since the delivery was stored: close its books on this transaction
-                self._ports.store.record_observation(Observation(m.signature, wallet, "unwatched"))
+                self._ports.store.record_observation(Observation(m.signature, wallet, "unwatched", reason="unwatched"))
 
     def _send(self, child: ChildId, message: Any) -> None:
         ref = self._children.get(child)
@@ -155,10 +160,14 @@ class RootSupervisor(pykka.ThreadingActor):
             try:
                 ref.tell(message)
                 return
-            except pykka.ActorDeadError:
+            except pykka.ActorDeadError:  # it failed; its ChildFailed is on the way: hold this for its successor
                 self._children.pop(child, None)
+                self._pending.setdefault(child, [])
         if child in self._pending:
-            self._pending[child].append(message)
+            held = self._pending[child]
+            if isinstance(message, PriceTick):  # only the newest price matters
+                held[:] = [m for m in held if not isinstance(m, PriceTick)]
+            held.append(message)
         elif child not in self._escalated:  # an escalated child was reported once, by `supervisor_escalated`
             log.warning("undeliverable", child=f"{child[0]}:{child[1]}", message=type(message).__name__)
 
@@ -213,30 +222,39 @@ class RootSupervisor(pykka.ThreadingActor):
     def _child_failed(self, m: ChildFailed) -> None:
         self._children.pop(m.child, None)
         if m.child[0] == "wallet" and m.child[1] not in self._watchlist:
+            self._pending.pop(m.child, None)
             return
         name = f"{m.child[0]}:{m.child[1]}"
         if m.child[0] == "wallet":
             self._failed.add(m.child)
+        # its messages wait out the backoff: those it had not handled first, then those sent since
+        self._pending[m.child] = [*m.unprocessed, *self._pending.get(m.child, [])]
         policy = self._policies.setdefault(m.child, RestartPolicy(intensity=self._intensity, backoff=self._backoff))
         decision = policy.on_exit(name, RESTART[m.child[0]], abnormal=True, order=(name,), reason=m.error)
         if isinstance(decision, RestartChildren):
             self.restarts += 1
-            self._pending.setdefault(m.child, [])  # its messages wait out the backoff
             log.warning("child_restart", child=name, error=m.error, restarts=policy.recent_restarts,
                         delay_s=round(decision.delay_s, 3))
             self._later(decision.delay_s, _Restart(m.child))
-        elif isinstance(decision, Escalate):
-            self._escalate(m.child, decision.reason, policy.recent_restarts, m.error)
+            return
+        if m.child not in self._escalated:
+            self._escalate(m.child, decision.reason if isinstance(decision, Escalate) else m.error,
+                           policy.recent_restarts, m.error)
+        if m.child[0] == "position":  # an open position is never left unmonitored: retried at the slowest pace
+            self.restarts += 1
+            log.warning("child_restart", child=name, error=m.error, escalated=True, delay_s=self._backoff.max_s)
+            self._later(self._backoff.max_s, _Restart(m.child))
 
     def _restart(self, m: _Restart) -> None:
         kind, key = m.child
         wanted = kind != "wallet" or key in self._watchlist
-        if wanted and m.child not in self._children and m.child not in self._escalated:
+        if wanted and m.child not in self._children and (m.child not in self._escalated or kind == "position"):
             self._recover(m.child)
 
     def _escalate(self, child: ChildId, reason: str, restarts: int, error: str) -> None:
-        """Stop restarting `child`, trip the global breaker, say so once."""
-        self._pending.pop(child, None)
+        """Stop restarting `child` (a position: restart it slowly), trip the global breaker, say so once."""
+        if child[0] != "position":
+            self._pending.pop(child, None)
         self._escalated[child] = reason
         log.error("supervisor_escalated", child=f"{child[0]}:{child[1]}", restarts=restarts,
                   window_s=self._intensity.period_s, error=error, breaker=SUPERVISOR_BREAKER,
@@ -308,23 +326,39 @@ class RootSupervisor(pykka.ThreadingActor):
             ref = WalletActor.start(state, self._ports, me)
             if child in self._failed:  # a restart: what the failed actor's mailbox held is replayed from the inbox
                 self._failed.discard(child)
-                backlog = [SwapObserved(sig, key, payload) for sig, payload in snapshot.get("backlog") or ()]
+                now = self._ports.clock()
+                backlog = [SwapObserved(sig, key, payload, received_at=now - age_s)
+                           for sig, payload, age_s in snapshot.get("backlog") or ()]
                 replayed = {m.signature for m in backlog}
                 self._pending[child] = [*backlog, *(m for m in self._pending.get(child, [])
                                                      if not (isinstance(m, SwapObserved) and m.signature in replayed))]
                 if backlog:
                     log.info("wallet_backlog_replayed", wallet=key, deliveries=len(backlog))
+                for pid in sorted(set().union(*snapshot["open"].values(), *snapshot["shadow"].values())):
+                    orphan = ("position", str(pid))  # stored, but its wallet died before starting it
+                    if orphan not in self._children and orphan not in self._pending:
+                        self._recover(orphan)
         elif kind == "risk":
             ref = RiskActor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports, me, self.published)
         else:
             journal = tuple(snapshot)
-            ref = PositionActor.start(int(key), journal, self._ports, me)
+            ref = PositionActor.start(int(key), journal, self._ports, me, trading_mode=self._trading_mode)
             state = fold(int(key), journal)  # pure: no ask to the child
             if state.status not in TERMINAL:  # pending, open or partially closed: it wants price ticks
                 self._track_mint(state.token_mint, int(key), open_=True)
+                self._bind_exposure(int(key), journal)
         self._children[child] = ref
         for message in self._pending.pop(child, []):
             ref.tell(message)
+
+    def _bind_exposure(self, position_id: int, journal: tuple[JournalEvent, ...]) -> None:
+        """A position that runs counts against the caps: bound to the risk actor under its reservation id (idempotent
+        — the wallet bound it already, or died after storing it and before binding it)."""
+        d = journal[0].data if journal else {}
+        if self._ports.risk is None or d.get("mode") == "shadow" or "signature" not in d:
+            return
+        self._send(RISK, ReservationBound(f"{d['signature']}:{d['wallet']}", position_id, d["wallet"], d["token_mint"],
+                                          d["quote_mint"], int(d["entry_quote_amount"])))
 
     def on_stop(self) -> None:
         for ref in self._children.values():

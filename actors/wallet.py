@@ -17,22 +17,25 @@ Transition table (state, event) -> handler; the handlers are pure and return (st
 
 | state    | event                   | effects                                                             |
 |----------|-------------------------|---------------------------------------------------------------------|
-| watching | SwapObserved            | a buy that passes the rules: AssessSafety (when screening), else Reserve or Record |
+| watching | SwapObserved            | no trade (or refused): Record(why); a buy that passes the rules: AssessSafety (when screening), else Reserve or Record |
 | watching | SafetyAssessed          | Reserve (an entry that may be taken) or Record(skipped: the reason) |
-| watching | Reserved                | Record(taken), or Record(skipped: the cap or breaker) [+ Release when the risk actor did not answer] |
-| watching | Recorded                | ReservationBound + StartPosition for an entry; Release for a duplicate; LeaderSold routes |
+| watching | Reserved                | Record(taken); Record(skipped: the cap or breaker) [+ Release when the risk actor did not answer, or the kill switch went on meanwhile] |
+| watching | Recorded                | ReservationBound + StartPosition for an entry; for a duplicate, the same for the position its first decision opened (still open), else Release; LeaderSold routes |
 | watching | PositionClosed          | —                                                                   |
 | watching | WalletSettingsChanged   | — (the wallet's overrides replaced)                                 |
 | watching | TradingModeChanged      | — (the global mode replaced; the rules' default mode follows it)    |
 
 Every state is `watching`; what changes is the books: positions by token (ours and shadows), our buys
 per token, and the leader's holdings observed since watching began (add-on buys, the sold fraction).
+A `TradingModeChanged` is handled even while a reservation or a write is under way: the kill switch
+refuses an entry granted just before it (recorded skipped `mode:off`, the reservation released).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import uuid
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -59,7 +62,7 @@ from actors.messages import (
 from actors.ports import CopyRules, Ports
 from actors.rules import GLOBAL_OFF, LIVE_NOT_AVAILABLE, RulesError, effective
 from actors.shell import Shell
-from actors.trades import STABLE_MINTS, WSOL_MINT, Trade, classify
+from actors.trades import STABLE_MINTS, WSOL_MINT, NotATrade, Trade, read_trade
 
 log = structlog.get_logger("wallet")
 
@@ -90,6 +93,7 @@ class Context:
     risk: bool = False  # a RiskActor grants entries
     rules_follow_mode: bool = False  # the default copy mode is the global trading mode (COPY_MODE unset)
     sol_usd: Decimal | None = None  # the last fresh SOL price: sizes the live entries of USD-quoted leaders
+    max_skew_s: float | None = None  # a timestamp further than this from the receipt is implausible
 
 
 # -- internal events and effects ----------------------------------------------------------------------------
@@ -303,7 +307,10 @@ def _entry_or_record(obs: Observation, ctx: Context) -> Effect:
 
 
 def on_swap_observed(state: WalletState, ev: SwapObserved, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
-    trade = classify(json.loads(ev.payload), state.wallet)
+    received = ev.received_at if ev.received_at is not None else ctx.now
+    trade = read_trade(json.loads(ev.payload), state.wallet, received, ctx.max_skew_s)
+    if isinstance(trade, NotATrade):  # stored with its reason: no delivery vanishes
+        return state, [Record(Observation(ev.signature, state.wallet, trade.outcome, reason=trade.reason))]
     obs = decide(state, ev.signature, trade, rules, ctx=ctx)
     if trade is not None and trade.side == "buy" and state.screen and obs.reason in ("copy_buy", "safety:unavailable"):
         return state, [AssessSafety(ev.signature, trade)]  # the rules let it through: ask for the verdict
@@ -317,6 +324,8 @@ def on_safety_assessed(state: WalletState, ev: SafetyAssessed, rules: CopyRules,
 def on_reserved(state: WalletState, ev: Reserved, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
     obs, d = ev.observation, ev.decision
     rid = Reserve(obs).reservation_id
+    if isinstance(d, EntryDecision) and d.granted and state.trading_mode == "off":
+        return state, [ReservationReleased(rid), Record(skipped(obs, GLOBAL_OFF))]  # the kill switch went on meanwhile
     if isinstance(d, EntryDecision) and d.granted:
         return state, [Record(obs, rid)]
     if isinstance(d, EntryDecision):
@@ -324,9 +333,28 @@ def on_reserved(state: WalletState, ev: Reserved, rules: CopyRules, ctx: Context
     return state, [ReservationReleased(rid), Record(skipped(obs, "risk:unavailable"))]  # fail closed
 
 
+def on_duplicate(state: WalletState, ev: Recorded, ctx: Context) -> list[Effect]:
+    """Another decision on this transaction was stored first (a replay, a re-delivery, a restart in between): the
+    books hold it already, or are rebuilt from it. What it may not have done is bind its reservation and start its
+    position (its actor died between the commit and those): both are idempotent, so do them again."""
+    res, obs = ev.result, ev.observation
+    if res.position_id is None or not res.journal:
+        return [ReservationReleased(ev.reservation_id)] if ev.reservation_id else []
+    opened = res.journal[0].data
+    effects: list[Effect] = []
+    if ctx.risk and opened["mode"] != "shadow":  # its exposure, under the reservation id every decision on it shares
+        effects.append(ReservationBound(Reserve(obs).reservation_id, res.position_id, state.wallet, opened["token_mint"],
+                                        opened["quote_mint"], int(opened["entry_quote_amount"])))
+    elif ev.reservation_id:
+        effects.append(ReservationReleased(ev.reservation_id))
+    return [*effects, StartPosition(res.position_id, state.wallet, res.journal)]
+
+
 def on_recorded(state: WalletState, ev: Recorded, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
     obs, res = ev.observation, ev.result
-    if res.duplicate or obs.trade is None:
+    if res.duplicate:
+        return state, on_duplicate(state, ev, ctx)
+    if obs.trade is None:
         return state, [ReservationReleased(ev.reservation_id)] if ev.reservation_id else []
     effects: list[Effect] = []
     t = obs.trade
@@ -427,13 +455,17 @@ class WalletActor(Shell):
         self._step(message)
         return None
 
+    def bypass_stash(self, message: Any) -> bool:
+        """The global mode is a pure state change: known at once, so an entry under way sees the kill switch."""
+        return isinstance(message, TradingModeChanged)
+
     def _step(self, event: Any) -> None:
         ctx = Context(self._ports.clock(), self._ports.live_available, self._ports.risk is not None,
-                      self._ports.rules_follow_mode, self._ports.sol_usd())
+                      self._ports.rules_follow_mode, self._ports.sol_usd(), self._ports.max_skew_s)
         self.state, effects = transition(self.state, event, self._ports.rules, ctx)
         for effect in effects:
-            if isinstance(effect, Record):
-                obs, rid = effect.observation, effect.reservation_id
+            if isinstance(effect, Record):  # its id makes a retry after a lost acknowledgement find its own row
+                obs, rid = replace(effect.observation, decision_id=uuid.uuid4().hex), effect.reservation_id
                 self.persist(
                     lambda obs=obs: self._ports.store.record_observation(obs),
                     lambda result, obs=obs, rid=rid: self._recorded(obs, result, rid),
@@ -475,6 +507,8 @@ class WalletActor(Shell):
         return answer
 
     def _recorded(self, obs: Observation, result: RecordResult, reservation_id: str | None) -> None:
+        if obs.outcome in ("no_trade", "ignored") and not result.duplicate:
+            log.info("not_a_trade", wallet=obs.wallet, signature=obs.signature, outcome=obs.outcome, reason=obs.reason)
         if obs.outcome == "signal" and not result.duplicate:
             t = obs.trade
             assert t is not None

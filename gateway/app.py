@@ -72,6 +72,8 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return _error(400, "invalid_json", "the body is not valid JSON")
+        except RecursionError:  # a 100,000-deep nesting: refused, not a 500
+            return _error(400, "invalid_json", "the body is nested too deeply")
         if b"\\u0000" in body:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
             return _error(400, "invalid_json", "the body contains a NUL character (\\u0000)")
         if not isinstance(data, list):

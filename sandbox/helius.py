@@ -434,6 +434,7 @@ class HeliusPoster:
         self._rng = random.Random(f"{seed}:deliveries")
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {f.name: 0 for f in fields(PosterStats)}
+        self._acked: set[str] = set()  # signatures of every delivery acknowledged with a 2xx at least once
         self._numbers = 0
         self._backlog: list[Delivery] = []
         self._token: trio.lowlevel.TrioToken | None = None
@@ -462,6 +463,11 @@ class HeliusPoster:
     def stats(self) -> PosterStats:
         with self._lock:
             return PosterStats(**self._counts)
+
+    def acknowledged(self) -> set[str]:
+        """The signatures the webhook acknowledged (2xx): what it promised to process exactly once."""
+        with self._lock:
+            return set(self._acked)
 
     def _bump(self, **deltas: int) -> None:
         with self._lock:
@@ -557,6 +563,8 @@ class HeliusPoster:
             self._bump(attempts=1)
             status = await self._post(d.body)
             if status is not None and 200 <= status < 300:
+                with self._lock:
+                    self._acked.update(d.signatures)
                 self._bump(**{counter: 1})
                 return True
             log.info("helius_delivery_failed", delivery=d.number, attempt=attempt + 1, status=status)

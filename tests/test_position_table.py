@@ -20,6 +20,7 @@ from actors.position import (
     COMMANDS,
     STATES,
     TABLE,
+    CancelEntry,
     Context,
     Filled,
     FillFailed,
@@ -151,7 +152,7 @@ def command_for(status: str, command: type) -> tuple[PositionState, Any]:
         PriceTick: tick(1.01), LeaderSold: sold(), ClosePosition: ClosePosition(PID),
         ClosePartial: ClosePartial(PID, Decimal("0.5")), SetStop: SetStop(PID, Decimal("0.00005")),
         Signed: Signed(side, SWAP), SwapFailed: SwapFailed(side, "expired", retryable=True), Resume: Resume(),
-        Retry: Retry(),
+        Retry: Retry(), CancelEntry: CancelEntry("mode:off"),
     }[command]
 
 
@@ -165,6 +166,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None, bool]] = {
     ("pending_entry", SetStop): ([], "pending_entry", False, False),
     ("pending_entry", Filled): (["entry_filled"], "open", None, False),
     ("pending_entry", FillFailed): (["entry_failed"], "entry_failed", None, False),
+    ("pending_entry", CancelEntry): (["entry_failed"], "entry_failed", None, False),  # the kill switch, before the buy
     **{("pending_entry", c): ([], "pending_entry", None, False) for c in QUIET},  # paper: Resume asks for the fill
     ("buying", PriceTick): ([], "buying", None, False),
     ("buying", LeaderSold): ([], "buying", None, True),  # a transaction may be landing: decided after its outcome
@@ -177,6 +179,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None, bool]] = {
     ("buying", SwapFailed): (["buy_failed"], "buying", None, False),
     ("buying", Resume): ([], "buying", None, False),
     ("buying", Retry): ([], "buying", None, False),
+    ("buying", CancelEntry): ([], "buying", None, False),  # in flight: the executor's send gate refuses a new send
     **{(st_, c): v for st_ in ("open", "partially_closed", "exit_failed") for c, v in {
         PriceTick: ([], st_, None, False),
         LeaderSold: (["exit_ordered"], st_, None, False),
@@ -185,7 +188,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None, bool]] = {
         SetStop: (["stop_moved"], st_, True, False),
         Filled: (["partial_exit"], "partially_closed", None, False),
         FillFailed: (["exit_failed"], "exit_failed", None, False),
-        **{c: ([], st_, None, False) for c in QUIET},
+        **{c: ([], st_, None, False) for c in (*QUIET, CancelEntry)},  # bought already: too late to cancel
     }.items()},
     ("selling", PriceTick): ([], "selling", None, False),
     ("selling", LeaderSold): ([], "selling", None, True),
@@ -198,6 +201,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None, bool]] = {
     ("selling", SwapFailed): (["sell_failed"], "selling", None, False),
     ("selling", Resume): ([], "selling", None, False),
     ("selling", Retry): ([], "selling", None, False),
+    ("selling", CancelEntry): ([], "selling", None, False),
     **{(st_, c): ([], st_, False if c in (ClosePosition, ClosePartial, SetStop) else None, False)
        for st_ in ("closed", "entry_failed") for c in COMMANDS},
 }
@@ -205,7 +209,7 @@ EXPECTED: dict[tuple[str, type], tuple[list[str], str, bool | None, bool]] = {
 
 def test_the_table_and_the_expectations_cover_every_pair() -> None:
     pairs = set(itertools.product(STATES, COMMANDS))
-    assert set(TABLE) == pairs and set(EXPECTED) == pairs and len(pairs) == 8 * 11
+    assert set(TABLE) == pairs and set(EXPECTED) == pairs and len(pairs) == 8 * 12
 
 
 @pytest.mark.parametrize("status, command", sorted(EXPECTED, key=lambda k: (STATES.index(k[0]), k[1].__name__)),

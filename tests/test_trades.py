@@ -127,7 +127,7 @@ def test_not_a_trade(accounts: list) -> None:
 
 def test_lenient_about_optional_fields() -> None:
     t = tx(entry(W, -10), {"account": ATA, "tokenBalanceChanges": [change(W, ATA, MINT, 3)]},
-           type=None, source=12, events=[], fee="odd", feePayer=None, timestamp="x")
+           type=None, source=12, events=[], fee="odd", feePayer=None, timestamp=None)
     trade = classify(check_shape(t), W)
     assert trade is not None and trade.source is None and trade.quote_amount == 10
 

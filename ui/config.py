@@ -16,7 +16,7 @@ from ui.backend import Backend, PanelError, SetTradingMode
 from ui.common import REFRESH_S, ago, column, every, frame
 
 GROUPS = (
-    ("Trading and copy defaults", ("trading_mode", "copy_", "stats_")),
+    ("Trading and copy defaults", ("trading_mode", "copy_", "stats_", "trade_")),
     ("Exit presets", ("exit_", "paper_")),
     ("Caps", ("risk_",)),
     ("Breakers", ("breaker_",)),
@@ -24,7 +24,7 @@ GROUPS = (
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
     ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
     ("Live execution", ("live_", "wallet_keypair")),
-    ("Supervision", ("supervisor_",)),
+    ("Supervision", ("supervisor_", "database_recovery", "database_max")),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 

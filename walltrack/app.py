@@ -1,5 +1,5 @@
-"""The composition root: settings → logging → database → store → trio runtime and adapters →
-supervisor and actors → inbox replay → watchlist listener → price monitor → gateway, and back.
+"""The composition root: settings → logging → database → store → database supervisor → trio runtime and
+adapters → supervisor and actors → inbox replay → watchlist listener → price monitor → gateway, and back.
 
 `App.start()` starts every part in order and `App.stop()` stops them in reverse; `run()` is the
 foreground `walltrack run`.
@@ -34,6 +34,7 @@ from walltrack.executor import exit_plan
 from walltrack.live import live_policy
 from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
+from walltrack.dbsupervisor import CONNECTED, DatabaseSupervisor
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import ConfigError, Settings, copy_rules, risk_config, supervision, webhook_secret
 
@@ -43,8 +44,10 @@ RECONCILE_S = 15.0  # the slow poll behind LISTEN/NOTIFY: watchlist, trading mod
 
 
 class App:
-    def __init__(self, settings: Settings, redactor: Redactor | None = None, clock: Any = time.time) -> None:
+    def __init__(self, settings: Settings, redactor: Redactor | None = None, clock: Any = time.time,
+                 embedded: EmbeddedPostgres | None = None) -> None:
         self.settings = settings
+        self._embedded = embedded  # the embedded server behind DATABASE_URL (the demo's): supervised, closed by its owner
         self.clock = clock
         self.redactor = redactor or Redactor(settings.secrets())
         self.started_at = time.time()
@@ -62,8 +65,11 @@ class App:
         self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._listener: asyncpg.Connection | None = None
         self._reconcile: asyncio.Task | None = None
+        self._listening = asyncio.Lock()
         self._url = ""
         self.gateway_port: int | None = None
+        self.database: DatabaseSupervisor | None = None
+        self.database_failed: str | None = None  # why the database could not be recovered (`walltrack run` exits)
 
     # -- start, in order ---------------------------------------------------------------------------
     def start(self) -> "App":
@@ -75,6 +81,10 @@ class App:
         self.store = repo.Store.open(self.loop, url)
         applied = self.store.run(migrate)
         log.info("database_ready", embedded=self.pg is not None, migrations_applied=applied)
+        self.database = DatabaseSupervisor(
+            url, self.pg or self._embedded, window_s=s.database_recovery_window_s, max_restarts=s.database_max_restarts,
+            on_recovered=self._database_recovered, on_failed=self._database_lost)
+        self.loop.run(self.database.start(), timeout=10)
 
         self.trio = TrioThread(name="walltrack-trio").start()
         self.services = Services(s, self.trio, self.store, self.clock, gate=self.live_gate)
@@ -84,7 +94,8 @@ class App:
                       safety=self.services.safety_port(), clock=self.clock,
                       executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
                       rules_follow_mode=s.copy_mode is None, live_available=live is not None, live=live,
-                      live_policy=live_policy(s), sol_usd=lambda: self._fresh_sol_usd())
+                      live_policy=live_policy(s), sol_usd=lambda: self._fresh_sol_usd(),
+                      max_skew_s=s.trade_max_skew_s)
         if self.services.confirmer is not None:  # before any position resumes a swap in flight
             self.confirmer = self.trio.start_service(self.services.confirmer.run)
             log.info("live_execution_available", wallet=live.address if live else None, mode=s.trading_mode)
@@ -166,6 +177,8 @@ class App:
 
     # -- stop, in reverse --------------------------------------------------------------------------
     def stop(self) -> None:
+        if self.loop is not None and self.database is not None:  # first: nothing restarts the database while it stops
+            self.loop.run(self.database.stop(wait_s=5), timeout=8)
         for service in (self.gateway, self.monitor):
             if service is not None:
                 service.stop()
@@ -197,6 +210,11 @@ class App:
         self._reconcile = asyncio.ensure_future(self._reconcile_loop())
 
     async def _listen(self) -> None:
+        async with self._listening:  # the reconcile loop and a database recovery may both find it closed
+            if self._listener is None or self._listener.is_closed():
+                await self._connect_listener()
+
+    async def _connect_listener(self) -> None:
         self._listener = await asyncpg.connect(self._url)
         await self._listener.add_listener(repo.WATCHLIST_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_watchlist()))
         # copy-rule overrides and operator breaker resets reach the running actors the same way
@@ -232,25 +250,41 @@ class App:
         if self._reconcile is not None:
             self._reconcile.cancel()
         if self._listener is not None:
-            await self._listener.close(timeout=5)
+            self._listener.terminate()  # nothing to flush on a LISTEN connection, and the server may be gone
 
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(min(RECONCILE_S, self.settings.inbox_sweep_s))
             try:
-                if self._listener is None or self._listener.is_closed():  # lost with a database outage
-                    await self._listen()
+                await self._listen()  # again, when it was lost with a database outage
                 await self._reload_watchlist()
                 await self._reload_trading_mode()  # a NOTIFY lost with the connection
                 await self._sweep_inbox()
             except Exception as exc:  # noqa: BLE001 - the next round retries
                 log.warning("watchlist_reload_failed", error=repr(exc))
 
-    def _hand_out(self, pending: list[tuple[str, str, tuple[str, ...]]]) -> None:
-        """Stored deliveries to the actors, in order, with the wallets still to observe each."""
+    async def _database_recovered(self, down_s: float) -> None:
+        """The database answers again: listen again, hear what a lost NOTIFY would have said, and hand out at once
+        what the outage left in the inbox (received before it began and still unprocessed)."""
+        if self.root is None or self.store is None:
+            return
+        await self._listen()
+        await self._reload_watchlist()
+        await self._reload_trading_mode()
+        async with self.store.pool.acquire() as conn:
+            stuck = await repo.pending_deliveries(conn, down_s)
+        self._hand_out(stuck)
+        log.info("database_resumed", down_s=round(down_s, 2), inbox_handed_out=len(stuck))
+
+    def _database_lost(self, reason: str) -> None:
+        self.database_failed = reason
+
+    def _hand_out(self, pending: list[tuple[str, str, tuple[str, ...], float]]) -> None:
+        """Stored deliveries to the actors, in order, with the wallets still to observe each and their age (s)."""
         assert self.root is not None and self.services is not None
-        for signature, payload, todo in pending:
-            self.root.tell(Deliver(signature, payload, todo))
+        now = self.clock()
+        for signature, payload, todo, age_s in pending:
+            self.root.tell(Deliver(signature, payload, todo, received_at=now - age_s))
             self.services.prefetch_safety(payload, todo)  # screen the backlog concurrently, decide in order
 
     async def _sweep_inbox(self) -> None:
@@ -264,7 +298,7 @@ class App:
         self._hand_out(stuck)
         if stuck:
             log.warning("inbox_swept", deliveries=len(stuck), older_than_s=self.settings.inbox_sweep_s,
-                        signatures=[sig for sig, _, _ in stuck[:5]])
+                        signatures=[d[0] for d in stuck[:5]])
 
     async def _reload_watchlist(self) -> None:
         assert self.store is not None and self.root is not None
@@ -283,7 +317,7 @@ class App:
             return await trio_await(store.store_deliveries(items))
 
         def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
-            self._hand_out([(signature, payload, wallets)])
+            self._hand_out([(signature, payload, wallets, 0.0)])
 
         deps = GatewayDeps(
             secret=secret,
@@ -321,7 +355,10 @@ class App:
                 exit_failed=db["exit_failed"],  # positions whose exit could not land: an alert (the dashboard too)
             )
         except Exception:  # noqa: BLE001
-            body.update(status="unavailable", database="unreachable", last_webhook_at=None, last_signal_at=None)
+            state = self.database.state if self.database is not None and self.database.state != CONNECTED else "unreachable"
+            body.update(status="unavailable", database=state, last_webhook_at=None, last_signal_at=None)
+        if self.database is not None:
+            body["database_restarts"] = self.database.restarts
         body["circuit_breaker"] = self._breaker_state()
         if self.services is not None and self.services.live is not None:
             body["live"] = {"wallet": self.services.live.address, "reconcile": self.live_reconcile,
@@ -376,6 +413,9 @@ def run(settings: Settings) -> int:
                 log.error("service_failed", service=name, error=repr(service.error))
                 failed.append(name)
                 return f"{name} failed"
+        if app.database_failed is not None:  # logged as database_recovery_failed
+            failed.append("database")
+            return "database unreachable"
         return "signal" if stop.is_set() else None
 
     try:

@@ -265,6 +265,10 @@ cmd_signals = _listing(
     "list_signals",
     lambda r: f"{r['created_at']}  {r['wallet'][:8]}  {r['side']:<4} {r['token_mint'][:8]}  {r['decision']:<7} {r['reason']}",
 )
+cmd_ignored = _listing(
+    "list_ignored",
+    lambda r: f"{r['observed_at']}  {r['wallet'][:8]}  {r['outcome']:<9} {r['reason']:<22} {r['signature']}",
+)
 cmd_positions = _listing(
     "list_positions",
     lambda r: f"#{r['id']}  {r['status']:<7} {r['wallet'][:8]}  {r['token_mint'][:8]}  entry {r['entry_quote_amount']}",
@@ -352,7 +356,8 @@ def parser() -> argparse.ArgumentParser:
     wl.add_argument("--json", action="store_true")
     wl.set_defaults(fn=cmd_wallet)
 
-    for name, fn, text in (("signals", cmd_signals, "signals recorded"), ("positions", cmd_positions, "positions")):
+    for name, fn, text in (("signals", cmd_signals, "signals recorded"), ("positions", cmd_positions, "positions"),
+                           ("ignored", cmd_ignored, "watched wallets' transactions that are no signal, with the reason")):
         c = sub.add_parser(name, help=f"list {text}")
         c.add_argument("--json", action="store_true", help="print a JSON array")
         c.set_defaults(fn=fn)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +46,12 @@ class EmbeddedPostgres:
         return self._server.get_uri()
 
     def close(self) -> None:
-        self._server.cleanup()
+        if not self.alive():  # killed under us (and not restarted): nothing to stop, only this handle to let go
+            self._server._postmaster_info = None
+        try:
+            self._server.cleanup()
+        except psutil.NoSuchProcess:  # it died while being stopped
+            pass
 
     def stop_server(self) -> None:
         """Stop the server but keep this handle (fault tests: a database outage)."""
@@ -57,6 +64,36 @@ class EmbeddedPostgres:
 
         with PostgresServer._lock:
             self._server.ensure_postgres_running()
+
+    def pid(self) -> int | None:
+        """The postmaster's PID from `postmaster.pid`, or None when there is none."""
+        try:
+            return int((self._server.pgdata / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def alive(self) -> bool:
+        """Whether the postmaster runs (a killed one is a zombie until its parent reaps it: not alive)."""
+        pid = self.pid()
+        try:
+            return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def restart(self, wait_s: float = 10.0) -> int | None:
+        """Start the server again after its postmaster died (SIGKILL, an OOM kill): wait until the dead one is gone
+        — PostgreSQL refuses to start while the PID in `postmaster.pid` exists, even as a zombie — then start it
+        in the same data directory, on the same socket. Returns the new postmaster's PID. Blocking: run it off
+        the event loop."""
+        pid, deadline = self.pid(), time.monotonic() + wait_s
+        while pid is not None and psutil.pid_exists(pid) and time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reaped by us when we are its parent (walltrack as PID 1 in a container)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        self.start_server()
+        return self.pid()
 
 
 def database_url(settings) -> tuple[str, EmbeddedPostgres | None]:  # noqa: ANN001

@@ -35,7 +35,7 @@ from sandbox.server import create_app, server_main
 from walltrack import store as repo
 from walltrack.app import App
 from walltrack.bridge import Service, TrioThread
-from walltrack.db import EmbeddedPostgres
+from walltrack.db import DatabaseUnavailable, EmbeddedPostgres
 from walltrack.demo_live import drain_swaps, fund, live_settings, live_summary
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings, risk_config
@@ -48,9 +48,9 @@ DEMO_DB = "walltrack_demo"
 class Sandbox:
     """The offline world: market, chain, the services' HTTP server and the Helius poster, on one clock."""
 
-    def __init__(self, seed: int, speed: float) -> None:
+    def __init__(self, seed: int, speed: float, start: float | None = None) -> None:
         self.seed, self.speed = seed, speed
-        self.market = Market(seed)
+        self.market = Market(seed) if start is None else Market(seed, start=start)
         self.clock = SimClock(self.market.start, speed)
         self.chain = Chain(self.market)
         self.faults = FaultBoard()
@@ -271,7 +271,7 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
                   else secrets.token_urlsafe(24))
         keypair = fund(sb, redactor) if live else None
         extra = live_settings(settings, keypair) if keypair is not None else None
-        app = App(bot_settings(settings, sb, db_url, secret, headless, extra), redactor, clock=sb.clock)
+        app = App(bot_settings(settings, sb, db_url, secret, headless, extra), redactor, clock=sb.clock, embedded=pg)
         start_lamports = sb.chain.account(keypair.pubkey()).lamports if keypair is not None else 0
         app.start()  # assigned first: a start that fails half-way is still stopped below
         assert app.store is not None
@@ -295,12 +295,12 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
             serve_panel(app, lambda: "signal" if stop.is_set() else ("demo finished" if clock() >= end else None))
         while not stop.is_set() and sb.clock() < end:
             stop.wait(0.1)
-        sb.stop_market(settle_s=30)
-        _drain(app, timeout=30)
-        if keypair is not None:  # the chain's blocks go on (wall time): the last swaps land or expire
-            drain_swaps(app, timeout=120)
-        result = summary(app, sb)
-        if keypair is not None:
+        interrupted = stop.is_set()  # Ctrl-C: stop within seconds, whatever state the database is in
+        sb.stop_market(settle_s=2 if interrupted else 30)
+        result = _settled_summary(app, sb, timeout=3 if interrupted else 30)
+        if keypair is not None and "error" not in result:  # the chain's blocks go on (wall time): the last swaps land or expire
+            drain_swaps(app, timeout=10 if interrupted else 120)
+            result = _settled_summary(app, sb, timeout=3 if interrupted else 30)
             result["live"] = live_summary(app, str(keypair.pubkey()), start_lamports)
         result["wall_seconds"] = round(time.monotonic() - wall0, 1)
     finally:
@@ -313,12 +313,24 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
     return 0
 
 
+def _settled_summary(app: App, sb: Sandbox, timeout: float) -> dict[str, Any]:
+    """The summary once every stored delivery has been processed (or the timeout passed); with the database
+    unreachable, one line that says so instead."""
+    try:
+        _drain(app, timeout)
+        return summary(app, sb)
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        log.error("demo_summary_unavailable", error=repr(exc))
+        return {"error": f"no summary: the database is unreachable ({exc})", "seed": sb.seed, "speed": sb.speed}
+
+
 def _drain(app: App, timeout: float) -> None:
     """Wait until every stored delivery has been processed by the actors (or the timeout passes)."""
     assert app.store is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pending = app.store.run(lambda c: c.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL"))
+        pending = app.store.run(lambda c: c.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL"),
+                                timeout=max(0.5, deadline - time.monotonic()))
         if pending == 0:
             return
         time.sleep(0.1)

