@@ -26,6 +26,7 @@ from hypercorn.trio import serve
 from actors.messages import BreakerReset, Deliver, GetStats, TradingModeChanged, WalletSettingsChanged, WatchlistChanged
 from actors.ports import Ports
 from actors.risk import SUPERVISOR_BREAKER
+from actors.runtime import Runtime
 from actors.supervisor import Published, RootSupervisor
 from gateway.app import Delivery, GatewayDeps, create_app
 from walltrack import store as repo
@@ -51,6 +52,7 @@ class App:
         self.loop: AsyncioThread | None = None
         self.store: repo.Store | None = None
         self.root: pykka.ActorRef | None = None
+        self.runtime: Runtime | None = None  # the worker pool every actor of this app runs on
         self.trio: TrioThread | None = None
         self.services: Services | None = None
         self.gateway: Service | None = None
@@ -81,15 +83,14 @@ class App:
                       rules_follow_mode=s.copy_mode is None)
         self.published = Published()
         intensity, backoff = supervision(s)
-        self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
+        self.runtime = Runtime(workers=s.actor_workers, throughput=s.actor_throughput, name="walltrack-actors")
+        with self.runtime.current():
+            self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
         self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
-        root = self.root.proxy()
         wallets = self.store.run(repo.active_wallets)
-        for w in wallets:
-            root.adopt_wallet(w, self.store.wallet_open_positions(w).result(30)).get()
-        positions = self.store.run(repo.open_positions)
-        for pid, journal in positions:
-            root.adopt_position(pid, journal).get()
+        books = self.store.run(lambda c: repo.wallet_books(c, wallets), timeout=120)
+        positions = self.store.run(repo.open_positions, timeout=120)
+        self.root.proxy().adopt(books, positions).get(timeout=120)  # one message for every actor, not a round trip each
         self.watched = frozenset(wallets)
         pending = self.store.run(repo.pending_deliveries)
         self._hand_out(pending)
@@ -122,6 +123,8 @@ class App:
                 self.root.stop(block=True, timeout=15)
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
+        if self.runtime is not None:
+            self.runtime.shutdown(timeout=15)  # the root told its children to stop: wait for them, then the workers
         if self.services is not None:
             self.services.close()
         if self.trio is not None:

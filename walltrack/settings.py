@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     supervisor_period_s: float = Field(default=60.0, gt=0)
     supervisor_backoff_s: float = Field(default=0.2, ge=0)  # before the first restart; doubles for each next one
     supervisor_backoff_max_s: float = Field(default=10.0, ge=0)
+    # the actor runtime (actors/runtime.py): every actor's mailbox is drained by this many shared worker threads
+    actor_workers: int = Field(default=4, ge=1, le=32)
+    actor_throughput: int = Field(default=32, ge=1)  # messages one actor handles per turn before the others get theirs
 
     @field_validator("copy_mode", "copy_leader_min_sol", "copy_leader_max_sol", "copy_min_liquidity_usd",
                      "copy_min_market_cap_usd", "copy_max_market_cap_usd", "copy_max_pool_age_hours", "copy_active_hours",

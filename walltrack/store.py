@@ -180,18 +180,10 @@ async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[Journ
         )
 
 
-async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, dict[str, frozenset[int]]]:
+async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, Any]:
     """{"open": mint -> ids, "shadow": mint -> ids} of the wallet's positions not yet closed, its rule books,
     and its "backlog" of unobserved deliveries."""
-    rows = await conn.fetch(
-        """SELECT mode = 'shadow' AS shadow, token_mint, array_agg(id) AS ids FROM positions
-            WHERE wallet = $1 AND closed_at IS NULL GROUP BY 1, 2""",
-        wallet,
-    )
-    books: dict[str, Any] = {"open": {}, "shadow": {}}
-    for r in rows:
-        books["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
-    books.update(await _wallet_rule_books(conn, wallet))
+    books = (await wallet_books(conn, [wallet]))[wallet]
     # stored deliveries this wallet has not observed yet (what a crashed actor's mailbox held), oldest first
     books["backlog"] = [(sig, payload) for sig, payload, todo in await pending_deliveries(conn, wallet=wallet)
                         if wallet in todo]
@@ -230,8 +222,38 @@ async def active_wallets(conn: asyncpg.Connection) -> list[str]:
 
 
 async def open_positions(conn: asyncpg.Connection) -> list[tuple[int, tuple[JournalEvent, ...]]]:
-    ids = [r["id"] for r in await conn.fetch("SELECT id FROM positions WHERE closed_at IS NULL ORDER BY id")]
-    return [(pid, await _journal(conn, pid)) for pid in ids]
+    """Every position not closed, with its journal: one query, however many there are."""
+    rows = await conn.fetch(
+        """SELECT e.position_id, e.seq, e.kind, e.data FROM positions p JOIN position_events e ON e.position_id = p.id
+            WHERE p.closed_at IS NULL ORDER BY e.position_id, e.seq""")
+    journals: dict[int, list[JournalEvent]] = {}
+    for r in rows:
+        journals.setdefault(r["position_id"], []).append(JournalEvent(r["seq"], r["kind"], r["data"]))
+    return [(pid, tuple(events)) for pid, events in journals.items()]
+
+
+async def wallet_books(conn: asyncpg.Connection, wallets: list[str]) -> dict[str, dict[str, Any]]:
+    """`_wallet_open_positions` for many wallets at once (start-up: a few queries, not a few per wallet); no
+    backlog — the stored deliveries are handed out after every actor has started."""
+    books: dict[str, dict[str, Any]] = {w: {"open": {}, "shadow": {}, "settings": {}, "buys": {}, "holdings": {},
+                                            "backlog": []} for w in wallets}
+    for r in await conn.fetch(
+            """SELECT wallet, mode = 'shadow' AS shadow, token_mint, array_agg(id) AS ids FROM positions
+                WHERE wallet = ANY($1) AND closed_at IS NULL GROUP BY 1, 2, 3""", wallets):
+        books[r["wallet"]]["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
+    for r in await conn.fetch("SELECT address, settings FROM wallets WHERE address = ANY($1)", wallets):
+        books[r["address"]]["settings"] = r["settings"] or {}
+    for r in await conn.fetch(
+            """SELECT wallet, token_mint, count(*) AS n, sum(entry_quote_amount) AS spent FROM positions
+                WHERE wallet = ANY($1) AND mode <> 'shadow' AND closed_at IS NULL GROUP BY 1, 2""", wallets):
+        books[r["wallet"]]["buys"][r["token_mint"]] = (int(r["n"]), int(r["spent"]))
+    for r in await conn.fetch(
+            """SELECT s.wallet, s.token_mint, sum(CASE s.side WHEN 'buy' THEN s.token_amount ELSE -s.token_amount END) AS net
+                 FROM signals s LEFT JOIN wallets w ON w.address = s.wallet
+                WHERE s.wallet = ANY($1) AND s.created_at >= coalesce(w.added_at, '-infinity') GROUP BY 1, 2""", wallets):
+        if r["net"] != 0:
+            books[r["wallet"]]["holdings"][r["token_mint"]] = int(r["net"])
+    return books
 
 
 async def pending_deliveries(conn: asyncpg.Connection, older_than_s: float = 0,
@@ -320,21 +342,6 @@ async def save_prices(conn: asyncpg.Connection, rows: list[tuple[str, Any, str |
 # -- copy rules, risk and breakers (actors/rules.py, actors/risk.py) ----------------------------------------
 WALLET_SETTINGS_CHANNEL = "walltrack_wallet_settings"
 BREAKERS_CHANNEL = "walltrack_breakers"
-
-
-async def _wallet_rule_books(conn: asyncpg.Connection, wallet: str) -> dict[str, Any]:
-    """A wallet's overrides, our entries per token still held, and the leader's net flow per token since watching."""
-    settings = await conn.fetchval("SELECT settings FROM wallets WHERE address = $1", wallet)
-    buys = await conn.fetch(
-        """SELECT token_mint, count(*) AS n, sum(entry_quote_amount) AS spent FROM positions
-            WHERE wallet = $1 AND mode <> 'shadow' AND closed_at IS NULL GROUP BY token_mint""", wallet)
-    held = await conn.fetch(
-        """SELECT token_mint, sum(CASE side WHEN 'buy' THEN token_amount ELSE -token_amount END) AS net FROM signals
-            WHERE wallet = $1 AND created_at >= coalesce((SELECT added_at FROM wallets WHERE address = $1), '-infinity')
-            GROUP BY token_mint""", wallet)
-    return {"settings": settings or {},
-            "buys": {r["token_mint"]: (int(r["n"]), int(r["spent"])) for r in buys},
-            "holdings": {r["token_mint"]: int(r["net"]) for r in held if r["net"] != 0}}
 
 
 async def _risk_snapshot(conn: asyncpg.Connection) -> dict[str, Any]:
