@@ -205,6 +205,8 @@ class Runtime:
         self.name, self.throughput = name, throughput
         self.registry = Registry()
         self._runq: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queued = 0  # run-queue entries not yet done (for `idle`)
+        self._queued_lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         for t in self._threads:
             t.start()
@@ -252,11 +254,17 @@ class Runtime:
             else:
                 ref.tell(message)
         for i in range(0, len(due), chunk):
-            self._runq.put(due[i:i + chunk])
+            self._schedule(due[i:i + chunk])
         return sent
 
-    def _schedule(self, mailbox: Mailbox) -> None:
-        self._runq.put(mailbox)
+    def _schedule(self, item: Mailbox | list[Mailbox]) -> None:
+        with self._queued_lock:
+            self._queued += 1
+        self._runq.put(item)
+
+    def idle(self) -> bool:
+        """No actor of this runtime has a message waiting or running (a quiescence probe for tests and benchmarks)."""
+        return self._queued == 0
 
     # -- the workers -------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -270,6 +278,8 @@ class Runtime:
                     self._turn(mailbox)
                 except BaseException:  # noqa: BLE001 - never lose a worker (the turn already contained the actor)
                     log.exception("actor runtime: a turn failed")
+            with self._queued_lock:
+                self._queued -= 1
 
     def _turn(self, mailbox: Mailbox) -> None:
         actor = mailbox.actor
@@ -289,7 +299,7 @@ class Runtime:
         if actor.actor_stopped.is_set():
             actor._finish()
         elif mailbox._yield_turn():
-            self._runq.put(mailbox)  # budget spent: to the back of the line
+            self._schedule(mailbox)  # budget spent: to the back of the line
 
     # -- shutdown ----------------------------------------------------------------------------------
     def stop_all(self, timeout: float = 10) -> int:

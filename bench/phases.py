@@ -1,0 +1,208 @@
+"""The phases of bench/run.py, one per row of issue 11's table. Each adds its rows (and notes) to the context."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench import fleet
+from bench.harness import PY, ROOT, WATCHED, Bot, Ctx, load, pct, pg_cpu, traffic, write_bodies
+from bench.report import Row
+
+
+def _watched(rng: random.Random, n: int) -> list[str]:
+    return [fleet.b58(32, rng) for _ in range(n)]
+
+
+def ingest(ctx: Ctx) -> None:
+    """Durable ingest, 16 connections: the bare endpoint, then the bot (200 only after the inbox commit)."""
+    rng = random.Random(11)
+    wallets = _watched(rng, WATCHED)
+    n = int(ctx.seconds * 2500)
+    bodies = write_bodies(ctx.tmp / "ingest.jsonl", traffic(rng, wallets, ctx.sandbox.mints(), n))
+    bare = subprocess.Popen([PY, str(ROOT / "bench" / "bare.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        port = json.loads(bare.stdout.readline())["port"]  # type: ignore[union-attr]
+        base = load("flood", port, bodies, seconds=ctx.seconds, connections=16)
+    finally:
+        bare.kill()
+        bare.wait()
+    url = ctx.database(lambda c: fleet.seed_wallets(c, wallets))
+    bot = Bot(ctx, url).start()
+    try:
+        bot.health()
+        got = load("flood", bot.port, bodies, seconds=ctx.seconds, connections=16)
+    finally:
+        bot.stop()
+    sigs = [json.loads(line)["sig"] for line in bodies.read_text().splitlines()]
+    acked = {sigs[i] for i, _, _, status in got["sent"] if status == 200}
+    stored = {r["signature"] for r in ctx.sql(url, "SELECT signature FROM webhook_inbox")}
+    lost = len(acked - stored)
+    rate_bare = sum(1 for s in base["sent"] if s[3] == 200) / base["seconds"]
+    rate_bot = len(acked) / got["seconds"]
+    p99 = pct([s[2] for s in got["sent"] if s[3] == 200], 99) * 1000
+    errors = sum(1 for s in got["sent"] if s[3] != 200)
+    ratio = rate_bot / rate_bare
+    ctx.rows.append(Row(
+        "durable ingest, 16 connections (200 after the inbox commit)",
+        f"{rate_bot:,.0f} req/s, p50 {pct([s[2] for s in got['sent']], 50) * 1000:.1f} ms, p99 {p99:.1f} ms, "
+        f"{lost} lost, {errors} non-200",
+        f"bare endpoint {rate_bare:,.0f} req/s: **{ratio:.0%}**", "≥ 90% of bare, p99 ≤ 20 ms, 0 lost",
+        ratio >= 0.9 and p99 <= 20 and lost == 0))
+    ctx.notes.append(f"Ingest bodies: one transaction each, of {WATCHED} watched wallets (10% buys, 45% sells, 45% SOL "
+                     "transfers): the bot also decides each one while it acknowledges the next. Lost = acknowledged "
+                     "with 200 but not in `webhook_inbox` afterwards.")
+
+
+def latency(ctx: Ctx) -> None:
+    """Webhook → signal row at 100 deliveries/s, and the bot's CPU meanwhile."""
+    rng = random.Random(12)
+    wallets = _watched(rng, WATCHED)
+    n = int(ctx.seconds * 100)
+    items = traffic(rng, wallets, ctx.sandbox.mints(), n)
+    bodies = write_bodies(ctx.tmp / "rate.jsonl", items)
+    url = ctx.database(lambda c: fleet.seed_wallets(c, wallets))
+    bot = Bot(ctx, url).start()
+    try:
+        bot.health()
+        proc = bot.ps
+        cpu0, pg0, w0 = proc.cpu_times(), pg_cpu(ctx), time.perf_counter()
+        got = load("rate", bot.port, bodies, seconds=ctx.seconds, rate=100)
+        cpu1, pg1, wall = proc.cpu_times(), pg_cpu(ctx), time.perf_counter() - w0
+        buys = sum(1 for _, m in items if m["kind"] == "buy")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if len(bot.log_events("signal")) >= buys + sum(1 for _, m in items if m["kind"] == "sell"):
+                break
+            time.sleep(0.2)
+        logged = {e["signature"]: datetime.fromisoformat(e["timestamp"]).timestamp() for e in bot.log_events("signal")}
+    finally:
+        bot.stop()
+    sent = {i: t for i, t, _, status in got["sent"] if status == 200}
+    screened, first = [], []
+    for i, (tx, meta) in enumerate(items):
+        if meta["kind"] == "buy" and i in sent and tx["signature"] in logged:
+            (first if meta["new"] else screened).append((logged[tx["signature"]] - sent[i]) * 1000)
+    missing = sum(1 for i, (tx, m) in enumerate(items) if m["kind"] == "buy" and tx["signature"] not in logged)
+    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall
+    p50, p99, f99 = pct(screened, 50), pct(screened, 99), pct(first, 99)
+    ctx.rows.append(Row(
+        "webhook → signal row at 100 deliveries/s (10% watched buys), token already screened",
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (n={len(screened)})", "—", "p50 ≤ 3 ms, p99 ≤ 15 ms",
+        p50 <= 3 and p99 <= 15))
+    ctx.rows.append(Row(
+        "webhook → signal row, first buy of a new token (sandbox answers in ~1 ms)",
+        f"p99 {f99:.1f} ms, p50 {pct(first, 50):.1f} ms (n={len(first)})", "—", "p99 ≤ 150 ms", f99 <= 150))
+    ctx.rows.append(Row(
+        "CPU of the bot process at 100 deliveries/s", f"{cpu:.0%} of a core",
+        f"PostgreSQL meanwhile: {(pg1 - pg0) / wall:.0%} of a core", "≤ 25% of a core", cpu <= 0.25))
+    ctx.notes.append(f"Latency: from the load generator's send to the bot's `signal` log line, written once the signal's "
+                     f"transaction has committed (both on this machine's clock); {missing} buys had no signal line. "
+                     f"Open loop: a send never waits for an earlier answer.")
+
+
+def _start(ctx: Ctx, wallets: int, positions: int) -> tuple[float, int, float]:
+    rng = random.Random(13 + wallets + positions)
+    ws = _watched(rng, wallets)
+
+    async def seed(c) -> None:  # noqa: ANN001
+        await fleet.seed_wallets(c, ws)
+        if positions:
+            await fleet.seed_positions(c, positions, ws, ctx.sandbox.mints()[:100], rng)
+
+    bot = Bot(ctx, ctx.database(seed)).start()
+    try:
+        took = bot.health(lambda b: (b.get("actors") or {}).get("wallets") == wallets
+                          and b["actors"].get("positions") == positions)
+        proc = bot.ps
+        return took, proc.num_threads(), proc.memory_info().rss / 2**20
+    finally:
+        bot.stop()
+
+
+def start_up(ctx: Ctx) -> None:
+    """1,000 and 5,000 watched wallets, then 1,000 wallets and 10,000 open positions: time to /health, threads, RSS."""
+    out = {k: _start(ctx, *k) for k in ((0, 0), (1000, 0), (5000, 0), (1000, 10000))}
+    (t0, th0, rss0), (t1, th1, rss1), (t5, th5, rss5), (tp, thp, rssp) = out.values()
+    ctx.rows.append(Row(
+        "1,000 / 5,000 watched wallets at start: OS threads, spawn → /health, RSS",
+        f"{th1} / {th5} threads, {t1:.2f} s / {t5:.2f} s, {rss1:.0f} / {rss5:.0f} MB",
+        f"no wallet: {th0} threads, {t0:.2f} s, {rss0:.0f} MB", "threads ≤ 32, start ≤ 2 s at 5,000",
+        max(th1, th5) <= 32 and t5 <= 2))
+    ctx.rows.append(Row(
+        "1,000 wallets + 10,000 open positions at start", f"{thp} threads, {tp:.2f} s, RSS {rssp:.0f} MB",
+        f"no wallet: {rss0:.0f} MB", "RSS ≤ 300 MB, threads ≤ 32", rssp <= 300 and thp <= 32))
+    ctx.notes.append("Start: from spawning `walltrack run` (interpreter start and imports, the panel's included) to "
+                     "`/health` answering 200 with every actor counted; the database is already up.")
+
+
+def sweep(ctx: Ctx) -> None:
+    """One price batch to 10,000 open positions (bench/sweep.py, the bot in a process of its own)."""
+    rng = random.Random(14)
+    ws = _watched(rng, 1000)
+
+    async def seed(c) -> None:  # noqa: ANN001
+        await fleet.seed_wallets(c, ws)
+        await fleet.seed_positions(c, 10_000, ws, [fleet.b58(32, rng) for _ in range(100)], rng)
+
+    url = ctx.database(seed)
+    data = Path(ctx.tmp / "sweep")
+    out = subprocess.run([PY, str(ROOT / "bench" / "sweep.py"), url, str(data)], capture_output=True, text=True,
+                         timeout=600, cwd=ctx.tmp)
+    if out.returncode:
+        raise RuntimeError(f"bench/sweep.py failed: {out.stderr[-2000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    ctx.rows.append(Row(
+        "one price sweep to 10,000 open positions (100 tokens): every position evaluated",
+        f"{r['evaluated_s'] * 1000:.0f} ms ({r['ticked']:,} ticked)",
+        f"with a journal write each: evaluated {r['journal_sweep_evaluated_s'] * 1000:.0f} ms, all "
+        f"{r['journal_writes']:,} stored {r['journaled_s']:.2f} s", "≤ 1 s after the batch arrives",
+        r["evaluated_s"] <= 1 and r["ticked"] == 10_000))
+    ctx.notes.append(f"Sweep: the batch is told to the root, which hands each token's tick to its positions as one "
+                     f"run-queue entry; timed until the actor runtime is idle. {r['threads']} threads, RSS "
+                     f"{r['rss_mb']:.0f} MB in that process.")
+
+
+def kill9(ctx: Ctx) -> None:
+    """kill -9 with 1,000 open positions, restart at once: time until all are back and priced again."""
+    rng = random.Random(15)
+    ws = _watched(rng, 50)
+    mints = ctx.sandbox.mints()[:20]
+
+    async def seed(c) -> None:  # noqa: ANN001
+        await fleet.seed_wallets(c, ws)
+        await fleet.seed_positions(c, 1000, ws, mints, rng)
+
+    url = ctx.database(seed)
+    bot = Bot(ctx, url).start()
+    everyone = lambda b: (b.get("actors") or {}).get("positions") == 1000  # noqa: E731
+    try:
+        bot.health(everyone)
+        priced = "SELECT count(*) FROM token_prices WHERE mint = ANY($1) AND priced_at > to_timestamp($2)"
+        t = time.time()
+        while ctx.sql(url, priced, mints, t - 3600)[0][0] < len(mints) and time.time() - t < 60:
+            time.sleep(0.1)
+        bot.kill9()
+        killed = time.time()
+        again = Bot(ctx, url)
+        again.data = bot.data
+        again.env = bot.env
+        again.port = bot.port
+        again.start()
+        back = again.health(everyone, timeout=60)
+        while ctx.sql(url, priced, mints, killed)[0][0] < len(mints) and time.time() - killed < 60:
+            time.sleep(0.02)
+        monitoring = time.time() - killed
+    finally:
+        bot.stop()
+        if "again" in locals():
+            again.stop()
+    ctx.rows.append(Row(
+        "kill -9 with 1,000 open positions → all back and monitoring",
+        f"{monitoring:.2f} s (all 1,000 actors back in {back:.2f} s)", "—", "≤ 5 s", monitoring <= 5))
+    ctx.notes.append("kill -9: the new process is spawned right after the kill (systemd's `RestartSec` not counted); "
+                     "monitoring = every open position's token priced again after the kill.")
