@@ -14,9 +14,12 @@ class Deliver:
     """A stored webhook transaction to hand to the watched wallets it touched."""
 
     signature: str
-    payload: str  # the transaction's JSON text (immutable; each wallet parses its own copy)
+    payload: str  # the transaction's JSON text (immutable; each wallet parses its own copy); "" when classified
     wallets: tuple[str, ...]
     kind: Literal["deliver"] = "deliver"
+    # (wallet, its trade or None) for each wallet, when the gateway classified the transaction as it parsed it
+    # (parsed once); None: each wallet classifies `payload` itself (a delivery replayed from the inbox)
+    trades: tuple[tuple[str, Trade | None], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,8 @@ class SwapObserved:
     wallet: str
     payload: str
     kind: Literal["swap_observed"] = "swap_observed"
+    classified: bool = False  # the gateway classified it already: `trade` is the wallet's trade (None: no trade)
+    trade: Trade | None = None
 
 
 @dataclass(frozen=True, slots=True)

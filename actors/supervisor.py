@@ -151,9 +151,12 @@ class RootSupervisor(PooledActor):
 
     # -- routing -----------------------------------------------------------------------------------
     def _deliver(self, m: Deliver) -> None:
+        trades = dict(m.trades) if m.trades is not None else None
         for wallet in m.wallets:
             if wallet in self._watchlist:
-                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload))
+                known = trades is not None and wallet in trades
+                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload, classified=known,
+                                                            trade=trades.get(wallet) if known else None))
             else:  # removed since the delivery was stored: close its books on this transaction
                 self._ports.store.record_observation(Observation(m.signature, wallet, "unwatched"))
 

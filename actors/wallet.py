@@ -274,7 +274,7 @@ def _entry_or_record(obs: Observation, ctx: Context) -> Effect:
 
 
 def on_swap_observed(state: WalletState, ev: SwapObserved, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
-    trade = classify(json.loads(ev.payload), state.wallet)
+    trade = ev.trade if ev.classified else classify(json.loads(ev.payload), state.wallet)
     obs = decide(state, ev.signature, trade, rules, ctx=ctx)
     if trade is not None and trade.side == "buy" and state.screen and obs.reason in ("copy_buy", "safety:unavailable"):
         return state, [AssessSafety(ev.signature, trade)]  # the rules let it through: ask for the verdict

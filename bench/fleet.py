@@ -34,9 +34,10 @@ async def seed_wallets(conn: asyncpg.Connection, wallets: list[str]) -> None:
 
 
 async def seed_positions(conn: asyncpg.Connection, n: int, wallets: list[str], mints: list[str], rng: random.Random,
-                         opened_at: float | None = None) -> list[int]:
+                         opened_at: float | None = None, tokens: dict[str, int] | None = None) -> list[int]:
     """`n` open paper positions (entry filled, the default exit plan), spread over `wallets` and `mints`, each with
-    its signal and journal (`opened`, `entry_filled`). Returns their ids."""
+    its signal and journal (`opened`, `entry_filled`). `tokens`: the raw tokens 0.1 SOL bought, per mint (default
+    ENTRY_TOKENS). Returns their ids."""
     at = time.time() if opened_at is None else opened_at
     base = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM signals")) + 1
     pbase = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM positions")) + 1
@@ -44,16 +45,17 @@ async def seed_positions(conn: asyncpg.Connection, n: int, wallets: list[str], m
     plan = ExitPlan().as_json()
     for i in range(n):
         sid, pid, w, mint = base + i, pbase + i, wallets[i % len(wallets)], mints[i % len(mints)]
+        got = (tokens or {}).get(mint, ENTRY_TOKENS)
         sig = b58(64, rng)
-        signals.append((sid, sig, w, "buy", mint, ENTRY_TOKENS * 10, DECIMALS, WSOL_MINT, ENTRY_QUOTE * 10, "RAYDIUM",
+        signals.append((sid, sig, w, "buy", mint, got * 10, DECIMALS, WSOL_MINT, ENTRY_QUOTE * 10, "RAYDIUM",
                         "taken", "copy_buy"))
-        positions.append((pid, sid, w, mint, DECIMALS, WSOL_MINT, "paper", "open", ENTRY_QUOTE, ENTRY_TOKENS, ENTRY_TOKENS))
+        positions.append((pid, sid, w, mint, DECIMALS, WSOL_MINT, "paper", "open", ENTRY_QUOTE, got, got))
         opened = {"wallet": w, "signature": sig, "signal_id": sid, "token_mint": mint, "token_decimals": DECIMALS,
                   "quote_mint": WSOL_MINT, "mode": "paper", "entry_quote_amount": str(ENTRY_QUOTE),
-                  "entry_token_amount": str(ENTRY_TOKENS), "price_basis": "leader_effective_price", "entry": "pending",
-                  "leader_token_amount": str(ENTRY_TOKENS * 10)}
-        fill = {"side": "buy", "token_amount": str(ENTRY_TOKENS), "quote_amount": str(ENTRY_QUOTE),
-                "quoted_out": str(ENTRY_TOKENS), "fee_quote": "5000", "slippage_quote": "0", "price_impact": "0.001",
+                  "entry_token_amount": str(got), "price_basis": "leader_effective_price", "entry": "pending",
+                  "leader_token_amount": str(got * 10)}
+        fill = {"side": "buy", "token_amount": str(got), "quote_amount": str(ENTRY_QUOTE),
+                "quoted_out": str(got), "fee_quote": "5000", "slippage_quote": "0", "price_impact": "0.001",
                 "route": "fleet", "at": at}
         events.append((pid, 1, "opened", json.dumps(opened)))
         events.append((pid, 2, "entry_filled", json.dumps({"fill": fill, "plan": plan, "at": at})))

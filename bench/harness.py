@@ -79,6 +79,12 @@ class Sandbox:
         return {"JUPITER_BASE_URL": f"{u}/jupiter", "JUPITER_TIER": "pro", "DEXSCREENER_BASE_URL": f"{u}/dexscreener",
                 "RUGCHECK_BASE_URL": f"{u}/rugcheck", "SOLANA_RPC_URL": f"{u}/rpc"}
 
+    def entry_tokens(self, mint: str, lamports: int) -> int:
+        """The raw tokens `lamports` buy at the market's mid price."""
+        t = self.market.tokens[mint]
+        whole = lamports / 10**9 * self.market.sol_usd / self.market.price_usd(mint)
+        return int(whole * 10**t.decimals)
+
     def mints(self) -> list[str]:
         """Clean SOL-quoted tokens first (what a leader would buy and we could copy), then the hazards."""
         clean = [t.mint for t in self.market.tokens.values() if t.quote == "SOL" and t.hazards == Hazards()]

@@ -111,8 +111,8 @@ def _start(ctx: Ctx, wallets: int, positions: int) -> tuple[float, int, float]:
 
     async def seed(c) -> None:  # noqa: ANN001
         await fleet.seed_wallets(c, ws)
-        if positions:
-            await fleet.seed_positions(c, positions, ws, ctx.sandbox.mints()[:100], rng)
+        if positions:  # tokens no price source knows: no exit fires while it starts
+            await fleet.seed_positions(c, positions, ws, [fleet.b58(32, rng) for _ in range(100)], rng)
 
     bot = Bot(ctx, ctx.database(seed)).start()
     try:
@@ -171,11 +171,12 @@ def kill9(ctx: Ctx) -> None:
     """kill -9 with 1,000 open positions, restart at once: time until all are back and priced again."""
     rng = random.Random(15)
     ws = _watched(rng, 50)
-    mints = ctx.sandbox.mints()[:20]
+    mints = ctx.sandbox.mints()[:20]  # clean tokens the sandbox prices; bought at its price, so no exit fires
+    tokens = {m: ctx.sandbox.entry_tokens(m, fleet.ENTRY_QUOTE) for m in mints}
 
     async def seed(c) -> None:  # noqa: ANN001
         await fleet.seed_wallets(c, ws)
-        await fleet.seed_positions(c, 1000, ws, mints, rng)
+        await fleet.seed_positions(c, 1000, ws, mints, rng, tokens=tokens)
 
     url = ctx.database(seed)
     bot = Bot(ctx, url).start()

@@ -28,11 +28,14 @@ from bench.phases import ingest, kill9, latency, start_up, sweep  # noqa: E402
 from bench.report import machine_facts, render, write_report  # noqa: E402
 from walltrack.db import EmbeddedPostgres  # noqa: E402
 
+PHASES = (ingest, latency, start_up, sweep, kill9)
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description="WallTrack benchmarks (issue 11's table)")
     p.add_argument("--quick", action="store_true", help="8 s load phases instead of 30 s")
     p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    p.add_argument("--only", nargs="*", choices=[f.__name__ for f in PHASES], help="run only these phases")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wtbench"))
     before = machine_facts()
@@ -41,9 +44,13 @@ def main() -> None:
     ctx = Ctx(pg, sandbox, tmp, 8.0 if a.quick else 30.0)
     t0 = time.time()
     try:
-        for phase in (ingest, latency, start_up, sweep, kill9):
+        for phase in PHASES:
+            if a.only and phase.__name__ not in a.only:
+                continue
             print(f"# {phase.__name__} ...", file=sys.stderr, flush=True)
+            done = len(ctx.rows)
             phase(ctx)
+            print(render(ctx.rows[done:]), file=sys.stderr, flush=True)
     finally:
         sandbox.runtime.stop()
         pg.close()

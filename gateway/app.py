@@ -19,11 +19,16 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors.trades import InvalidTransaction, accounts_touched, check_shape
+from actors.trades import InvalidTransaction, Trade, accounts_touched, check_shape, classify
 
 log = structlog.get_logger("gateway")
 
-Delivery = tuple[str, str, list[str]]  # (signature, transaction JSON, watched wallets it touches)
+Trades = tuple[tuple[str, Trade | None], ...]  # (watched wallet, its trade in the transaction, or None)
+Items = tuple[tuple[str, tuple[str, ...]], ...]  # (signature, the watched wallets it touches), each signature once
+
+
+class Unstorable(ValueError):
+    """The database refused the delivery's content (not a temporary failure): a 400, never retried."""
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,15 @@ class GatewayDeps:
     secret: str
     max_bytes: int
     watched: Callable[[], frozenset[str]]
-    store_deliveries: Callable[[list[Delivery]], Awaitable[set[str]]]
-    dispatch: Callable[[str, str, tuple[str, ...]], None]
+    store_body: Callable[[str, Items], Awaitable[set[str]]]  # the new signatures, once committed
+    dispatch: Callable[[str, tuple[str, ...], Trades], None]
     health: Callable[[], Awaitable[tuple[dict[str, Any], int]]]
+    screen: Callable[[list[Trade]], None] = lambda trades: None  # start checking the tokens bought, at once
     store_timeout: float = 5.0
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _error(status: int, error: str, detail: str) -> Response:
@@ -69,10 +79,11 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
             log.warning("webhook_rejected", reason="bad_authorization", remote=request.remote_addr)
             return _error(401, "unauthorized", "the Authorization header does not match the webhook secret")
         try:
-            data = json.loads(body)
+            text = body.decode("utf-8")
+            data = json.loads(text, parse_constant=_no_constants)  # parsed once: nothing downstream parses it again
         except (ValueError, UnicodeDecodeError):
             return _error(400, "invalid_json", "the body is not valid JSON")
-        if b"\\u0000" in body:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
+        if "\\u0000" in text:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
             return _error(400, "invalid_json", "the body contains a NUL character (\\u0000)")
         if not isinstance(data, list):
             return _error(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
@@ -82,30 +93,29 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
             return _error(400, "invalid_transaction", str(exc))
 
         watched = deps.watched()
-        items: dict[str, Delivery] = {}
+        seen: dict[str, Trades] = {}
         for tx in txs:
-            items.setdefault(tx["signature"], (tx["signature"], json.dumps(tx), sorted(accounts_touched(tx) & watched)))
-        deliveries = list(items.values())
+            if tx["signature"] not in seen:
+                seen[tx["signature"]] = tuple((w, classify(tx, w)) for w in sorted(accounts_touched(tx) & watched))
+        deps.screen([t for trades in seen.values() for _, t in trades if t is not None and t.side == "buy"])
+        items: Items = tuple((sig, tuple(w for w, _ in trades)) for sig, trades in seen.items())
         try:
             with trio.fail_after(deps.store_timeout):
-                new = await deps.store_deliveries(deliveries) if deliveries else set()
+                new = await deps.store_body(text, items) if items else set()
+        except Unstorable as exc:
+            return _error(400, "invalid_json", f"the delivery cannot be stored: {exc}")
         except Exception as exc:  # noqa: BLE001 - any failure to store (or trio.TooSlowError) is never acknowledged
-            log.error("webhook_not_stored", error=repr(exc), transactions=len(deliveries))
+            log.error("webhook_not_stored", error=repr(exc), transactions=len(items))
             resp = _error(503, "database_unavailable", "the delivery could not be stored; retry later")
             resp.headers["Retry-After"] = "5"
             return resp
-        for signature, payload, wallets in deliveries:
-            if signature in new and wallets:
-                deps.dispatch(signature, payload, tuple(wallets))
-        log.info(
-            "webhook_received",
-            transactions=len(deliveries),
-            new=len(new),
-            duplicates=len(deliveries) - len(new),
-            signatures=[d[0] for d in deliveries][:20],
-        )
+        for signature, trades in seen.items():
+            if signature in new and trades:
+                deps.dispatch(signature, tuple(w for w, _ in trades), trades)
+        log.info("webhook_received", transactions=len(items), new=len(new), duplicates=len(items) - len(new),
+                 signatures=list(seen)[:20])
         return Response(
-            json.dumps({"accepted": len(new), "duplicates": len(deliveries) - len(new)}), status=200, mimetype="application/json"
+            json.dumps({"accepted": len(new), "duplicates": len(items) - len(new)}), status=200, mimetype="application/json"
         )
 
     @app.get("/health")

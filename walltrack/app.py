@@ -28,7 +28,7 @@ from actors.ports import Ports
 from actors.risk import SUPERVISOR_BREAKER
 from actors.runtime import Runtime
 from actors.supervisor import Published, RootSupervisor
-from gateway.app import Delivery, GatewayDeps, create_app
+from gateway.app import GatewayDeps, Items, Trades, Unstorable, create_app
 from walltrack import store as repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
 from walltrack.executor import exit_plan
@@ -226,19 +226,26 @@ class App:
         assert self.store is not None and self.root is not None
         store = self.store
 
-        async def store_deliveries(items: list[Delivery]) -> set[str]:
-            return await trio_await(store.store_deliveries(items))
+        root, services = self.root, self.services
+        assert services is not None
 
-        def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
-            self._hand_out([(signature, payload, wallets)])
+        async def store_body(body: str, items: Items) -> set[str]:
+            try:
+                return await trio_await(store.store_body(body, items))
+            except asyncpg.DataError as exc:  # the content, not the database: never worth a retry
+                raise Unstorable(str(exc)) from None
+
+        def dispatch(signature: str, wallets: tuple[str, ...], trades: Trades) -> None:
+            root.tell(Deliver(signature, "", wallets, trades=trades))  # classified once, by the gateway
 
         deps = GatewayDeps(
             secret=secret,
             max_bytes=self.settings.webhook_max_bytes,
             watched=lambda: self.watched,
-            store_deliveries=store_deliveries,
+            store_body=store_body,
             dispatch=dispatch,
             health=self._health,
+            screen=services.screen,
         )
         app = create_app(deps)
         config = HypercornConfig()

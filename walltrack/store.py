@@ -15,6 +15,7 @@ import asyncpg
 from actors.messages import JournalEvent, Observation, RecordResult
 from walltrack.bridge import AsyncioThread
 from walltrack.db import DatabaseUnavailable
+from walltrack.inbox import Batch, GroupCommit
 
 T = TypeVar("T")
 
@@ -44,6 +45,7 @@ class Store:
     def __init__(self, loop: AsyncioThread, pool: asyncpg.Pool) -> None:
         self._loop = loop
         self.pool = pool
+        self.inbox = GroupCommit(loop.loop, self.call, (DatabaseUnavailable,))  # the webhook inbox's group commit
 
     @classmethod
     def open(cls, loop: AsyncioThread, url: str) -> "Store":
@@ -53,24 +55,25 @@ class Store:
         self._loop.run(self.pool.close(), timeout=10)
 
     def submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Future[T]:
-        async def run() -> T:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await self.pool.acquire(timeout=5)
-                return await fn(conn)
-            except _TEMPORARY as exc:
-                raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
-            finally:
-                # The outcome is fn's. A connection that dies while the pool resets it (the server stopping just
-                # after a commit) is terminated by the pool; reported as a failure, a stored delivery would get a
-                # 503 and Helius' retry a duplicate that is never dispatched.
-                if conn is not None:
-                    try:
-                        await self.pool.release(conn)
-                    except Exception:  # noqa: BLE001
-                        pass
+        return self._loop.submit(self.call(fn))
 
-        return self._loop.submit(run())
+    async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`fn(conn)` on a pooled connection, on the store's loop; a lost database is `DatabaseUnavailable`."""
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await self.pool.acquire(timeout=5)
+            return await fn(conn)
+        except _TEMPORARY as exc:
+            raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+        finally:
+            # The outcome is fn's. A connection that dies while the pool resets it (the server stopping just
+            # after a commit) is terminated by the pool; reported as a failure, a stored delivery would get a
+            # 503 and Helius' retry a duplicate that is never dispatched.
+            if conn is not None:
+                try:
+                    await self.pool.release(conn)
+                except Exception:  # noqa: BLE001
+                    pass
 
     def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], timeout: float = 30) -> T:
         return self.submit(fn).result(timeout)
@@ -98,9 +101,14 @@ class Store:
         return self.submit(lambda conn: _journal(conn, position_id))
 
     # -- the gateway -------------------------------------------------------------------------------
+    def store_body(self, body: str, items: tuple[tuple[str, tuple[str, ...]], ...]) -> Future[set[str]]:
+        """Store a webhook body's transactions (a JSON array, as received) with the watched wallets of each
+        (signature, wallets); returns, once committed, the signatures not seen before (walltrack/inbox.py)."""
+        return self.inbox.submit(Batch(body, items))
+
     def store_deliveries(self, items: list[tuple[str, str, list[str]]]) -> Future[set[str]]:
         """Store (signature, payload JSON, watched wallets) rows; returns the signatures not seen before."""
-        return self.submit(lambda conn: _store_deliveries(conn, items))
+        return self.store_body("[" + ",".join(p for _, p, _ in items) + "]", tuple((s, tuple(w)) for s, _, w in items))
 
     def health(self) -> Future[dict[str, Any]]:
         return self.submit(_health)
@@ -193,18 +201,6 @@ async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[
 async def _journal(conn: asyncpg.Connection, pid: int) -> tuple[JournalEvent, ...]:
     rows = await conn.fetch("SELECT seq, kind, data FROM position_events WHERE position_id = $1 ORDER BY seq", pid)
     return tuple(JournalEvent(r["seq"], r["kind"], r["data"]) for r in rows)
-
-
-async def _store_deliveries(conn: asyncpg.Connection, items: list[tuple[str, str, list[str]]]) -> set[str]:
-    rows = await conn.fetch(
-        """INSERT INTO webhook_inbox (signature, payload, wallets, processed_at)
-           SELECT s, p::jsonb, ARRAY(SELECT jsonb_array_elements_text(w::jsonb)),
-                  CASE WHEN jsonb_array_length(w::jsonb) = 0 THEN now() END
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, p, w)
-           ON CONFLICT (signature) DO NOTHING RETURNING signature""",
-        [i[0] for i in items], [i[1] for i in items], [json.dumps(i[2]) for i in items],
-    )
-    return {r["signature"] for r in rows}
 
 
 async def _health(conn: asyncpg.Connection) -> dict[str, Any]:
