@@ -138,9 +138,9 @@ class Bot:
 
     def __init__(self, ctx: Ctx, db_url: str, **env: str) -> None:
         self.data = Path(tempfile.mkdtemp(prefix="bot", dir=ctx.tmp))
-        self.port, self.db_url = free_port(), db_url
+        self.port, self.panel_port, self.db_url = free_port(), free_port(), db_url
         self.env = {**os.environ, **ctx.sandbox.env(), "WALLTRACK_DATA_DIR": str(self.data), "DATABASE_URL": db_url,
-                    "HELIUS_WEBHOOK_SECRET": SECRET, "GATEWAY_PORT": str(self.port), "PANEL_PORT": str(free_port()),
+                    "HELIUS_WEBHOOK_SECRET": SECRET, "GATEWAY_PORT": str(self.port), "PANEL_PORT": str(self.panel_port),
                     "LOG_LEVEL": "INFO", **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.spawned = 0.0
@@ -167,6 +167,19 @@ class Bot:
                     pass
                 time.sleep(0.02)
         raise RuntimeError(f"the bot did not get healthy in {timeout} s: see {self.data / 'stdout.log'}")
+
+    def settled(self, timeout: float = 60) -> None:
+        """Wait until the panel serves too: `walltrack run` starts it after the gateway, and its start-up (imports,
+        pages) must not be counted against the load phases."""
+        deadline = time.perf_counter() + timeout
+        with httpx.Client(timeout=5) as http:
+            while time.perf_counter() < deadline:
+                try:
+                    http.get(f"http://127.0.0.1:{self.panel_port}/")
+                    return
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+        raise RuntimeError("the panel did not start")
 
     @property
     def ps(self) -> psutil.Process:

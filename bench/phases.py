@@ -35,6 +35,7 @@ def ingest(ctx: Ctx) -> None:
     bot = Bot(ctx, url).start()
     try:
         bot.health()
+        bot.settled()
         got = load("flood", bot.port, bodies, seconds=ctx.seconds, connections=16)
     finally:
         bot.stop()
@@ -69,6 +70,7 @@ def latency(ctx: Ctx) -> None:
     bot = Bot(ctx, url).start()
     try:
         bot.health()
+        bot.settled()
         proc = bot.ps
         cpu0, pg0, w0 = proc.cpu_times(), pg_cpu(ctx), time.perf_counter()
         got = load("rate", bot.port, bodies, seconds=ctx.seconds, rate=100)

@@ -15,7 +15,9 @@ import asyncpg
 from actors.messages import JournalEvent, Observation, RecordResult
 from walltrack.bridge import AsyncioThread
 from walltrack.db import DatabaseUnavailable
-from walltrack.inbox import Batch, GroupCommit
+from walltrack.group_commit import GroupCommit
+from walltrack.inbox import Batch
+from walltrack.inbox import write as write_inbox
 
 T = TypeVar("T")
 
@@ -45,7 +47,10 @@ class Store:
     def __init__(self, loop: AsyncioThread, pool: asyncpg.Pool) -> None:
         self._loop = loop
         self.pool = pool
-        self.inbox = GroupCommit(loop.loop, self.call, (DatabaseUnavailable,))  # the webhook inbox's group commit
+        # group commits (walltrack/group_commit.py): the webhook inbox, and the position journals
+        self.inbox: GroupCommit[Batch, set[str]] = GroupCommit(loop.loop, self.call, write_inbox, (DatabaseUnavailable,))
+        self.journals: GroupCommit[tuple[int, tuple[JournalEvent, ...], dict[str, Any]], None] = GroupCommit(
+            loop.loop, self.call, _append_events, (DatabaseUnavailable,))
 
     @classmethod
     def open(cls, loop: AsyncioThread, url: str) -> "Store":
@@ -83,7 +88,7 @@ class Store:
         return self.submit(lambda conn: _record_observation(conn, obs))
 
     def append_position_events(self, position_id: int, events: tuple[JournalEvent, ...], projection: dict[str, Any]) -> Future[None]:
-        return self.submit(lambda conn: _append_events(conn, position_id, events, projection))
+        return self.journals.submit((position_id, events, projection))
 
     def wallet_open_positions(self, wallet: str) -> Future[dict[str, Any]]:
         return self.submit(lambda conn: _wallet_open_positions(conn, wallet))
@@ -116,6 +121,10 @@ class Store:
 
 async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> RecordResult:
     async with conn.transaction():
+        # An asynchronous commit: a decision is derived from the inbox row, which was committed (synchronously)
+        # before the 200. Lost in a crash, it is decided again by the inbox replay; and any later synchronous
+        # commit (a position's journal, before any fill) flushes it to disk first — WAL is written in order.
+        await conn.execute("SET LOCAL synchronous_commit = off")
         fresh = await conn.fetchval(
             "INSERT INTO observations (signature, wallet, outcome) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
             obs.signature, obs.wallet, obs.outcome,
@@ -161,31 +170,35 @@ async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> Rec
         return RecordResult(False, signal_id, position_id, journal)
 
 
-async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[JournalEvent, ...], p: dict[str, Any]) -> None:
+async def _append_events(conn: asyncpg.Connection,
+                         items: list[tuple[int, tuple[JournalEvent, ...], dict[str, Any]]]) -> list[None]:
+    """Journal events and projections of many positions (pid, events, projection) in one transaction: one
+    synchronous commit — the events are on disk before any effect they announce is performed."""
     async with conn.transaction():
         # Idempotent: a retry after a lost acknowledgement finds its events already there.
         await conn.executemany(
             "INSERT INTO position_events (position_id, seq, kind, data) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            [(pid, e.seq, e.kind, e.data) for e in events],
+            [(pid, e.seq, e.kind, e.data) for pid, events, _ in items for e in events],
         )
         fills = [(pid, e.seq, e.kind, e.data.get("reason"), f["side"], int(f["token_amount"]), int(f["quote_amount"]),
                   int(f["quoted_out"]), int(f["fee_quote"]), int(f["slippage_quote"]), f["price_impact"], f["route"], f["at"])
-                 for e in events if isinstance(f := e.data.get("fill"), dict)]
+                 for pid, events, _ in items for e in events if isinstance(f := e.data.get("fill"), dict)]
         if fills:  # schema/003: one row per fill, signed into PnL by side
             await conn.executemany(
                 """INSERT INTO fills (position_id, seq, kind, reason, side, token_amount, quote_amount, quoted_out,
                                       fee_quote, slippage_quote, price_impact, route, filled_at)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING""", fills)
-        await conn.execute(
+        await conn.executemany(
             """UPDATE positions SET status = $2, token_amount_open = $3, exit_quote_amount = $4,
                       realized_pnl_quote = $5, exit_reason = $6, updated_at = now(),
                       entry_quote_amount = coalesce($7, entry_quote_amount),
                       entry_token_amount = coalesce($8, entry_token_amount),
                       closed_at = CASE WHEN $2 IN ('closed', 'entry_failed') THEN coalesce(closed_at, now()) END
                 WHERE id = $1""",
-            pid, p["status"], p["token_amount_open"], p["exit_quote_amount"], p["realized_pnl_quote"], p["exit_reason"],
-            p.get("entry_quote_amount"), p.get("entry_token_amount"),
+            [(pid, p["status"], p["token_amount_open"], p["exit_quote_amount"], p["realized_pnl_quote"], p["exit_reason"],
+              p.get("entry_quote_amount"), p.get("entry_token_amount")) for pid, _, p in items],
         )
+    return [None] * len(items)
 
 
 async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, Any]:
