@@ -1,4 +1,5 @@
-"""The HTTP gateway: Helius webhooks in, health out. Quart on trio, served by Hypercorn's trio worker.
+"""The HTTP gateway: Helius webhooks in, health out. Quart on trio, served by Hypercorn's trio worker; the webhook
+itself also has a plain ASGI fast path in front of Quart (gateway/fastpath.py), the same `receive_webhook`.
 
 A delivery is checked (secret in constant time, size, JSON shape), stored in the durable inbox, and
 only then acknowledged; its new transactions become messages to the watched wallets they touch. Any
@@ -51,6 +52,60 @@ def _error(status: int, error: str, detail: str) -> Response:
     return Response(json.dumps({"error": error, "detail": detail}), status=status, mimetype="application/json")
 
 
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _reply(status: int, error: str, detail: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, {"error": error, "detail": detail}, headers)
+
+
+async def receive_webhook(deps: GatewayDeps, auth: str, body: bytes, remote: str | None) -> Reply:
+    """A Helius delivery (its whole body read): checked, parsed once, stored, then acknowledged and dispatched."""
+    if not hmac.compare_digest(auth.encode(), deps.secret.encode()):
+        log.warning("webhook_rejected", reason="bad_authorization", remote=remote)
+        return _reply(401, "unauthorized", "the Authorization header does not match the webhook secret")
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_constant=_no_constants)  # parsed once: nothing downstream parses it again
+    except (ValueError, UnicodeDecodeError):
+        return _reply(400, "invalid_json", "the body is not valid JSON")
+    if "\\u0000" in text:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
+        return _reply(400, "invalid_json", "the body contains a NUL character (\\u0000)")
+    if not isinstance(data, list):
+        return _reply(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
+    try:
+        txs = [check_shape(tx, f"body[{i}]") for i, tx in enumerate(data)]
+    except InvalidTransaction as exc:
+        return _reply(400, "invalid_transaction", str(exc))
+
+    watched = deps.watched()
+    seen: dict[str, Trades] = {}
+    for tx in txs:
+        if tx["signature"] not in seen:
+            seen[tx["signature"]] = tuple((w, classify(tx, w)) for w in sorted(accounts_touched(tx) & watched))
+    deps.screen([t for trades in seen.values() for _, t in trades if t is not None and t.side == "buy"])
+    items: Items = tuple((sig, tuple(w for w, _ in trades)) for sig, trades in seen.items())
+    try:
+        with trio.fail_after(deps.store_timeout):
+            new = await deps.store_body(text, items) if items else set()
+    except Unstorable as exc:
+        return _reply(400, "invalid_json", f"the delivery cannot be stored: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any failure to store (or trio.TooSlowError) is never acknowledged
+        log.error("webhook_not_stored", error=repr(exc), transactions=len(items))
+        return _reply(503, "database_unavailable", "the delivery could not be stored; retry later",
+                      (("Retry-After", "5"),))
+    for signature, trades in seen.items():
+        if signature in new and trades:
+            deps.dispatch(signature, tuple(w for w, _ in trades), trades)
+    log.info("webhook_received", transactions=len(items), new=len(new), duplicates=len(items) - len(new),
+             signatures=list(seen)[:20])
+    return Reply(200, {"accepted": len(new), "duplicates": len(items) - len(new)})
+
+
 def create_app(deps: GatewayDeps) -> QuartTrio:
     app = QuartTrio("walltrack.gateway")
     app.config["MAX_CONTENT_LENGTH"] = deps.max_bytes
@@ -74,49 +129,8 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
         # Read the (size-bounded) body before answering anything: a reply that leaves it unread would stall
         # the next request on this kept-alive connection.
         body = await request.get_data(cache=False)
-        auth = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(auth.encode(), deps.secret.encode()):
-            log.warning("webhook_rejected", reason="bad_authorization", remote=request.remote_addr)
-            return _error(401, "unauthorized", "the Authorization header does not match the webhook secret")
-        try:
-            text = body.decode("utf-8")
-            data = json.loads(text, parse_constant=_no_constants)  # parsed once: nothing downstream parses it again
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "invalid_json", "the body is not valid JSON")
-        if "\\u0000" in text:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
-            return _error(400, "invalid_json", "the body contains a NUL character (\\u0000)")
-        if not isinstance(data, list):
-            return _error(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
-        try:
-            txs = [check_shape(tx, f"body[{i}]") for i, tx in enumerate(data)]
-        except InvalidTransaction as exc:
-            return _error(400, "invalid_transaction", str(exc))
-
-        watched = deps.watched()
-        seen: dict[str, Trades] = {}
-        for tx in txs:
-            if tx["signature"] not in seen:
-                seen[tx["signature"]] = tuple((w, classify(tx, w)) for w in sorted(accounts_touched(tx) & watched))
-        deps.screen([t for trades in seen.values() for _, t in trades if t is not None and t.side == "buy"])
-        items: Items = tuple((sig, tuple(w for w, _ in trades)) for sig, trades in seen.items())
-        try:
-            with trio.fail_after(deps.store_timeout):
-                new = await deps.store_body(text, items) if items else set()
-        except Unstorable as exc:
-            return _error(400, "invalid_json", f"the delivery cannot be stored: {exc}")
-        except Exception as exc:  # noqa: BLE001 - any failure to store (or trio.TooSlowError) is never acknowledged
-            log.error("webhook_not_stored", error=repr(exc), transactions=len(items))
-            resp = _error(503, "database_unavailable", "the delivery could not be stored; retry later")
-            resp.headers["Retry-After"] = "5"
-            return resp
-        for signature, trades in seen.items():
-            if signature in new and trades:
-                deps.dispatch(signature, tuple(w for w, _ in trades), trades)
-        log.info("webhook_received", transactions=len(items), new=len(new), duplicates=len(items) - len(new),
-                 signatures=list(seen)[:20])
-        return Response(
-            json.dumps({"accepted": len(new), "duplicates": len(items) - len(new)}), status=200, mimetype="application/json"
-        )
+        r = await receive_webhook(deps, request.headers.get("Authorization", ""), body, request.remote_addr)
+        return Response(json.dumps(r.body), status=r.status, mimetype="application/json", headers=dict(r.headers))
 
     @app.get("/health")
     async def health() -> Response:

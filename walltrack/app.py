@@ -29,6 +29,7 @@ from actors.risk import SUPERVISOR_BREAKER
 from actors.runtime import Runtime
 from actors.supervisor import Published, RootSupervisor
 from gateway.app import GatewayDeps, Items, Trades, Unstorable, create_app
+from gateway.fastpath import webhook_fast_path
 from walltrack import store as repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
 from walltrack.executor import exit_plan
@@ -247,7 +248,7 @@ class App:
             health=self._health,
             screen=services.screen,
         )
-        app = create_app(deps)
+        app = webhook_fast_path(create_app(deps), deps)
         config = HypercornConfig()
         config.bind = [f"{self.settings.gateway_host}:{self.settings.gateway_port}"]
         config.accesslog = None
