@@ -68,8 +68,8 @@ def notify(future: concurrent.futures.Future[T], fn: Callable[[T | BaseException
     future.add_done_callback(done)
 
 
-async def trio_await(future: concurrent.futures.Future[T]) -> T:
-    """Await a concurrent future under trio; cancelling the trio task cancels the future."""
+def _trio_done(future: Any) -> trio.Event:
+    """An event set on this trio loop once `future` (anything with `add_done_callback`) completes."""
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
 
@@ -80,6 +80,12 @@ async def trio_await(future: concurrent.futures.Future[T]) -> T:
             pass
 
     future.add_done_callback(wake)
+    return done
+
+
+async def trio_await(future: concurrent.futures.Future[T]) -> T:
+    """Await a concurrent future under trio; cancelling the trio task cancels the future."""
+    done = _trio_done(future)
     try:
         await done.wait()
     except trio.Cancelled:
@@ -95,16 +101,7 @@ async def ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
     future = ref.ask(message, block=False)
     if not hasattr(future, "add_done_callback"):  # a thread-per-actor pykka actor: wait on a worker thread
         return await trio.to_thread.run_sync(lambda: future.get(timeout=timeout), abandon_on_cancel=True)
-    token = trio.lowlevel.current_trio_token()
-    done = trio.Event()
-
-    def wake(_: object) -> None:
-        try:
-            token.run_sync_soon(done.set)
-        except trio.RunFinishedError:
-            pass
-
-    future.add_done_callback(wake)
+    done = _trio_done(future)
     with trio.move_on_after(timeout):
         await done.wait()
         return future.get(timeout=0)
