@@ -157,9 +157,16 @@ def _start(ctx: Ctx, wallets: int, positions: int) -> tuple[float, int, float]:
         took = bot.health(lambda b: (b.get("actors") or {}).get("wallets") == wallets
                           and b["actors"].get("positions") == positions)
         proc = bot.ps
-        return took, proc.num_threads(), proc.memory_info().rss / 2**20
+        threads, rss, born = proc.num_threads(), proc.memory_info().rss / 2**20, proc.create_time()
     finally:
         bot.stop()
+    events = {e["event"]: datetime.fromisoformat(e["timestamp"]).timestamp()
+              for e in map(json.loads, (bot.data / "logs" / "walltrack.log").read_text().splitlines())}
+    ctx.notes.append(f"Start with {wallets:,} wallets and {positions:,} positions: {took:.2f} s to /health, of which "
+                     f"{events['database_ready'] - born:.2f} s before the database was ready (interpreter, imports, "
+                     f"connecting, migrations) and {events['gateway_listening'] - events['database_ready']:.2f} s from "
+                     "there to the gateway listening (every actor started).")
+    return took, threads, rss
 
 
 def start_up(ctx: Ctx) -> None:

@@ -51,6 +51,7 @@ def main() -> None:
             done = len(ctx.rows)
             phase(ctx)
             print(render(ctx.rows[done:]), file=sys.stderr, flush=True)
+            ctx.notes.append(f"Load average (1 min) after the {phase.__name__} phase: {os.getloadavg()[0]:.2f}.")
     finally:
         sandbox.runtime.stop()
         pg.close()
