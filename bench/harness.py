@@ -143,11 +143,11 @@ class Bot:
                     "HELIUS_WEBHOOK_SECRET": SECRET, "GATEWAY_PORT": str(self.port), "PANEL_PORT": str(self.panel_port),
                     "LOG_LEVEL": "INFO", **env}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.spawned = 0.0
+        self.spawned = self.spawned_at = 0.0
 
     def start(self) -> "Bot":
         out = open(self.data / "stdout.log", "ab")  # noqa: SIM115 - closed with the process
-        self.spawned = time.perf_counter()
+        self.spawned, self.spawned_at = time.perf_counter(), time.time()
         self.proc = subprocess.Popen([WALLTRACK, "run"], env=self.env, cwd=self.data, stdout=out, stderr=out)
         return self
 

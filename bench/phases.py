@@ -181,7 +181,7 @@ def _start(ctx: Ctx, wallets: int, positions: int) -> tuple[float, int, float]:
         took = bot.health(lambda b: (b.get("actors") or {}).get("wallets") == wallets
                           and b["actors"].get("positions") == positions)
         proc = bot.ps
-        threads, rss, born = proc.num_threads(), proc.memory_info().rss / 2**20, proc.create_time()
+        threads, rss, born = proc.num_threads(), proc.memory_info().rss / 2**20, bot.spawned_at
     finally:
         bot.stop()
     events = {e["event"]: datetime.fromisoformat(e["timestamp"]).timestamp()
