@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from actors.trades import Trade
+from actors.trades import NotATrade, Trade
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,10 +14,13 @@ class Deliver:
     """A stored webhook transaction to hand to the watched wallets it touched."""
 
     signature: str
-    payload: str  # the transaction's JSON text (immutable; each wallet parses its own copy)
+    payload: str  # the transaction's JSON text (immutable; each wallet parses its own copy); "" when classified
     wallets: tuple[str, ...]
     kind: Literal["deliver"] = "deliver"
     received_at: float | None = None  # when the gateway stored it (the bot's clock); None: unknown
+    # (wallet, its trade or why it is none) for each wallet, when the gateway classified the transaction as it
+    # parsed it (parsed once); None: each wallet classifies `payload` itself (a delivery replayed from the inbox)
+    trades: tuple[tuple[str, Trade | NotATrade], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,8 @@ class SwapObserved:
     payload: str
     kind: Literal["swap_observed"] = "swap_observed"
     received_at: float | None = None  # the delivery's receipt (its timestamp is judged against it); None: now
+    classified: bool = False  # the gateway classified it already: `trade` is the wallet's trade or why it is none
+    trade: Trade | NotATrade | None = None
 
 
 @dataclass(frozen=True, slots=True)

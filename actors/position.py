@@ -65,6 +65,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property, lru_cache
 from typing import Any, Callable
 
 import pykka
@@ -213,20 +214,20 @@ class PositionState:
     attempts: int = 0  # live: failed attempts of the current swap
     fees_lost: int = 0  # live: fees of entry attempts that landed failed (part of the entry's cost)
 
-    @property
+    @cached_property  # (the state is immutable: derived prices are computed once, not on every tick)
     def entry_price(self) -> Fraction | None:
         return Fraction(self.entry_quote_amount, self.entry_token_amount) if self.entry_token_amount > 0 else None
 
-    @property
+    @cached_property
     def stop(self) -> Fraction | None:
         if self.stop_price is not None:
             return self.stop_price
         entry = self.entry_price
         if entry is None or self.plan.stop_loss_pct <= 0:
             return None
-        return entry * (1 - Fraction(self.plan.stop_loss_pct) / 100)
+        return entry * levels(self.plan).stop
 
-    @property
+    @cached_property
     def mark_high(self) -> Fraction | None:
         return self.high_water if self.high_water is not None else self.entry_price
 
@@ -337,13 +338,33 @@ def quote_price(s: PositionState, t: PriceTick | None) -> Fraction | None:
     """The tick as raw quote units per raw token; None when unknown or stale (never zero, never a guess)."""
     if t is None or t.usd is None or t.stale or t.usd <= 0 or s.quote_mint not in QUOTE_DECIMALS:
         return None
-    if s.quote_mint == WSOL_MINT:
-        if t.sol_usd is None or t.sol_usd <= 0:
-            return None
-        whole = Fraction(t.usd) / Fraction(t.sol_usd)
-    else:
-        whole = Fraction(t.usd)  # a stablecoin quote: one unit is one dollar
-    return whole * 10 ** QUOTE_DECIMALS[s.quote_mint] / 10**s.token_decimals
+    if s.quote_mint == WSOL_MINT and (t.sol_usd is None or t.sol_usd <= 0):
+        return None
+    return _raw_price(t.usd, t.sol_usd if s.quote_mint == WSOL_MINT else None, s.quote_mint, s.token_decimals)
+
+
+@lru_cache(maxsize=4096)  # one tick reaches every position of its token: convert it once, not per position
+def _raw_price(usd: Decimal, sol_usd: Decimal | None, quote_mint: str, token_decimals: int) -> Fraction:
+    whole = Fraction(usd) / Fraction(sol_usd) if sol_usd is not None else Fraction(usd)  # stablecoin: 1 unit = $1
+    return whole * 10 ** QUOTE_DECIMALS[quote_mint] / 10**token_decimals
+
+
+@dataclass(frozen=True)
+class Levels:
+    """An exit plan's percentages as price multipliers."""
+
+    stop: Fraction
+    trailing_activation: Fraction
+    trailing_distance: Fraction
+    trailing_step: Fraction
+    take_profit: tuple[Fraction, ...]  # per rung of the ladder
+
+
+@lru_cache(maxsize=256)
+def levels(plan: ExitPlan) -> Levels:
+    pct = lambda v: Fraction(v) / 100  # noqa: E731
+    return Levels(1 - pct(plan.stop_loss_pct), 1 + pct(plan.trailing_activation_pct), 1 - pct(plan.trailing_distance_pct),
+                  1 + pct(plan.trailing_step_pct), tuple(1 + pct(gain) for gain, _ in plan.take_profit))
 
 
 def whole_to_raw(s: PositionState, price: Decimal) -> Fraction:
@@ -381,8 +402,7 @@ def _full_trigger(s: PositionState, p: Fraction | None, t: PriceTick, ctx: Conte
             return s.stop_reason
         entry, high = s.entry_price, s.mark_high
         if plan.trailing_distance_pct > 0 and entry is not None and high is not None \
-                and high >= entry * (1 + Fraction(plan.trailing_activation_pct) / 100) \
-                and p <= high * (1 - Fraction(plan.trailing_distance_pct) / 100):
+                and high >= entry * levels(plan).trailing_activation and p <= high * levels(plan).trailing_distance:
             return "trailing_stop"
     if plan.time_stop_s > 0 and s.opened_at is not None and ctx.now - s.opened_at >= plan.time_stop_s:
         return "time_stop"
@@ -401,7 +421,7 @@ def on_tick_live(s: PositionState, t: PriceTick, ctx: Context) -> Step:
         if s.stale_flagged:
             events.append(("stale_cleared", {"price": _frac(p)}))
         high = s.mark_high
-        if high is not None and p > high and p >= high * (1 + Fraction(plan.trailing_step_pct) / 100):
+        if high is not None and p > high and p >= high * levels(plan).trailing_step:
             events.append(("high_water", {"price": _frac(p)}))
     s2 = _ahead(s, events)
     effects: tuple[Sell, ...] = ()
@@ -414,8 +434,8 @@ def on_tick_live(s: PositionState, t: PriceTick, ctx: Context) -> Step:
         if s2.order.retry_at is None or ctx.now >= s2.order.retry_at:
             effects = (Sell(s2.order.token_amount),)
     elif p is not None and s2.tp_done < len(plan.take_profit) and s2.entry_price is not None:
-        gain, fraction = plan.take_profit[s2.tp_done]
-        if p >= s2.entry_price * (1 + Fraction(gain) / 100):
+        _, fraction = plan.take_profit[s2.tp_done]
+        if p >= s2.entry_price * levels(plan).take_profit[s2.tp_done]:
             amount = max(1, math.floor(s2.entry_token_amount * Fraction(fraction)))
             if sum(f for _, f in plan.take_profit[:s2.tp_done + 1]) >= 1:  # the rung that completes a ladder of the
                 amount = s2.token_amount_open  # whole entry sells what is open: no rounding dust left behind

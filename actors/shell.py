@@ -27,32 +27,21 @@ import structlog
 
 from actors.messages import ChildFailed, Persisted
 from actors.ports import Scheduler
+from actors.runtime import ActorCrash, PooledActor, contain  # noqa: F401 - the containment is the runtime's
 
 log = structlog.get_logger("actors")
 
 _tokens = itertools.count(1)
 
 
-class ActorCrash(Exception):
-    """A BaseException raised inside an actor, contained so it fails that actor only."""
-
-
 class PersistFailed(Exception):
     """A write kept failing past the shell's bound: the actor crashes to its supervisor."""
-
-
-def contain(exc: BaseException) -> Exception:
-    if isinstance(exc, Exception):
-        return exc
-    crash = ActorCrash(f"{type(exc).__name__}: {exc}")
-    crash.__cause__ = exc
-    return crash
 
 
 STATE_QUERY = "state"  # `ref.ask("state")`: the actor's current state, for edges and tests
 
 
-class Shell(pykka.ThreadingActor):
+class Shell(PooledActor):
     child_id: tuple[str, str] = ("actor", "?")
     state: Any = None
     retry_initial = 0.2

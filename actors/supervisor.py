@@ -52,6 +52,7 @@ from actors.messages import GetChild, TradingModeChanged, TripBreaker
 from actors.ports import Ports
 from actors.position import TERMINAL, PositionActor, fold
 from actors.risk import SUPERVISOR_BREAKER, RiskActor, rebuild, trip_event
+from actors.runtime import PooledActor
 from actors.supervision import Backoff, Escalate, Intensity, Restart, RestartChildren, RestartPolicy
 from actors.wallet import WalletActor, WalletState
 
@@ -85,7 +86,7 @@ class Published:
         self.sol_usd: Any = None  # (the last fresh SOL price, when it came) from the price monitor: sizes live entries
 
 
-class RootSupervisor(pykka.ThreadingActor):
+class RootSupervisor(PooledActor):
     def __init__(self, ports: Ports, published: Published | None = None, intensity: Intensity = Intensity(),
                  backoff: Backoff = Backoff()) -> None:
         super().__init__()
@@ -109,6 +110,14 @@ class RootSupervisor(pykka.ThreadingActor):
 
     def adopt_position(self, position_id: int, journal: tuple[JournalEvent, ...]) -> None:
         self._spawn(("position", str(position_id)), journal)
+
+    def adopt(self, wallets: dict[str, Any], positions: list[tuple[int, tuple[JournalEvent, ...]]]) -> int:
+        """Every watched wallet (address -> books) and open position at once: one message, not a round trip each."""
+        for wallet, books in wallets.items():
+            self.adopt_wallet(wallet, books)
+        for pid, journal in positions:
+            self.adopt_position(pid, journal)
+        return len(self._children)
 
     def on_receive(self, message: Any) -> Any:
         handler = self._handlers().get(type(message))
@@ -148,9 +157,13 @@ class RootSupervisor(pykka.ThreadingActor):
 
     # -- routing -----------------------------------------------------------------------------------
     def _deliver(self, m: Deliver) -> None:
+        trades = dict(m.trades) if m.trades is not None else None
         for wallet in m.wallets:
             if wallet in self._watchlist:
-                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload, received_at=m.received_at))
+                known = trades is not None and wallet in trades
+                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload, classified=known,
+                                                            trade=trades.get(wallet) if known else None,
+                                                            received_at=m.received_at))
             else:  # removed since the delivery was stored: close its books on this transaction
                 self._ports.store.record_observation(Observation(m.signature, wallet, "unwatched", reason="unwatched"))
 
@@ -207,9 +220,15 @@ class RootSupervisor(pykka.ThreadingActor):
             self.published.sol_usd = (sol, self._ports.clock())
         if sol is not None and self._ports.risk is not None:
             self._send(RISK, SolPrice(sol))
-        for tick in m.ticks:
-            for pid in sorted(self._by_mint.get(tick.mint, ())):
-                self._send(("position", str(pid)), tick)
+        for tick in m.ticks:  # one run-queue entry per token group, not a wake-up per position
+            refs = []
+            for pid in self._by_mint.get(tick.mint, ()):
+                child = ("position", str(pid))
+                if (ref := self._children.get(child)) is not None:
+                    refs.append(ref)
+                else:
+                    self._send(child, tick)  # (re)starting: buffered until it runs
+            self._runtime.tell_all(refs, tick)
 
     def _track_mint(self, mint: str, position_id: int, open_: bool) -> None:
         ids = self._by_mint.setdefault(mint, set())
@@ -361,9 +380,9 @@ class RootSupervisor(pykka.ThreadingActor):
                                           d["quote_mint"], int(d["entry_quote_amount"])))
 
     def on_stop(self) -> None:
-        for ref in self._children.values():
+        for ref in self._children.values():  # never wait in a handler: the runtime's stop_all waits for them
             try:
-                ref.stop(block=True, timeout=5)
-            except (pykka.ActorDeadError, pykka.Timeout):
+                ref.stop(block=False)
+            except pykka.ActorDeadError:
                 pass
         self._children.clear()

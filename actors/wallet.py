@@ -308,7 +308,7 @@ def _entry_or_record(obs: Observation, ctx: Context) -> Effect:
 
 def on_swap_observed(state: WalletState, ev: SwapObserved, rules: CopyRules, ctx: Context) -> tuple[WalletState, list[Effect]]:
     received = ev.received_at if ev.received_at is not None else ctx.now
-    trade = read_trade(json.loads(ev.payload), state.wallet, received, ctx.max_skew_s)
+    trade = ev.trade if ev.classified else read_trade(json.loads(ev.payload), state.wallet, received, ctx.max_skew_s)
     if isinstance(trade, NotATrade):  # stored with its reason: no delivery vanishes
         return state, [Record(Observation(ev.signature, state.wallet, trade.outcome, reason=trade.reason))]
     obs = decide(state, ev.signature, trade, rules, ctx=ctx)

@@ -1,4 +1,5 @@
-"""The HTTP gateway: Helius webhooks in, health out. Quart on trio, served by Hypercorn's trio worker.
+"""The HTTP gateway: Helius webhooks in, health out. Quart on trio, served by Hypercorn's trio worker; the webhook
+itself also has a plain ASGI fast path in front of Quart (gateway/fastpath.py), the same `receive_webhook`.
 
 A delivery is checked (secret in constant time, size, JSON shape), stored in the durable inbox, and
 only then acknowledged; its new transactions become messages to the watched wallets they touch. Any
@@ -19,11 +20,16 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors.trades import InvalidTransaction, accounts_touched, check_shape
+from actors.trades import InvalidTransaction, NotATrade, Trade, accounts_touched, check_shape, read_trade
 
 log = structlog.get_logger("gateway")
 
-Delivery = tuple[str, str, list[str]]  # (signature, transaction JSON, watched wallets it touches)
+Trades = tuple[tuple[str, Trade | NotATrade], ...]  # (watched wallet, its trade in the transaction or why none)
+Items = tuple[tuple[str, tuple[str, ...]], ...]  # (signature, the watched wallets it touches), each signature once
+
+
+class Unstorable(ValueError):
+    """The database refused the delivery's content (not a temporary failure): a 400, never retried."""
 
 
 @dataclass(frozen=True)
@@ -31,14 +37,78 @@ class GatewayDeps:
     secret: str
     max_bytes: int
     watched: Callable[[], frozenset[str]]
-    store_deliveries: Callable[[list[Delivery]], Awaitable[set[str]]]
-    dispatch: Callable[[str, str, tuple[str, ...]], None]
+    store_body: Callable[[str, Items], Awaitable[set[str]]]  # the new signatures, once committed
+    dispatch: Callable[[str, tuple[str, ...], Trades], None]
     health: Callable[[], Awaitable[tuple[dict[str, Any], int]]]
+    screen: Callable[[list[Trade]], None] = lambda trades: None  # start checking the tokens bought, at once
     store_timeout: float = 5.0
+    clock: Callable[[], float] = time.time  # the bot's clock: a trade's timestamp is judged against its receipt
+    max_skew_s: float | None = None  # a timestamp this far from the receipt is implausible (None: unchecked)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _error(status: int, error: str, detail: str) -> Response:
     return Response(json.dumps({"error": error, "detail": detail}), status=status, mimetype="application/json")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _reply(status: int, error: str, detail: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, {"error": error, "detail": detail}, headers)
+
+
+async def receive_webhook(deps: GatewayDeps, auth: str, body: bytes, remote: str | None) -> Reply:
+    """A Helius delivery (its whole body read): checked, parsed once, stored, then acknowledged and dispatched."""
+    if not hmac.compare_digest(auth.encode(), deps.secret.encode()):
+        log.warning("webhook_rejected", reason="bad_authorization", remote=remote)
+        return _reply(401, "unauthorized", "the Authorization header does not match the webhook secret")
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_constant=_no_constants)  # parsed once: nothing downstream parses it again
+    except (ValueError, UnicodeDecodeError):
+        return _reply(400, "invalid_json", "the body is not valid JSON")
+    except RecursionError:  # a 100,000-deep nesting: refused, not a 500
+        return _reply(400, "invalid_json", "the body is nested too deeply")
+    if "\\u0000" in text:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
+        return _reply(400, "invalid_json", "the body contains a NUL character (\\u0000)")
+    if not isinstance(data, list):
+        return _reply(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
+    try:
+        txs = [check_shape(tx, f"body[{i}]") for i, tx in enumerate(data)]
+    except InvalidTransaction as exc:
+        return _reply(400, "invalid_transaction", str(exc))
+
+    watched, received = deps.watched(), deps.clock()
+    seen: dict[str, Trades] = {}
+    for tx in txs:
+        if tx["signature"] not in seen:
+            seen[tx["signature"]] = tuple((w, read_trade(tx, w, received, deps.max_skew_s))
+                                          for w in sorted(accounts_touched(tx) & watched))
+    deps.screen([t for trades in seen.values() for _, t in trades if isinstance(t, Trade) and t.side == "buy"])
+    items: Items = tuple((sig, tuple(w for w, _ in trades)) for sig, trades in seen.items())
+    try:
+        with trio.fail_after(deps.store_timeout):
+            new = await deps.store_body(text, items) if items else set()
+    except Unstorable as exc:
+        return _reply(400, "invalid_json", f"the delivery cannot be stored: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any failure to store (or trio.TooSlowError) is never acknowledged
+        log.error("webhook_not_stored", error=repr(exc), transactions=len(items))
+        return _reply(503, "database_unavailable", "the delivery could not be stored; retry later",
+                      (("Retry-After", "5"),))
+    for signature, trades in seen.items():
+        if signature in new and trades:
+            deps.dispatch(signature, tuple(w for w, _ in trades), trades)
+    log.info("webhook_received", transactions=len(items), new=len(new), duplicates=len(items) - len(new),
+             signatures=list(seen)[:20])
+    return Reply(200, {"accepted": len(new), "duplicates": len(items) - len(new)})
 
 
 def create_app(deps: GatewayDeps) -> QuartTrio:
@@ -64,51 +134,8 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
         # Read the (size-bounded) body before answering anything: a reply that leaves it unread would stall
         # the next request on this kept-alive connection.
         body = await request.get_data(cache=False)
-        auth = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(auth.encode(), deps.secret.encode()):
-            log.warning("webhook_rejected", reason="bad_authorization", remote=request.remote_addr)
-            return _error(401, "unauthorized", "the Authorization header does not match the webhook secret")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "invalid_json", "the body is not valid JSON")
-        except RecursionError:  # a 100,000-deep nesting: refused, not a 500
-            return _error(400, "invalid_json", "the body is nested too deeply")
-        if b"\\u0000" in body:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
-            return _error(400, "invalid_json", "the body contains a NUL character (\\u0000)")
-        if not isinstance(data, list):
-            return _error(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
-        try:
-            txs = [check_shape(tx, f"body[{i}]") for i, tx in enumerate(data)]
-        except InvalidTransaction as exc:
-            return _error(400, "invalid_transaction", str(exc))
-
-        watched = deps.watched()
-        items: dict[str, Delivery] = {}
-        for tx in txs:
-            items.setdefault(tx["signature"], (tx["signature"], json.dumps(tx), sorted(accounts_touched(tx) & watched)))
-        deliveries = list(items.values())
-        try:
-            with trio.fail_after(deps.store_timeout):
-                new = await deps.store_deliveries(deliveries) if deliveries else set()
-        except Exception as exc:  # noqa: BLE001 - any failure to store (or trio.TooSlowError) is never acknowledged
-            log.error("webhook_not_stored", error=repr(exc), transactions=len(deliveries))
-            resp = _error(503, "database_unavailable", "the delivery could not be stored; retry later")
-            resp.headers["Retry-After"] = "5"
-            return resp
-        for signature, payload, wallets in deliveries:
-            if signature in new and wallets:
-                deps.dispatch(signature, payload, tuple(wallets))
-        log.info(
-            "webhook_received",
-            transactions=len(deliveries),
-            new=len(new),
-            duplicates=len(deliveries) - len(new),
-            signatures=[d[0] for d in deliveries][:20],
-        )
-        return Response(
-            json.dumps({"accepted": len(new), "duplicates": len(deliveries) - len(new)}), status=200, mimetype="application/json"
-        )
+        r = await receive_webhook(deps, request.headers.get("Authorization", ""), body, request.remote_addr)
+        return Response(json.dumps(r.body), status=r.status, mimetype="application/json", headers=dict(r.headers))
 
     @app.get("/health")
     async def health() -> Response:

@@ -102,6 +102,15 @@ def app(make_settings: Callable[..., Any]) -> Iterator[App]:
 
 
 @pytest.fixture(autouse=True)
+def _stop_pooled_actors() -> Iterator[None]:
+    """Actors a test started outside an App run on the default runtime (not in pykka's registry): stop them after."""
+    yield
+    from actors.runtime import Runtime
+
+    Runtime.default().stop_all()
+
+
+@pytest.fixture(autouse=True)
 def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests build settings explicitly; the developer's environment and .env must not leak in."""
     for var in ("DATABASE_URL", "HELIUS_WEBHOOK_SECRET", "WALLET_PRIVATE_KEY", "TRADING_MODE", "GATEWAY_PORT"):

@@ -24,7 +24,7 @@ GROUPS = (
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
     ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
     ("Live execution", ("live_", "wallet_keypair")),
-    ("Supervision", ("supervisor_", "database_recovery", "database_max")),
+    ("Supervision", ("supervisor_", "database_recovery", "database_max", "actor_")),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 

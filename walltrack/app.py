@@ -26,8 +26,10 @@ from hypercorn.trio import serve
 from actors.messages import BreakerReset, Deliver, GetStats, TradingModeChanged, WalletSettingsChanged, WatchlistChanged
 from actors.ports import Ports
 from actors.risk import SUPERVISOR_BREAKER
+from actors.runtime import Runtime
 from actors.supervisor import Published, RootSupervisor
-from gateway.app import Delivery, GatewayDeps, create_app
+from gateway.app import GatewayDeps, Items, Trades, Unstorable, create_app
+from gateway.fastpath import webhook_fast_path
 from walltrack import store as repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
 from walltrack.executor import exit_plan
@@ -55,6 +57,7 @@ class App:
         self.loop: AsyncioThread | None = None
         self.store: repo.Store | None = None
         self.root: pykka.ActorRef | None = None
+        self.runtime: Runtime | None = None  # the worker pool every actor of this app runs on
         self.trio: TrioThread | None = None
         self.services: Services | None = None
         self.gateway: Service | None = None
@@ -103,15 +106,14 @@ class App:
                 log.warning("wallet_key_file_readable_by_others", path=str(s.wallet_keypair_path),
                             action=f"chmod 600 {s.wallet_keypair_path}")
         intensity, backoff = supervision(s)
-        self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
+        self.runtime = Runtime(workers=s.actor_workers, throughput=s.actor_throughput, name="walltrack-actors")
+        with self.runtime.current():
+            self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
         self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
-        root = self.root.proxy()
         wallets = self.store.run(repo.active_wallets)
-        for w in wallets:
-            root.adopt_wallet(w, self.store.wallet_open_positions(w).result(30)).get()
-        positions = self.store.run(repo.open_positions)
-        for pid, journal in positions:
-            root.adopt_position(pid, journal).get()
+        books = self.store.run(lambda c: repo.wallet_books(c, wallets), timeout=120)
+        positions = self.store.run(repo.open_positions, timeout=120)
+        self.root.proxy().adopt(books, positions).get(timeout=120)  # one message for every actor, not a round trip each
         self.watched = frozenset(wallets)
         pending = self.store.run(repo.pending_deliveries)
         self._hand_out(pending)
@@ -189,6 +191,8 @@ class App:
                 self.root.stop(block=True, timeout=15)
             except (pykka.ActorDeadError, pykka.Timeout):
                 pass
+        if self.runtime is not None:
+            self.runtime.shutdown(timeout=15)  # the root told its children to stop: wait for them, then the workers
         if self.confirmer is not None:
             self.confirmer.stop()
         if self.services is not None:
@@ -313,21 +317,31 @@ class App:
         assert self.store is not None and self.root is not None
         store = self.store
 
-        async def store_deliveries(items: list[Delivery]) -> set[str]:
-            return await trio_await(store.store_deliveries(items))
+        root, services = self.root, self.services
+        assert services is not None
 
-        def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
-            self._hand_out([(signature, payload, wallets, 0.0)])
+        async def store_body(body: str, items: Items) -> set[str]:
+            try:
+                return await trio_await(store.store_body(body, items))
+            except asyncpg.DataError as exc:  # the content, not the database: never worth a retry
+                raise Unstorable(str(exc)) from None
+
+        def dispatch(signature: str, wallets: tuple[str, ...], trades: Trades) -> None:
+            # classified once, by the gateway (its timestamp judged there against the same clock)
+            root.tell(Deliver(signature, "", wallets, received_at=self.clock(), trades=trades))
 
         deps = GatewayDeps(
             secret=secret,
             max_bytes=self.settings.webhook_max_bytes,
             watched=lambda: self.watched,
-            store_deliveries=store_deliveries,
+            store_body=store_body,
             dispatch=dispatch,
             health=self._health,
+            screen=services.screen,
+            clock=self.clock,
+            max_skew_s=self.settings.trade_max_skew_s,
         )
-        app = create_app(deps)
+        app = webhook_fast_path(create_app(deps), deps)
         config = HypercornConfig()
         config.bind = [f"{self.settings.gateway_host}:{self.settings.gateway_port}"]
         config.accesslog = None

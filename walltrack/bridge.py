@@ -5,7 +5,8 @@
 - `notify(future, fn)`: run `fn(result_or_exception)` when a future completes, from any thread — how an
   actor gets the outcome of I/O as a message instead of blocking on it.
 - `trio_await(future)`: await a concurrent future from trio without a thread per wait.
-- `ask(ref, msg, timeout)`: an actor ask from trio, off the event loop.
+- `ask(ref, msg, timeout)`: an actor ask from trio, woken by the answer's done-callback (no thread per wait).
+- `asyncio_ask(ref, msg, timeout)`: the same from an asyncio loop (the panel's).
 - `contain(exc)`: turn a BaseException that must not escape an actor (trio.Cancelled, a solders
   PanicException, KeyboardInterrupt in a worker) into an ordinary `ActorCrash`.
 """
@@ -67,8 +68,8 @@ def notify(future: concurrent.futures.Future[T], fn: Callable[[T | BaseException
     future.add_done_callback(done)
 
 
-async def trio_await(future: concurrent.futures.Future[T]) -> T:
-    """Await a concurrent future under trio; cancelling the trio task cancels the future."""
+def _trio_done(future: Any) -> trio.Event:
+    """An event set on this trio loop once `future` (anything with `add_done_callback`) completes."""
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
 
@@ -79,6 +80,12 @@ async def trio_await(future: concurrent.futures.Future[T]) -> T:
             pass
 
     future.add_done_callback(wake)
+    return done
+
+
+async def trio_await(future: concurrent.futures.Future[T]) -> T:
+    """Await a concurrent future under trio; cancelling the trio task cancels the future."""
+    done = _trio_done(future)
     try:
         await done.wait()
     except trio.Cancelled:
@@ -88,9 +95,17 @@ async def trio_await(future: concurrent.futures.Future[T]) -> T:
 
 
 async def ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
-    """Ask an actor from trio with a timeout, on a worker thread so the loop never blocks."""
+    """Ask an actor from trio with a timeout (pykka.Timeout): woken by the answer's done-callback, no thread per wait."""
+    import pykka
+
     future = ref.ask(message, block=False)
-    return await trio.to_thread.run_sync(lambda: future.get(timeout=timeout), abandon_on_cancel=True)
+    if not hasattr(future, "add_done_callback"):  # a thread-per-actor pykka actor: wait on a worker thread
+        return await trio.to_thread.run_sync(lambda: future.get(timeout=timeout), abandon_on_cancel=True)
+    done = _trio_done(future)
+    with trio.move_on_after(timeout):
+        await done.wait()
+        return future.get(timeout=0)
+    raise pykka.Timeout(f"{timeout} seconds")
 
 
 class TrioThread:
@@ -220,16 +235,32 @@ class Service:
 
 
 async def asyncio_ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
-    """Ask an actor from an asyncio loop (the panel's) without blocking it: the pykka future is waited on a
-    worker thread. Raises TimeoutError when the actor does not answer within `timeout`."""
+    """Ask an actor from an asyncio loop (the panel's) without blocking it: the answer's done-callback wakes the
+    loop (a pooled actor's future), else the pykka future is waited on a worker thread. Raises TimeoutError when
+    the actor does not answer within `timeout`."""
     import pykka
 
     future = ref.ask(message, block=False)
+    if not hasattr(future, "add_done_callback"):  # a thread-per-actor pykka actor: wait on a worker thread
+        def wait() -> Any:
+            try:
+                return future.get(timeout=timeout)
+            except pykka.Timeout:
+                raise TimeoutError(f"no answer within {timeout:g} s") from None
 
-    def wait() -> Any:
+        return await asyncio.to_thread(wait)
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object) -> None:
         try:
-            return future.get(timeout=timeout)
-        except pykka.Timeout:
-            raise TimeoutError(f"no answer within {timeout:g} s") from None
+            loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(None))
+        except RuntimeError:  # the loop has closed
+            pass
 
-    return await asyncio.to_thread(wait)
+    future.add_done_callback(wake)
+    try:
+        await asyncio.wait_for(answered, timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no answer within {timeout:g} s") from None
+    return future.get(timeout=0)

@@ -44,6 +44,16 @@ class _RedactingRenderer:
         return self._redact(self._json(logger, name, event_dict))
 
 
+class _RenderOnce(structlog.stdlib.ProcessorFormatter):
+    """Renders a record once for every handler that shares it (stdout and the file): JSON and redaction once."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = record.__dict__.get("_walltrack_line")
+        if line is None:
+            line = record.__dict__["_walltrack_line"] = super().format(record)
+        return line
+
+
 def configure_logging(
     redactor: Redactor,
     level: str = "INFO",
@@ -59,7 +69,7 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _RenderOnce(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,

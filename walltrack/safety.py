@@ -293,10 +293,15 @@ class SafetyAnalyzer:
         """A full verdict holds for `ttl_s`; one missing a source's answer (an outage) only `unverified_ttl_s`."""
         return self.cfg.unverified_ttl_s if any(c.passed is None for c in report.checks) else self.cfg.ttl_s
 
+    def cached(self, mint: str) -> SafetyReport | None:
+        """The verdict still in force for `mint`, or None (safe from any thread: one dict read)."""
+        report = self._cache.get(mint)
+        return report if report is not None and self._clock() - report.checked_at < self._ttl(report) else None
+
     async def assess(self, mint: str) -> SafetyReport:
         while True:
-            cached = self._cache.get(mint)
-            if cached is not None and self._clock() - cached.checked_at < self._ttl(cached):
+            cached = self.cached(mint)
+            if cached is not None:
                 return cached
             waiting = self._inflight.get(mint)
             if waiting is None:

@@ -15,7 +15,7 @@ import trio
 
 from actors.messages import PriceTick, PriceTicks
 from actors.supervisor import Published
-from actors.trades import classify
+from actors.trades import Trade, classify
 from walltrack import store as repo
 from walltrack.adapters.dexscreener import DexScreenerClient
 from walltrack.adapters.http import Policy, Provider, ResilientClient
@@ -75,12 +75,18 @@ class MarketSources:
 
 
 class TrioSafety:
-    """The actors' `Safety` port: a verdict computed on the trio runtime, delivered in a future."""
+    """The actors' `Safety` port: a screened token's verdict is a memory lookup (a future already done); any
+    other is computed on the trio runtime and delivered in a future."""
 
     def __init__(self, runtime: TrioThread, analyzer: SafetyAnalyzer) -> None:
         self._runtime, self._analyzer = runtime, analyzer
 
     def assess(self, mint: str) -> concurrent.futures.Future[SafetyReport]:
+        report = self._analyzer.cached(mint)
+        if report is not None:
+            done: concurrent.futures.Future[SafetyReport] = concurrent.futures.Future()
+            done.set_result(report)
+            return done
         return self._runtime.submit(self._analyzer.assess, mint)
 
 
@@ -165,6 +171,16 @@ class Services:
     def safety_port(self) -> TrioSafety | None:
         return TrioSafety(self.runtime, self.analyzer) if self.settings.safety_enabled else None
 
+    def screen(self, buys: list[Trade]) -> None:
+        """Start the safety check of every token bought, now (the gateway calls this as it parses a delivery, on
+        the trio runtime, before the delivery is even stored): by the time a wallet actor asks for the verdict it
+        is ready or under way; a token already screened costs nothing."""
+        if not self.settings.safety_enabled:
+            return
+        for mint in {t.token_mint for t in buys}:
+            if self.analyzer.cached(mint) is None:
+                self.runtime.submit(self.analyzer.assess, mint)
+
     def prefetch_safety(self, payload: str, wallets: tuple[str, ...]) -> None:
         """Start the safety check of every token a watched wallet bought in this transaction, now.
 
@@ -174,9 +190,7 @@ class Services:
         if not self.settings.safety_enabled:
             return
         tx = json.loads(payload)
-        mints = {t.token_mint for w in wallets if (t := classify(tx, w)) is not None and t.side == "buy"}
-        for mint in mints:
-            self.runtime.submit(self.analyzer.assess, mint)
+        self.screen([t for w in wallets if (t := classify(tx, w)) is not None and t.side == "buy"])
 
     async def _save_safety(self, report: SafetyReport) -> None:
         body = report.as_json()

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     database_max_restarts: int = Field(default=5, ge=0)  # restarts of the embedded server within that window
     # the truth of a trade (actors/trades.py): a timestamp this far from the delivery's receipt is implausible
     trade_max_skew_s: float = Field(default=600.0, gt=0)
+    # the actor runtime (actors/runtime.py): every actor's mailbox is drained by this many shared worker threads
+    actor_workers: int = Field(default=4, ge=1, le=32)
+    actor_throughput: int = Field(default=32, ge=1)  # messages one actor handles per turn before the others get theirs
 
     @field_validator("copy_mode", "copy_leader_min_sol", "copy_leader_max_sol", "copy_min_liquidity_usd",
                      "copy_min_market_cap_usd", "copy_max_market_cap_usd", "copy_max_pool_age_hours", "copy_active_hours",

@@ -16,6 +16,9 @@ import asyncpg
 from actors.messages import JournalEvent, Observation, RecordResult
 from walltrack.bridge import AsyncioThread
 from walltrack.db import DatabaseUnavailable
+from walltrack.group_commit import GroupCommit
+from walltrack.inbox import Batch
+from walltrack.inbox import write as write_inbox
 
 T = TypeVar("T")
 
@@ -45,6 +48,10 @@ class Store:
     def __init__(self, loop: AsyncioThread, pool: asyncpg.Pool) -> None:
         self._loop = loop
         self.pool = pool
+        # group commits (walltrack/group_commit.py): the webhook inbox, and the position journals
+        self.inbox: GroupCommit[Batch, set[str]] = GroupCommit(loop.loop, self.call, write_inbox, (DatabaseUnavailable,))
+        self.journals: GroupCommit[tuple[int, tuple[JournalEvent, ...], dict[str, Any]], None] = GroupCommit(
+            loop.loop, self.call, _append_events, (DatabaseUnavailable,))
 
     @classmethod
     def open(cls, loop: AsyncioThread, url: str) -> "Store":
@@ -61,24 +68,25 @@ class Store:
         self._loop.run(close(), timeout=timeout + 5)
 
     def submit(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> Future[T]:
-        async def run() -> T:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await self.pool.acquire(timeout=5)
-                return await fn(conn)
-            except _TEMPORARY as exc:
-                raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
-            finally:
-                # The outcome is fn's. A connection that dies while the pool resets it (the server stopping just
-                # after a commit) is terminated by the pool; reported as a failure, a stored delivery would get a
-                # 503 and Helius' retry a duplicate that is never dispatched.
-                if conn is not None:
-                    try:
-                        await self.pool.release(conn)
-                    except Exception:  # noqa: BLE001
-                        pass
+        return self._loop.submit(self.call(fn))
 
-        return self._loop.submit(run())
+    async def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`fn(conn)` on a pooled connection, on the store's loop; a lost database is `DatabaseUnavailable`."""
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await self.pool.acquire(timeout=5)
+            return await fn(conn)
+        except _TEMPORARY as exc:
+            raise DatabaseUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+        finally:
+            # The outcome is fn's. A connection that dies while the pool resets it (the server stopping just
+            # after a commit) is terminated by the pool; reported as a failure, a stored delivery would get a
+            # 503 and Helius' retry a duplicate that is never dispatched.
+            if conn is not None:
+                try:
+                    await self.pool.release(conn)
+                except Exception:  # noqa: BLE001
+                    pass
 
     def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], timeout: float = 30) -> T:
         return self.submit(fn).result(timeout)
@@ -88,7 +96,7 @@ class Store:
         return self.submit(lambda conn: _record_observation(conn, obs))
 
     def append_position_events(self, position_id: int, events: tuple[JournalEvent, ...], projection: dict[str, Any]) -> Future[None]:
-        return self.submit(lambda conn: _append_events(conn, position_id, events, projection))
+        return self.journals.submit((position_id, events, projection))
 
     def wallet_open_positions(self, wallet: str) -> Future[dict[str, Any]]:
         return self.submit(lambda conn: _wallet_open_positions(conn, wallet))
@@ -106,9 +114,14 @@ class Store:
         return self.submit(lambda conn: _journal(conn, position_id))
 
     # -- the gateway -------------------------------------------------------------------------------
+    def store_body(self, body: str, items: tuple[tuple[str, tuple[str, ...]], ...]) -> Future[set[str]]:
+        """Store a webhook body's transactions (a JSON array, as received) with the watched wallets of each
+        (signature, wallets); returns, once committed, the signatures not seen before (walltrack/inbox.py)."""
+        return self.inbox.submit(Batch(body, items))
+
     def store_deliveries(self, items: list[tuple[str, str, list[str]]]) -> Future[set[str]]:
         """Store (signature, payload JSON, watched wallets) rows; returns the signatures not seen before."""
-        return self.submit(lambda conn: _store_deliveries(conn, items))
+        return self.store_body("[" + ",".join(p for _, p, _ in items) + "]", tuple((s, tuple(w)) for s, _, w in items))
 
     def health(self) -> Future[dict[str, Any]]:
         return self.submit(_health)
@@ -116,6 +129,10 @@ class Store:
 
 async def _record_observation(conn: asyncpg.Connection, obs: Observation) -> RecordResult:
     async with conn.transaction():
+        # An asynchronous commit: a decision is derived from the inbox row, which was committed (synchronously)
+        # before the 200. Lost in a crash, it is decided again by the inbox replay; and any later synchronous
+        # commit (a position's journal, before any fill) flushes it to disk first — WAL is written in order.
+        await conn.execute("SET LOCAL synchronous_commit = off")
         fresh = await conn.fetchval(
             """INSERT INTO observations (signature, wallet, outcome, reason, decision_id) VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT DO NOTHING RETURNING 1""",
@@ -179,46 +196,42 @@ async def _recorded_before(conn: asyncpg.Connection, obs: Observation) -> Record
     return RecordResult(not mine, row["signal_id"], pid, journal)
 
 
-async def _append_events(conn: asyncpg.Connection, pid: int, events: tuple[JournalEvent, ...], p: dict[str, Any]) -> None:
+async def _append_events(conn: asyncpg.Connection,
+                         items: list[tuple[int, tuple[JournalEvent, ...], dict[str, Any]]]) -> list[None]:
+    """Journal events and projections of many positions (pid, events, projection) in one transaction: one
+    synchronous commit — the events are on disk before any effect they announce is performed."""
     async with conn.transaction():
         # Idempotent: a retry after a lost acknowledgement finds its events already there.
         await conn.executemany(
             "INSERT INTO position_events (position_id, seq, kind, data) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            [(pid, e.seq, e.kind, e.data) for e in events],
+            [(pid, e.seq, e.kind, e.data) for pid, events, _ in items for e in events],
         )
         fills = [(pid, e.seq, e.kind, e.data.get("reason"), f["side"], int(f["token_amount"]), int(f["quote_amount"]),
                   int(f["quoted_out"]), int(f["fee_quote"]), int(f["slippage_quote"]), f["price_impact"], f["route"], f["at"],
                   f.get("signature"))
-                 for e in events if isinstance(f := e.data.get("fill"), dict)]
+                 for pid, events, _ in items for e in events if isinstance(f := e.data.get("fill"), dict)]
         if fills:  # schema/003: one row per fill, signed into PnL by side; 006: a live fill's transaction, booked once
             await conn.executemany(
                 """INSERT INTO fills (position_id, seq, kind, reason, side, token_amount, quote_amount, quoted_out,
                                       fee_quote, slippage_quote, price_impact, route, filled_at, signature)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (position_id, seq) DO NOTHING""", fills)
-        await conn.execute(
+        await conn.executemany(
             """UPDATE positions SET status = $2, token_amount_open = $3, exit_quote_amount = $4,
                       realized_pnl_quote = $5, exit_reason = $6, updated_at = now(),
                       entry_quote_amount = coalesce($7, entry_quote_amount),
                       entry_token_amount = coalesce($8, entry_token_amount),
                       closed_at = CASE WHEN $2 IN ('closed', 'entry_failed') THEN coalesce(closed_at, now()) END
                 WHERE id = $1""",
-            pid, p["status"], p["token_amount_open"], p["exit_quote_amount"], p["realized_pnl_quote"], p["exit_reason"],
-            p.get("entry_quote_amount"), p.get("entry_token_amount"),
+            [(pid, p["status"], p["token_amount_open"], p["exit_quote_amount"], p["realized_pnl_quote"], p["exit_reason"],
+              p.get("entry_quote_amount"), p.get("entry_token_amount")) for pid, _, p in items],
         )
+    return [None] * len(items)
 
 
-async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, dict[str, frozenset[int]]]:
+async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[str, Any]:
     """{"open": mint -> ids, "shadow": mint -> ids} of the wallet's positions not yet closed, its rule books,
     and its "backlog" of unobserved deliveries."""
-    rows = await conn.fetch(
-        """SELECT mode = 'shadow' AS shadow, token_mint, array_agg(id) AS ids FROM positions
-            WHERE wallet = $1 AND closed_at IS NULL GROUP BY 1, 2""",
-        wallet,
-    )
-    books: dict[str, Any] = {"open": {}, "shadow": {}}
-    for r in rows:
-        books["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
-    books.update(await _wallet_rule_books(conn, wallet))
+    books = (await wallet_books(conn, [wallet]))[wallet]
     # stored deliveries this wallet has not observed yet (what a crashed actor's mailbox held), oldest first
     books["backlog"] = [(sig, payload, age_s) for sig, payload, todo, age_s in await pending_deliveries(conn, wallet=wallet)
                         if wallet in todo]
@@ -228,18 +241,6 @@ async def _wallet_open_positions(conn: asyncpg.Connection, wallet: str) -> dict[
 async def _journal(conn: asyncpg.Connection, pid: int) -> tuple[JournalEvent, ...]:
     rows = await conn.fetch("SELECT seq, kind, data FROM position_events WHERE position_id = $1 ORDER BY seq", pid)
     return tuple(JournalEvent(r["seq"], r["kind"], r["data"]) for r in rows)
-
-
-async def _store_deliveries(conn: asyncpg.Connection, items: list[tuple[str, str, list[str]]]) -> set[str]:
-    rows = await conn.fetch(
-        """INSERT INTO webhook_inbox (signature, payload, wallets, processed_at)
-           SELECT s, p::jsonb, ARRAY(SELECT jsonb_array_elements_text(w::jsonb)),
-                  CASE WHEN jsonb_array_length(w::jsonb) = 0 THEN now() END
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS t(s, p, w)
-           ON CONFLICT (signature) DO NOTHING RETURNING signature""",
-        [i[0] for i in items], [i[1] for i in items], [json.dumps(i[2]) for i in items],
-    )
-    return {r["signature"] for r in rows}
 
 
 async def _health(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -259,8 +260,38 @@ async def active_wallets(conn: asyncpg.Connection) -> list[str]:
 
 
 async def open_positions(conn: asyncpg.Connection) -> list[tuple[int, tuple[JournalEvent, ...]]]:
-    ids = [r["id"] for r in await conn.fetch("SELECT id FROM positions WHERE closed_at IS NULL ORDER BY id")]
-    return [(pid, await _journal(conn, pid)) for pid in ids]
+    """Every position not closed, with its journal: one query, however many there are."""
+    rows = await conn.fetch(
+        """SELECT e.position_id, e.seq, e.kind, e.data FROM positions p JOIN position_events e ON e.position_id = p.id
+            WHERE p.closed_at IS NULL ORDER BY e.position_id, e.seq""")
+    journals: dict[int, list[JournalEvent]] = {}
+    for r in rows:
+        journals.setdefault(r["position_id"], []).append(JournalEvent(r["seq"], r["kind"], r["data"]))
+    return [(pid, tuple(events)) for pid, events in journals.items()]
+
+
+async def wallet_books(conn: asyncpg.Connection, wallets: list[str]) -> dict[str, dict[str, Any]]:
+    """`_wallet_open_positions` for many wallets at once (start-up: a few queries, not a few per wallet); no
+    backlog — the stored deliveries are handed out after every actor has started."""
+    books: dict[str, dict[str, Any]] = {w: {"open": {}, "shadow": {}, "settings": {}, "buys": {}, "holdings": {},
+                                            "backlog": []} for w in wallets}
+    for r in await conn.fetch(
+            """SELECT wallet, mode = 'shadow' AS shadow, token_mint, array_agg(id) AS ids FROM positions
+                WHERE wallet = ANY($1) AND closed_at IS NULL GROUP BY 1, 2, 3""", wallets):
+        books[r["wallet"]]["shadow" if r["shadow"] else "open"][r["token_mint"]] = frozenset(r["ids"])
+    for r in await conn.fetch("SELECT address, settings FROM wallets WHERE address = ANY($1)", wallets):
+        books[r["address"]]["settings"] = r["settings"] or {}
+    for r in await conn.fetch(
+            """SELECT wallet, token_mint, count(*) AS n, sum(entry_quote_amount) AS spent FROM positions
+                WHERE wallet = ANY($1) AND mode <> 'shadow' AND closed_at IS NULL GROUP BY 1, 2""", wallets):
+        books[r["wallet"]]["buys"][r["token_mint"]] = (int(r["n"]), int(r["spent"]))
+    for r in await conn.fetch(
+            """SELECT s.wallet, s.token_mint, sum(CASE s.side WHEN 'buy' THEN s.token_amount ELSE -s.token_amount END) AS net
+                 FROM signals s LEFT JOIN wallets w ON w.address = s.wallet
+                WHERE s.wallet = ANY($1) AND s.created_at >= coalesce(w.added_at, '-infinity') GROUP BY 1, 2""", wallets):
+        if r["net"] != 0:
+            books[r["wallet"]]["holdings"][r["token_mint"]] = int(r["net"])
+    return books
 
 
 async def pending_deliveries(conn: asyncpg.Connection, older_than_s: float = 0,
@@ -359,21 +390,6 @@ async def save_prices(conn: asyncpg.Connection, rows: list[tuple[str, Any, str |
 # -- copy rules, risk and breakers (actors/rules.py, actors/risk.py) ----------------------------------------
 WALLET_SETTINGS_CHANNEL = "walltrack_wallet_settings"
 BREAKERS_CHANNEL = "walltrack_breakers"
-
-
-async def _wallet_rule_books(conn: asyncpg.Connection, wallet: str) -> dict[str, Any]:
-    """A wallet's overrides, our entries per token still held, and the leader's net flow per token since watching."""
-    settings = await conn.fetchval("SELECT settings FROM wallets WHERE address = $1", wallet)
-    buys = await conn.fetch(
-        """SELECT token_mint, count(*) AS n, sum(entry_quote_amount) AS spent FROM positions
-            WHERE wallet = $1 AND mode <> 'shadow' AND closed_at IS NULL GROUP BY token_mint""", wallet)
-    held = await conn.fetch(
-        """SELECT token_mint, sum(CASE side WHEN 'buy' THEN token_amount ELSE -token_amount END) AS net FROM signals
-            WHERE wallet = $1 AND created_at >= coalesce((SELECT added_at FROM wallets WHERE address = $1), '-infinity')
-            GROUP BY token_mint""", wallet)
-    return {"settings": settings or {},
-            "buys": {r["token_mint"]: (int(r["n"]), int(r["spent"])) for r in buys},
-            "holdings": {r["token_mint"]: int(r["net"]) for r in held if r["net"] != 0}}
 
 
 async def _risk_snapshot(conn: asyncpg.Connection) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""Group commit: writes from many callers, one statement batch and one commit at a time.
+
+Callers on any thread `submit(item)` and get a future; on the store's asyncio loop, a `write(conn, items)` takes
+everything that arrived while the writes in flight were busy (at most `writers` at once, 2 by default: a write
+stuck on a dying connection does not stall the rest) — no timer: no added delay when quiet, one commit (one WAL
+flush) for many writes when busy. Each future completes only after the commit that stored its item, with that item's
+result. A batch that fails on its data (not on the connection) is retried item by item, so one bad item fails
+alone; a temporary failure (the database is gone) fails the whole batch, and each caller retries as it would have.
+Used for the webhook inbox (walltrack/inbox.py) and the position journals (walltrack/store.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any, Awaitable, Callable, Generic, TypeVar
+
+import asyncpg
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Run = Callable[[Callable[[asyncpg.Connection], Awaitable[Any]]], Awaitable[Any]]
+
+
+class GroupCommit(Generic[T, R]):
+    def __init__(self, loop: asyncio.AbstractEventLoop, run: Run,
+                 write: Callable[[asyncpg.Connection, list[T]], Awaitable[list[R]]],
+                 temporary: tuple[type[BaseException], ...], max_items: int = 1024, writers: int = 2) -> None:
+        self._loop, self._run, self._write, self._temporary, self._max = loop, run, write, temporary, max_items
+        self._waiting: list[tuple[T, concurrent.futures.Future[R]]] = []
+        self._writers, self._most = 0, writers
+        self.commits = 0  # batches committed (for tests and benchmarks)
+
+    def submit(self, item: T) -> concurrent.futures.Future[R]:
+        """`item`'s result once its batch is committed (from any thread)."""
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._add, item, future)
+        return future
+
+    def _add(self, item: T, future: concurrent.futures.Future[R]) -> None:
+        self._waiting.append((item, future))
+        if self._writers < self._most:
+            self._writers += 1
+            self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
+                await self._commit([(i, f) for i, f in group if f.set_running_or_notify_cancel()])
+        finally:
+            self._writers -= 1
+
+    async def _commit(self, group: list[tuple[T, concurrent.futures.Future[R]]]) -> None:
+        if not group:
+            return
+        try:
+            results = await self._run(lambda conn: self._write(conn, [i for i, _ in group]))
+            self.commits += 1
+        except Exception as exc:  # noqa: BLE001 - handed to each caller
+            if len(group) > 1 and not isinstance(exc, self._temporary):
+                for one in group:  # a bad item fails alone: the others are stored on their own
+                    await self._commit([one])
+                return
+            for _, f in group:
+                f.set_exception(exc)
+            return
+        for (_, f), result in zip(group, results):
+            f.set_result(result)
