@@ -35,10 +35,43 @@ class GatewayDeps:
     dispatch: Callable[[str, str, tuple[str, ...]], None]
     health: Callable[[], Awaitable[tuple[dict[str, Any], int]]]
     store_timeout: float = 5.0
+    metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None  # the Prometheus text and its content type
+    metrics_token: str | None = None  # METRICS_TOKEN: a bearer token that opens /metrics to non-loopback clients
 
 
 def _error(status: int, error: str, detail: str) -> Response:
     return Response(json.dumps({"error": error, "detail": detail}), status=status, mimetype="application/json")
+
+
+def _rejected(status: int, error: str, detail: str, reason: str | None = None) -> Response:
+    """A webhook delivery refused: one log line (metrics count it by reason), and the error body."""
+    log.warning("webhook_rejected", reason=reason or error, status=status, remote=request.remote_addr)
+    return _error(status, error, detail)
+
+
+def to_deliveries(txs: list[dict[str, Any]], watched: frozenset[str]) -> list[Delivery]:
+    """Checked enhanced transactions as inbox rows, one per signature, with the watched wallets each touches —
+    for the webhook and for a backfill alike, so both take the same exactly-once path."""
+    items: dict[str, Delivery] = {}
+    for tx in txs:
+        items.setdefault(tx["signature"], (tx["signature"], json.dumps(tx), sorted(accounts_touched(tx) & watched)))
+    return list(items.values())
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def metrics_refusal(remote: str | None, headers: Any, token: str | None) -> Response | None:
+    """None when the scraper may read /metrics: a loopback client that no proxy forwarded, or the bearer token."""
+    auth = headers.get("Authorization", "")
+    if token and auth.startswith("Bearer "):
+        if hmac.compare_digest(auth.removeprefix("Bearer ").encode(), token.encode()):
+            return None
+        return _error(401, "unauthorized", "the bearer token does not match METRICS_TOKEN")
+    proxied = any(h in headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
+    if remote in LOOPBACK and not proxied:
+        return None
+    return _error(403, "forbidden", "/metrics is served to loopback clients, or with METRICS_TOKEN as a bearer token")
 
 
 def create_app(deps: GatewayDeps) -> QuartTrio:
@@ -52,6 +85,7 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
         resp = _error(exc.code or 500, names.get(exc.code or 0, "http_error"), exc.description or exc.name)
         if exc.code == 413:  # the oversized body is left unread: this connection cannot carry another request
             resp.headers["Connection"] = "close"
+            log.warning("webhook_rejected", reason="payload_too_large", status=413, remote=request.remote_addr)
         return resp
 
     @app.errorhandler(Exception)
@@ -66,26 +100,22 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
         body = await request.get_data(cache=False)
         auth = request.headers.get("Authorization", "")
         if not hmac.compare_digest(auth.encode(), deps.secret.encode()):
-            log.warning("webhook_rejected", reason="bad_authorization", remote=request.remote_addr)
-            return _error(401, "unauthorized", "the Authorization header does not match the webhook secret")
+            return _rejected(401, "unauthorized", "the Authorization header does not match the webhook secret",
+                             reason="bad_authorization")
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "invalid_json", "the body is not valid JSON")
+            return _rejected(400, "invalid_json", "the body is not valid JSON")
         if b"\\u0000" in body:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
-            return _error(400, "invalid_json", "the body contains a NUL character (\\u0000)")
+            return _rejected(400, "invalid_json", "the body contains a NUL character (\\u0000)")
         if not isinstance(data, list):
-            return _error(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
+            return _rejected(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
         try:
             txs = [check_shape(tx, f"body[{i}]") for i, tx in enumerate(data)]
         except InvalidTransaction as exc:
-            return _error(400, "invalid_transaction", str(exc))
+            return _rejected(400, "invalid_transaction", str(exc))
 
-        watched = deps.watched()
-        items: dict[str, Delivery] = {}
-        for tx in txs:
-            items.setdefault(tx["signature"], (tx["signature"], json.dumps(tx), sorted(accounts_touched(tx) & watched)))
-        deliveries = list(items.values())
+        deliveries = to_deliveries(txs, deps.watched())
         try:
             with trio.fail_after(deps.store_timeout):
                 new = await deps.store_deliveries(deliveries) if deliveries else set()
@@ -112,6 +142,16 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
     async def health() -> Response:
         body, status = await deps.health()
         return Response(json.dumps(body, default=str), status=status, mimetype="application/json")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if deps.metrics is None:
+            return _error(404, "not_found", "metrics are not enabled")
+        refusal = metrics_refusal(request.remote_addr, request.headers, deps.metrics_token)
+        if refusal is not None:
+            return refusal
+        text, content_type = await deps.metrics()
+        return Response(text, status=200, content_type=content_type)
 
     app.config["STARTED_AT"] = time.time()
     return app

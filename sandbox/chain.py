@@ -118,6 +118,7 @@ class Chain:
         self.svm = LiteSVM()
         self.payer = Keypair.from_seed(bytes(32))  # the sandbox's own authority and fee payer
         self._statuses: dict[str, tuple[int, str | None]] = {}  # signature -> (slot, error or None)
+        self.trades: dict[str, LeaderTrade] = {}  # the leaders' trades applied, in order (RPC history, Helius parsing)
         with market.lock, self.lock:
             self._tick()
             for key, lamports in [(self.payer.pubkey(), 1_000 * LAMPORTS)] + [
@@ -166,6 +167,7 @@ class Chain:
                 delta = trade.quote_amount if trade.side == "sell" else -trade.quote_amount
                 self._add_lamports(trade.leader, delta)
             self._statuses[trade.signature] = (trade.slot, None)
+            self.trades[trade.signature] = trade
             self._tick()
 
     def sync_token(self, mint: str) -> None:

@@ -19,6 +19,7 @@ class Faults:
     retry_after_s: int = 2
     malformed: bool = False  # a 200 whose body is not valid JSON
     missing: set[str] = field(default_factory=set)  # ids silently dropped from price responses
+    stalled: bool = False  # helius: the poster stops delivering (every delivery is missed) while the market trades
     requests: int = 0  # requests seen (for tests)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
@@ -34,11 +35,11 @@ class Faults:
 
     def clear(self) -> None:
         self.latency_s, self.timeout, self.error_status, self.error_rate = 0.0, False, None, 0.0
-        self.rate_limited, self.malformed = False, False
+        self.rate_limited, self.malformed, self.stalled = False, False, False
         self.missing = set()
 
 
-SERVICES = ("helius", "jupiter", "dexscreener", "rugcheck", "rpc")
+SERVICES = ("helius", "jupiter", "dexscreener", "rugcheck", "rpc", "helius_api", "telegram", "hooks")
 
 
 class FaultBoard:

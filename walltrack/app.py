@@ -34,6 +34,7 @@ from walltrack.executor import exit_plan
 from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.logs import Redactor, configure_logging
+from walltrack.operations import Operations
 from walltrack.settings import ConfigError, Settings, copy_rules, risk_config, supervision, webhook_secret
 
 log = structlog.get_logger("walltrack")
@@ -61,6 +62,8 @@ class App:
         self._reconcile: asyncio.Task | None = None
         self._url = ""
         self.gateway_port: int | None = None
+        self.ops: Operations | None = None  # metrics, alerts, the Helius webhook's sync and stall watch, the watchdog
+        self.last_delivery_at = clock()  # the last webhook delivery stored, on the bot's clock (stall detection)
 
     # -- start, in order ---------------------------------------------------------------------------
     def start(self) -> "App":
@@ -97,6 +100,8 @@ class App:
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
         self.monitor = self.trio.start_service(self.services.price_monitor(self.root, self.published))
+        self.ops = Operations(self)
+        self.ops.start()
         try:
             self.gateway = self.trio.start_service(self._serve_gateway(secret))
         except BaseExceptionGroup as group:  # hypercorn's nursery wraps the bind error
@@ -108,10 +113,13 @@ class App:
             raise ConfigError(f"the webhook gateway cannot listen on {s.gateway_host}:{s.gateway_port} "
                               f"({err}); set GATEWAY_HOST/GATEWAY_PORT or stop what holds it") from None
         log.info("gateway_listening", host=s.gateway_host, port=self.gateway_port)
+        self.ops.ready()
         return self
 
     # -- stop, in reverse --------------------------------------------------------------------------
     def stop(self) -> None:
+        if self.ops is not None:
+            self.ops.stop()
         for service in (self.gateway, self.monitor):
             if service is not None:
                 service.stop()
@@ -217,6 +225,8 @@ class App:
         if wallets != self.watched:
             self.watched = wallets
             self.root.tell(WatchlistChanged(wallets))
+            if self.ops is not None:
+                self.ops.watchlist_changed()  # the Helius webhook follows (debounced)
 
     # -- the gateway ---------------------------------------------------------------------------------
     def _serve_gateway(self, secret: str):  # noqa: ANN202
@@ -224,7 +234,11 @@ class App:
         store = self.store
 
         async def store_deliveries(items: list[Delivery]) -> set[str]:
-            return await trio_await(store.store_deliveries(items))
+            new = await trio_await(store.store_deliveries(items))
+            self.last_delivery_at = self.clock()
+            if self.ops is not None:
+                self.ops.metrics.note_received(list(new))
+            return new
 
         def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
             self._hand_out([(signature, payload, wallets)])
@@ -236,6 +250,8 @@ class App:
             store_deliveries=store_deliveries,
             dispatch=dispatch,
             health=self._health,
+            metrics=self.ops.metrics.scrape if self.ops is not None else None,
+            metrics_token=self.settings.metrics_token.get_secret_value() if self.settings.metrics_token else None,
         )
         app = create_app(deps)
         config = HypercornConfig()
