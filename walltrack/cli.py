@@ -341,5 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m walltrack.cli`: run the one `walltrack.cli` the other modules import
+    from walltrack.cli import main as canonical
+
+    sys.exit(canonical())

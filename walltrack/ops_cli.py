@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from walltrack.settings import Settings
 
 
@@ -83,6 +81,8 @@ def _usage(message: str) -> Exception:
 
 # -- status and logs --------------------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
     host = "127.0.0.1" if settings.gateway_host in ("0.0.0.0", "::", "") else settings.gateway_host
     url = f"http://{host}:{settings.gateway_port}/health"
     try:
