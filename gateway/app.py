@@ -58,6 +58,10 @@ def to_deliveries(txs: list[dict[str, Any]], watched: frozenset[str]) -> list[De
     return list(items.values())
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
@@ -103,7 +107,7 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
             return _rejected(401, "unauthorized", "the Authorization header does not match the webhook secret",
                              reason="bad_authorization")
         try:
-            data = json.loads(body)
+            data = json.loads(body, parse_constant=_not_json)  # NaN/Infinity: Python reads them, PostgreSQL does not
         except (ValueError, UnicodeDecodeError):
             return _rejected(400, "invalid_json", "the body is not valid JSON")
         if b"\\u0000" in body:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever

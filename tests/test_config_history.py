@@ -16,8 +16,8 @@ import asyncpg
 import pykka
 import pytest
 
-from tests.conftest import PUMP_WALLET, SECRET, make_settings as _  # noqa: F401 - fixtures come from conftest
-from tests.conftest import sql, wait_until
+from tests.conftest import PUMP_WALLET, SECRET
+from tests.conftest import new_database, sql, wait_until
 from walltrack.app import App
 
 OTHER = "So11111111111111111111111111111111111111112"
@@ -69,8 +69,6 @@ def test_every_change_is_a_snapshot_with_who_and_what(tmp_path: Path, db_url: st
 
 
 def test_export_import_round_trips_into_a_fresh_database(tmp_path: Path, db_url: str, pg_server: Any) -> None:
-    from tests.test_ops_demo import new_database
-
     data = tmp_path / "data"
     cli(data, db_url, "wallets", "add", PUMP_WALLET, "--label", "pump trader")
     cli(data, db_url, "wallets", "add", OTHER, "--label", "second")

@@ -5,11 +5,9 @@ or doubled."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,7 +17,7 @@ import pykka
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SECRET, sql, wait_until
+from tests.conftest import SECRET, new_database, sql, wait_until
 from walltrack import store as repo
 from walltrack.app import App
 from walltrack.db import EmbeddedPostgres
@@ -27,18 +25,6 @@ from walltrack.demo import Sandbox, bot_settings
 from walltrack.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def new_database(pg: EmbeddedPostgres) -> str:
-    name = "ops_" + uuid.uuid4().hex[:10]
-
-    async def create() -> None:
-        conn = await asyncpg.connect(pg.url)
-        await conn.execute(f"CREATE DATABASE {name}")
-        await conn.close()
-
-    asyncio.run(create())
-    return pg.url.replace("/postgres?", f"/{name}?", 1)
 
 
 class World:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
+import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pykka
 import pytest
 
-from tests.conftest import PUMP_WALLET, SECRET, wait_until
+from tests.conftest import PUMP_WALLET, SECRET, new_database
 from walltrack import store as repo
 from walltrack.app import App
 
@@ -30,18 +32,8 @@ def ops(script: str, *args: str, env: dict[str, str] | None = None, user: str | 
     return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def running(make_settings: Callable[..., Any]) -> Iterator[App]:
-    app = App(make_settings()).start()
-    try:
-        yield app
-    finally:
-        app.stop()
-        pykka.ActorRegistry.stop_all()
-
-
-def test_status_summarises_the_running_bots_health(running: App) -> None:
-    env = {"GATEWAY_PORT": str(running.gateway_port), "WALLTRACK_DATA_DIR": str(running.settings.walltrack_data_dir)}
+def test_status_summarises_the_running_bots_health(app: App) -> None:
+    env = {"GATEWAY_PORT": str(app.gateway_port), "WALLTRACK_DATA_DIR": str(app.settings.walltrack_data_dir)}
     r = ops("status", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
@@ -69,6 +61,22 @@ def test_metrics_need_the_token_behind_a_proxy(make_settings: Callable[..., Any]
         pykka.ActorRegistry.stop_all()
 
 
+def read_line(proc: subprocess.Popen, timeout: float = 30) -> str:
+    """The next line the process prints, or fail after `timeout` (never hang the suite)."""
+    assert proc.stdout is not None
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not out.endswith(b"\n"):
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"no line within {timeout} s (got {out!r})")
+        chunk = os.read(proc.stdout.fileno(), 1)
+        if not chunk:
+            raise AssertionError(f"ops/logs ended (exit {proc.wait()}) after {out!r}")
+        out += chunk
+    return out.decode()
+
+
 def test_logs_follow_the_json_log_pretty(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "logs").mkdir(parents=True)
@@ -76,18 +84,17 @@ def test_logs_follow_the_json_log_pretty(tmp_path: Path) -> None:
     log.write_text(json.dumps({"event": "old_line", "level": "info", "timestamp": "2026-01-01T00:00:00Z"}) + "\n")
     proc = subprocess.Popen([str(OPS / "logs"), "-n", "1"], env={**os.environ, "WALLTRACK_ENV_FILE": "/dev/null",
                                                                   "WALLTRACK_DATA_DIR": str(data)},
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, bufsize=0)
     try:
-        assert proc.stdout is not None
-        assert "INFO    old_line" in proc.stdout.readline()
-        with log.open("a") as f:
+        assert "INFO    old_line" in read_line(proc)
+        with log.open("a") as f:  # written at once: following goes on from where the last lines ended
             f.write(json.dumps({"event": "signal", "level": "info", "timestamp": "2026-01-01T00:00:01Z",
                                 "wallet": PUMP_WALLET, "decision": "taken", "reason": "copy_buy"}) + "\n")
-        line = proc.stdout.readline()
+        line = read_line(proc)
         assert "signal" in line and f"wallet={PUMP_WALLET}" in line and "reason=copy_buy" in line
         log.rename(log.with_suffix(".log.1"))  # rotation: the new file is followed from its start
         log.write_text(json.dumps({"event": "after_rotation", "level": "warning", "timestamp": "x"}) + "\n")
-        assert "WARNING after_rotation" in proc.stdout.readline()
+        assert "WARNING after_rotation" in read_line(proc)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -159,13 +166,11 @@ def test_watchdog_pings_only_while_healthy(make_settings: Callable[..., Any], tm
         sock.close()
 
 
-def test_backups_are_pruned_and_a_damaged_or_busy_restore_is_refused(running: App, tmp_path: Path,
+def test_backups_are_pruned_and_a_damaged_or_busy_restore_is_refused(app: App, tmp_path: Path,
                                                                     pg_server: Any) -> None:
-    from tests.test_ops_demo import new_database
-
-    assert running.store is not None
-    running.store.run(lambda c: repo.add_wallet(c, PUMP_WALLET, "kept"))
-    env = {"DATABASE_URL": running.settings.database_url.get_secret_value(),  # type: ignore[union-attr]
+    assert app.store is not None
+    app.store.run(lambda c: repo.add_wallet(c, PUMP_WALLET, "kept"))
+    env = {"DATABASE_URL": app.settings.database_url.get_secret_value(),  # type: ignore[union-attr]
            "WALLTRACK_DATA_DIR": str(tmp_path / "data")}
     for _ in range(3):
         assert ops("backup", "--dir", str(tmp_path / "b"), "--keep", "2", env=env).returncode == 0

@@ -49,29 +49,33 @@ def keep(level: str | None, grep: str | None) -> Callable[[str], bool]:
     return wanted
 
 
-def tail(path: Path, lines: int) -> list[str]:
+def tail(path: Path, lines: int) -> tuple[list[str], int | None, int]:
+    """The last `lines` lines, and where they end (the file's inode and offset): `follow` goes on from there, so a
+    line written between the two is neither lost nor shown twice."""
     if not path.exists():
-        return []
+        return [], None, 0
     with path.open(encoding="utf-8", errors="replace") as f:
-        return list(deque(f, maxlen=lines))
+        last = list(deque(f, maxlen=lines)) if lines else []
+        f.seek(0, os.SEEK_END)
+        return last, os.fstat(f.fileno()).st_ino, f.tell()
 
 
-def follow(path: Path, poll_s: float = 0.25, stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
-    """Lines appended from now on, as they are written; across a rotation (a new file) or a truncation, the new
-    file is read from its start."""
+def follow(path: Path, inode: int | None = None, offset: int = 0, poll_s: float = 0.25,
+           stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+    """Lines written after `offset` of the file `inode` (from the start of any other file at `path`), as they come;
+    across a rotation (a new file) or a truncation, the new file is read from its start."""
     f: TextIO | None = None
-    inode, at_end, partial = None, True, ""
+    partial = ""
     try:
         while not stop():
             if f is None:
                 if not path.exists():
-                    at_end = False  # whatever appears next is new
                     time.sleep(poll_s)
                     continue
                 f = path.open(encoding="utf-8", errors="replace")
+                if os.fstat(f.fileno()).st_ino == inode:
+                    f.seek(offset)
                 inode = os.fstat(f.fileno()).st_ino
-                if at_end:
-                    f.seek(0, os.SEEK_END)
             chunk = f.readline()
             if chunk:
                 partial += chunk
@@ -86,7 +90,7 @@ def follow(path: Path, poll_s: float = 0.25, stop: Callable[[], bool] = lambda: 
                 replaced = True
             if replaced:
                 f.close()
-                f, at_end, partial = None, False, ""
+                f, inode, partial = None, None, ""
                 continue
             time.sleep(poll_s)
     finally:

@@ -120,7 +120,8 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     path = settings.log_dir / "walltrack.log"
     wanted = logview.keep(args.level, args.grep)
     show = (lambda line: line.rstrip("\n")) if args.json else logview.pretty
-    for line in logview.tail(path, max(0, args.lines)) if args.lines else []:
+    last, inode, offset = logview.tail(path, max(0, args.lines))
+    for line in last:
         if wanted(line):
             print(show(line))
     if not args.follow:
@@ -128,7 +129,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
             print(f"walltrack: no log yet at {path}", file=sys.stderr)
         return 0
     sys.stdout.flush()
-    for line in logview.follow(path):
+    for line in logview.follow(path, inode, offset):
         if wanted(line):
             print(show(line), flush=True)
     return 0
