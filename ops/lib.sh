@@ -35,7 +35,9 @@ run_walltrack() {
   local owner=""
   [ -n "${WALLTRACK_DATA_DIR:-}" ] && owner=$(stat -c %U "$WALLTRACK_DATA_DIR" 2>/dev/null || true)
   if [ "$(id -u)" = 0 ] && [ -n "$owner" ] && [ "$owner" != root ] && id -u "$owner" >/dev/null 2>&1; then
-    exec runuser -u "$owner" -m -- "${cmd[@]}" "$@"
+    # the service's runtime dir (the embedded PostgreSQL's lock) and home, as the unit gives them
+    exec runuser -u "$owner" -m -- env HOME="$WALLTRACK_DATA_DIR" XDG_RUNTIME_DIR="$WALLTRACK_DATA_DIR/run" \
+      "${cmd[@]}" "$@"
   fi
   exec "${cmd[@]}" "$@"
 }

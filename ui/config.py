@@ -24,6 +24,8 @@ GROUPS = (
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
     ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
     ("Supervision", ("supervisor_",)),
+    ("Operations: metrics, alerts, Helius webhook, backups", ("metrics_", "telegram_", "alert_", "helius_", "backup_",
+                                                             "doctor_")),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 

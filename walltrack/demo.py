@@ -142,7 +142,7 @@ def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, head
         "telegram_api_url": sb.url("telegram"),
         "telegram_bot_token": SecretStr(sb.alerts.token),
         "telegram_chat_id": "demo",
-        "webhook_stall_poll_s": max(0.5, 60 / sb.speed),
+        "webhook_stall_poll_s": max(2.0, 60 / sb.speed),
         "gateway_port": 0 if headless else settings.gateway_port,
         # the demo's time-scale presets, unless the operator set the variable (environment or .env)
         **{k: v for k, v in {**DEMO_EXITS, **DEMO_RISK}.items() if k not in settings.model_fields_set},
@@ -294,7 +294,7 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         end = sb.market.start + (minutes * 60 if minutes is not None else float("inf"))
         if not headless:
             print(f"WallTrack demo: panel http://{settings.panel_host}:{settings.panel_port}/, webhook gateway "
-                  f"http://127.0.0.1:{app.gateway_port} (GET /health), sandbox services {sb.url('')}; Ctrl-C to stop",
+                  f"http://127.0.0.1:{app.gateway_port} (GET /health, /metrics), sandbox services {sb.url('')}; Ctrl-C to stop",
                   flush=True)
             from walltrack.panel import serve_panel
 

@@ -22,6 +22,8 @@ from actors.messages import GetStats
 from actors.trades import InvalidTransaction, check_shape
 from gateway.app import Delivery, to_deliveries
 from walltrack.adapters.helius import HeliusApi
+from walltrack.adapters.http import Policy, Provider, ResilientClient
+from walltrack.adapters.solana_rpc import SolanaRpc
 from walltrack.alerts import Alerts
 from walltrack.bridge import Service, ask, trio_await
 from walltrack.config_history import public_settings, record_settings
@@ -48,8 +50,11 @@ class Operations:
             self.sync = HeliusSync(self.helius, s.helius_webhook_url, webhook_secret(s), lambda: app.watched,
                                    s.helius_sync_debounce_s, lambda r: self.metrics.helius_syncs.labels(r).inc())
         self.stall = None
+        self._watch_rpc: ResilientClient | None = None
         if s.webhook_stall_minutes > 0:
-            self.stall = StallWatch(app.services.rpc, self.helius, watched=lambda: app.watched,
+            # its own small budget: reading the wallets' history never starves token safety's RPC calls
+            self._watch_rpc = ResilientClient(Provider("rpc_watch", Policy(rate_per_s=2, **limits)), s.solana_rpc_url)
+            self.stall = StallWatch(SolanaRpc(self._watch_rpc), self.helius, watched=lambda: app.watched,
                                     last_delivery=lambda: app.last_delivery_at, clock=app.clock,
                                     in_inbox=self.in_inbox, ingest=self.ingest,
                                     stall_after_s=s.webhook_stall_minutes * 60, poll_s=s.webhook_stall_poll_s,
@@ -78,11 +83,12 @@ class Operations:
         for service in reversed(self._services):
             service.stop()
         self._services.clear()
-        if self.helius is not None and self.app.trio is not None:
-            try:
-                self.app.trio.submit(self.helius.aclose).result(5)
-            except Exception as exc:  # noqa: BLE001 - closing is best effort at shutdown
-                log.warning("helius_close_failed", error=repr(exc))
+        for client in (self.helius, self._watch_rpc):
+            if client is not None and self.app.trio is not None:
+                try:
+                    self.app.trio.submit(client.aclose).result(5)
+                except Exception as exc:  # noqa: BLE001 - closing is best effort at shutdown
+                    log.warning("client_close_failed", error=repr(exc))
 
     # -- hooks the composition root calls ----------------------------------------------------------------------
     def watchlist_changed(self) -> None:
@@ -92,7 +98,7 @@ class Operations:
     def provider_states(self) -> dict[str, Any]:
         """Every outside service's state (on the trio runtime: providers read trio's clock)."""
         out = dict(self.app.services.provider_states()) if self.app.services is not None else {}
-        extra = [*self.alerts.providers(), *([self.helius.provider] if self.helius is not None else [])]
+        extra = [*self.alerts.providers(), *(c.provider for c in (self.helius, self._watch_rpc) if c is not None)]
         out.update({p.name: p.state().as_dict() for p in extra})
         return out
 

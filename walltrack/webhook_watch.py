@@ -6,7 +6,8 @@ webhook at `HELIUS_WEBHOOK_URL` is made to watch exactly the active wallets (`ad
 failed sync is retried with capped backoff; one line per outcome (`helius_webhook_synced` / `helius_sync_failed`).
 
 **Stall detection and backfill.** Every `WEBHOOK_STALL_POLL_S`, each watched wallet's newest signatures are read
-from the RPC (`getSignaturesForAddress`, from a cursor, so a quiet wallet costs one small call). A successful
+from the RPC (`getSignaturesForAddress`, from a cursor, so a quiet wallet costs one small call; the composition root
+gives it an RPC client with a budget of its own, so it never slows token safety). A successful
 transaction of a watched wallet that the inbox still lacks after a grace (half the stall time, at most 2 minutes:
 Helius delivers within seconds) is *missing*. Missing transactions while no delivery came for
 `WEBHOOK_STALL_MINUTES` is a stall: one `webhook_stalled` error line (an alert) per episode. Missing transactions
