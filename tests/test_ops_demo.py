@@ -86,8 +86,12 @@ def test_metrics_parse_and_move_as_the_bot_trades(world: World) -> None:
     assert total(first, "walltrack_trading_mode", mode="paper") == 1
 
     signals0 = total(first, "walltrack_signals_total")
-    later = wait_until(lambda: (s := world.scrape()) and total(s, "walltrack_signals_total") >= signals0 + 5
-                       and total(s, "walltrack_fills_total", side="buy") >= 1 and s, timeout=60, interval=0.5)
+
+    def moved(s: dict[str, float]) -> bool:
+        return (total(s, "walltrack_signals_total") >= signals0 + 5 and total(s, "walltrack_fills_total", side="buy") >= 1
+                and total(s, "walltrack_provider_request_seconds_count", provider="rpc") >= 1)
+
+    later = wait_until(lambda: (s := world.scrape()) and moved(s) and s, timeout=90, interval=0.5)
     stored = world.rows("SELECT decision, count(*) AS n FROM signals GROUP BY decision")
     assert sum(r["n"] for r in stored) >= total(later, "walltrack_signals_total")  # counted once each, never more
     # the decisions are labelled by their reasons, and their latency from the delivery was observed
@@ -169,7 +173,13 @@ def test_a_stalled_webhook_is_detected_alerted_and_backfilled_exactly_once(pg_se
                            interval=0.2)[0]
         assert "no delivery for" in alert["text"]
         missed = set(w.sb.chain.trades) - before
-        wait_until(lambda: missed <= inbox(), timeout=60, interval=0.2)  # backfilled from Helius' parse API
+        try:
+            wait_until(lambda: missed <= inbox(), timeout=120, interval=0.2)  # backfilled from Helius' parse API
+        except AssertionError:
+            lost = missed - inbox()
+            watch = w.app.ops.stall  # type: ignore[union-attr]
+            raise AssertionError(f"not backfilled: {[(s[:8], w.sb.chain.trades[s].leader[:6], w.sb.chain.trades[s].timestamp) for s in lost]}; "
+                                 f"clock {w.app.clock()}; watch {[(k[:6], v.since, (v.cursor or '')[:8], len(v.open)) for k, v in watch._wallets.items()]}")
         assert w.sb.poster is not None and w.sb.poster.stats().missed >= 1  # deliveries (1-3 trades each) never sent
 
         w.sb.faults["helius"].stalled = False  # deliveries resume; what was missed meanwhile is backfilled too

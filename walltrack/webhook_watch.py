@@ -14,8 +14,9 @@ Helius delivers within seconds) is *missing*. Missing transactions while no deli
 are backfilled, stalled or not (Helius drops a delivery after its retries): the parse-transactions API returns
 them as enhanced transactions, and they enter the inbox through the gateway's own path (`App.ingest`) —
 deduplicated by signature, so a late webhook delivery of the same transaction is acknowledged as a duplicate and
-nothing is decided twice. Only transactions since the wallet was watched (at start: `WEBHOOK_BACKFILL_LOOKBACK_
-MINUTES` back) are backfilled; a wallet's history before that is not ours to copy.
+nothing is decided twice. Only transactions since the wallet was watched are backfilled — at start, those of the
+last `WEBHOOK_BACKFILL_LOOKBACK_MINUTES`; for a wallet added later, those after its first read — a wallet's
+history before that is not ours to copy.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class HeliusSync:
 
 @dataclass
 class _Wallet:
-    since: float  # bot clock: transactions before this are not ours to backfill
+    # Which transactions are ours to backfill: at start, those with a block time since `since` (the lookback); for a
+    # wallet watched later, those after the newest one its first read found (`since` None) — no clock compared.
+    since: float | None
     cursor: str | None = None  # the newest signature seen
     open: dict[str, float] = field(default_factory=dict)  # seen, not yet in the inbox: signature -> block time
 
@@ -128,7 +131,7 @@ class StallWatch:
         for gone in set(self._wallets) - watched:
             del self._wallets[gone]
         for wallet in sorted(watched):
-            state = self._wallets.setdefault(wallet, _Wallet(now - self.lookback_s if self._first else now))
+            state = self._wallets.setdefault(wallet, _Wallet(now - self.lookback_s if self._first else None))
             await self._read(wallet, state)
         self._first = False
         pending = {sig: (w, t) for w, s in self._wallets.items() for sig, t in s.open.items()}
@@ -153,11 +156,15 @@ class StallWatch:
         if state.cursor is not None:
             config["until"] = state.cursor
         entries = await self.rpc.call("getSignaturesForAddress", [wallet, config])
+        first = state.cursor is None
         if entries:
             state.cursor = entries[0]["signature"]
+        if first and state.since is None:
+            state.since = -math.inf  # watched from now on: everything after this read is ours
+            return
         for e in entries:
             block_time = e.get("blockTime")
-            if e.get("err") is None and block_time is not None and block_time >= state.since:
+            if e.get("err") is None and block_time is not None and block_time >= (state.since or -math.inf):
                 state.open.setdefault(e["signature"], float(block_time))
 
     async def _backfill(self, missing: list[str], pending: dict[str, tuple[str, float]]) -> None:
@@ -173,7 +180,8 @@ class StallWatch:
         new = await self.ingest(txs)
         found = {tx.get("signature") for tx in txs}
         for sig in missing:  # stored now, or unknown to Helius: either way not asked for again
-            self._wallets.get(pending[sig][0], _Wallet(math.inf)).open.pop(sig, None)
+            if (state := self._wallets.get(pending[sig][0])) is not None:
+                state.open.pop(sig, None)
         self.backfilled += new
         log.warning("webhook_backfilled", new=new, fetched=len(txs), missing=len(missing),
                     not_found=sorted(set(missing) - found)[:5], signatures=missing[:5])
