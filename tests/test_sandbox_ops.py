@@ -148,3 +148,52 @@ def test_a_random_walk_of_the_rpc_never_500s(box: Box) -> None:
                               timeout=10)
             body = resp.json()
             assert resp.status_code == 200 and ("error" in body or "result" in body)
+
+
+def test_stall_watch_pages_back_to_its_cursor_and_backfills_every_missed_trade(box: Box) -> None:
+    import trio
+
+    from walltrack.adapters.helius import HeliusApi
+    from walltrack.adapters.http import Policy, Provider, ResilientClient
+    from walltrack.adapters.solana_rpc import SolanaRpc
+    from walltrack.webhook_watch import StallWatch
+
+    leader = box.market.leaders[0]
+    mint = next(iter(box.market.tokens))
+    stored: dict[str, dict] = {}  # the inbox: what the backfill handed in, by signature
+
+    async def in_inbox(sigs: list[str]) -> set[str]:
+        return set(sigs) & set(stored)
+
+    async def ingest(txs: list[dict]) -> int:
+        new = [tx for tx in txs if tx["signature"] not in stored]
+        stored.update((tx["signature"], tx) for tx in new)
+        return len(new)
+
+    def trade(n: int) -> list[str]:
+        sigs = []
+        for i in range(n):
+            with box.market.lock:
+                t = box.market._trade(leader, mint, "buy" if i % 2 == 0 else "sell", 1_000_000)
+            box.chain.apply_trade(t)
+            sigs.append(t.signature)
+        return sigs
+
+    async def main() -> None:
+        rpc_http = ResilientClient(Provider("rpc", Policy(rate_per_s=100)), f"{box.base}/rpc")
+        helius = HeliusApi(f"{box.base}/helius", KEY, rate_per_s=100)
+        watch = StallWatch(SolanaRpc(rpc_http), helius, watched=lambda: frozenset({leader.address}),
+                           last_delivery=lambda: box.market.now - 3600, clock=lambda: box.market.now + 600,
+                           in_inbox=in_inbox, ingest=ingest, stall_after_s=60, poll_s=1, lookback_s=600)
+        try:
+            await watch.check()  # the first round: the last 10 minutes of the wallet's history are ours
+            stored.clear()
+            later = trade(250)  # then 250 trades the webhook never delivered: 3 pages since the cursor
+            await watch.check()
+            assert set(later) <= set(stored) and watch.stalled
+            assert all(stored[s] == json.loads(json.dumps(stored[s])) for s in later)
+        finally:
+            await rpc_http.aclose()
+            await helius.aclose()
+
+    trio.run(main)

@@ -34,6 +34,7 @@ from walltrack.adapters.http import ProviderError
 log = structlog.get_logger("webhook_watch")
 
 SIGNATURES_PER_POLL = 100
+MAX_PAGES = 10  # per wallet and round: 1,000 transactions since the last read
 
 
 class HeliusSync:
@@ -155,7 +156,12 @@ class StallWatch:
         config: dict[str, Any] = {"limit": SIGNATURES_PER_POLL, "commitment": "confirmed"}
         if state.cursor is not None:
             config["until"] = state.cursor
-        entries = await self.rpc.call("getSignaturesForAddress", [wallet, config])
+        entries = page = await self.rpc.call("getSignaturesForAddress", [wallet, config])
+        for _ in range(MAX_PAGES - 1):  # a busy wallet: page back to the cursor (newest first, `before` the last)
+            if state.cursor is None or len(page) < SIGNATURES_PER_POLL:
+                break
+            page = await self.rpc.call("getSignaturesForAddress", [wallet, {**config, "before": page[-1]["signature"]}])
+            entries = entries + page
         first = state.cursor is None
         if entries:
             state.cursor = entries[0]["signature"]
@@ -164,7 +170,7 @@ class StallWatch:
             return
         for e in entries:
             block_time = e.get("blockTime")
-            if e.get("err") is None and block_time is not None and block_time >= (state.since or -math.inf):
+            if e.get("err") is None and block_time is not None and block_time >= (state.since if state.since is not None else -math.inf):
                 state.open.setdefault(e["signature"], float(block_time))
 
     async def _backfill(self, missing: list[str], pending: dict[str, tuple[str, float]]) -> None:
