@@ -25,6 +25,7 @@ from actors.trades import InvalidTransaction, NotATrade, Trade, accounts_touched
 log = structlog.get_logger("gateway")
 
 Trades = tuple[tuple[str, Trade | NotATrade], ...]  # (watched wallet, its trade in the transaction or why none)
+Delivery = tuple[str, str, list[str]]  # (signature, transaction JSON, watched wallets it touches): a backfill's rows
 Items = tuple[tuple[str, tuple[str, ...]], ...]  # (signature, the watched wallets it touches), each signature once
 
 
@@ -44,6 +45,8 @@ class GatewayDeps:
     store_timeout: float = 5.0
     clock: Callable[[], float] = time.time  # the bot's clock: a trade's timestamp is judged against its receipt
     max_skew_s: float | None = None  # a timestamp this far from the receipt is implausible (None: unchecked)
+    metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None  # the Prometheus text and its content type
+    metrics_token: str | None = None  # METRICS_TOKEN: a bearer token that opens /metrics to non-loopback clients
 
 
 def _no_constants(name: str) -> Any:
@@ -65,26 +68,32 @@ def _reply(status: int, error: str, detail: str, headers: tuple[tuple[str, str],
     return Reply(status, {"error": error, "detail": detail}, headers)
 
 
+def _rejected(status: int, error: str, detail: str, remote: str | None, reason: str | None = None) -> Reply:
+    """A webhook delivery refused: one log line (metrics count it by reason), and the error body."""
+    log.warning("webhook_rejected", reason=reason or error, status=status, remote=remote)
+    return _reply(status, error, detail)
+
+
 async def receive_webhook(deps: GatewayDeps, auth: str, body: bytes, remote: str | None) -> Reply:
     """A Helius delivery (its whole body read): checked, parsed once, stored, then acknowledged and dispatched."""
     if not hmac.compare_digest(auth.encode(), deps.secret.encode()):
-        log.warning("webhook_rejected", reason="bad_authorization", remote=remote)
-        return _reply(401, "unauthorized", "the Authorization header does not match the webhook secret")
+        return _rejected(401, "unauthorized", "the Authorization header does not match the webhook secret", remote,
+                         reason="bad_authorization")
     try:
         text = body.decode("utf-8")
         data = json.loads(text, parse_constant=_no_constants)  # parsed once: nothing downstream parses it again
     except (ValueError, UnicodeDecodeError):
-        return _reply(400, "invalid_json", "the body is not valid JSON")
+        return _rejected(400, "invalid_json", "the body is not valid JSON", remote)
     except RecursionError:  # a 100,000-deep nesting: refused, not a 500
-        return _reply(400, "invalid_json", "the body is nested too deeply")
+        return _rejected(400, "invalid_json", "the body is nested too deeply", remote)
     if "\\u0000" in text:  # PostgreSQL cannot store NUL in text or jsonb: refuse it, do not 503 forever
-        return _reply(400, "invalid_json", "the body contains a NUL character (\\u0000)")
+        return _rejected(400, "invalid_json", "the body contains a NUL character (\\u0000)", remote)
     if not isinstance(data, list):
-        return _reply(400, "invalid_shape", "the body must be a JSON array of enhanced transactions")
+        return _rejected(400, "invalid_shape", "the body must be a JSON array of enhanced transactions", remote)
     try:
         txs = [check_shape(tx, f"body[{i}]") for i, tx in enumerate(data)]
     except InvalidTransaction as exc:
-        return _reply(400, "invalid_transaction", str(exc))
+        return _rejected(400, "invalid_transaction", str(exc), remote)
 
     watched, received = deps.watched(), deps.clock()
     seen: dict[str, Trades] = {}
@@ -98,7 +107,7 @@ async def receive_webhook(deps: GatewayDeps, auth: str, body: bytes, remote: str
         with trio.fail_after(deps.store_timeout):
             new = await deps.store_body(text, items) if items else set()
     except Unstorable as exc:
-        return _reply(400, "invalid_json", f"the delivery cannot be stored: {exc}")
+        return _rejected(400, "invalid_json", f"the delivery cannot be stored: {exc}", remote)
     except Exception as exc:  # noqa: BLE001 - any failure to store (or trio.TooSlowError) is never acknowledged
         log.error("webhook_not_stored", error=repr(exc), transactions=len(items))
         return _reply(503, "database_unavailable", "the delivery could not be stored; retry later",
@@ -109,6 +118,31 @@ async def receive_webhook(deps: GatewayDeps, auth: str, body: bytes, remote: str
     log.info("webhook_received", transactions=len(items), new=len(new), duplicates=len(items) - len(new),
              signatures=list(seen)[:20])
     return Reply(200, {"accepted": len(new), "duplicates": len(items) - len(new)})
+
+
+def to_deliveries(txs: list[dict[str, Any]], watched: frozenset[str]) -> list[Delivery]:
+    """Checked enhanced transactions as inbox rows, one per signature, with the watched wallets each touches —
+    for the webhook and for a backfill alike, so both take the same exactly-once path."""
+    items: dict[str, Delivery] = {}
+    for tx in txs:
+        items.setdefault(tx["signature"], (tx["signature"], json.dumps(tx), sorted(accounts_touched(tx) & watched)))
+    return list(items.values())
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def metrics_refusal(remote: str | None, headers: Any, token: str | None) -> Response | None:
+    """None when the scraper may read /metrics: a loopback client that no proxy forwarded, or the bearer token."""
+    auth = headers.get("Authorization", "")
+    if token and auth.startswith("Bearer "):
+        if hmac.compare_digest(auth.removeprefix("Bearer ").encode(), token.encode()):
+            return None
+        return _error(401, "unauthorized", "the bearer token does not match METRICS_TOKEN")
+    proxied = any(h in headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
+    if remote in LOOPBACK and not proxied:
+        return None
+    return _error(403, "forbidden", "/metrics is served to loopback clients, or with METRICS_TOKEN as a bearer token")
 
 
 def create_app(deps: GatewayDeps) -> QuartTrio:
@@ -122,6 +156,7 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
         resp = _error(exc.code or 500, names.get(exc.code or 0, "http_error"), exc.description or exc.name)
         if exc.code == 413:  # the oversized body is left unread: this connection cannot carry another request
             resp.headers["Connection"] = "close"
+            log.warning("webhook_rejected", reason="payload_too_large", status=413, remote=request.remote_addr)
         return resp
 
     @app.errorhandler(Exception)
@@ -141,6 +176,16 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
     async def health() -> Response:
         body, status = await deps.health()
         return Response(json.dumps(body, default=str), status=status, mimetype="application/json")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        if deps.metrics is None:
+            return _error(404, "not_found", "metrics are not enabled")
+        refusal = metrics_refusal(request.remote_addr, request.headers, deps.metrics_token)
+        if refusal is not None:
+            return refusal
+        text, content_type = await deps.metrics()
+        return Response(text, status=200, content_type=content_type)
 
     app.config["STARTED_AT"] = time.time()
     return app

@@ -156,6 +156,7 @@ class Chain:
         self.statuses: dict[str, Landed] = {}  # signature -> where it landed (market trades and executed ones)
         self.transactions: dict[str, Any] = {}  # signature -> sandbox.execution.Executed, for getTransaction
         self.builds: dict[bytes, Any] = {}  # sha256(message) -> sandbox.swaps.Build: what /swap built, by message
+        self.trades: dict[str, LeaderTrade] = {}  # the leaders' trades applied, in order (RPC history, Helius parsing)
         with market.lock, self.lock:
             self._tick()
             rent = self.svm.minimum_balance_for_rent_exemption(0)
@@ -222,6 +223,7 @@ class Chain:
                 delta = trade.quote_amount if trade.side == "sell" else -trade.quote_amount
                 self._add_lamports(trade.leader, delta)
             self.record(trade.signature, trade.slot)
+            self.trades[trade.signature] = trade
             self._tick()
 
     def sync_token(self, mint: str) -> None:

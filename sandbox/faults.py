@@ -39,6 +39,7 @@ class Faults:
     drop_all: bool = False  # rpc: every broadcast is answered but never lands, while set
     late_blocks: int = 0  # rpc: a landed transaction shows no status for N blocks
     rate_limited_methods: set[str] = field(default_factory=set)  # rpc: 429 + Retry-After for these methods only
+    stalled: bool = False  # helius: the poster stops delivering (every delivery is missed) while the market trades
     requests: int = 0  # requests seen (for tests)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
@@ -64,14 +65,14 @@ class Faults:
 
     def clear(self) -> None:
         self.latency_s, self.timeout, self.error_status, self.error_rate = 0.0, False, None, 0.0
-        self.rate_limited, self.malformed = False, False
+        self.rate_limited, self.malformed, self.stalled = False, False, False
         self.missing = set()
         self.blockhash_age_blocks, self.malicious, self.slippage = 0, None, False
         self.drop_next, self.drop_all, self.late_blocks = 0, False, 0
         self.rate_limited_methods = set()
 
 
-SERVICES = ("helius", "jupiter", "dexscreener", "rugcheck", "rpc")
+SERVICES = ("helius", "jupiter", "dexscreener", "rugcheck", "rpc", "helius_api", "telegram", "hooks")
 
 
 class FaultBoard:

@@ -411,8 +411,8 @@ class HeliusPoster:
     `submit(trades)` is thread-safe and returns at once; `run()` (started in a trio nursery) sends what was
     submitted, each delivery concurrently with its own retries. `deliver(trades)` sends and waits, for
     callers already on trio. `stats()` is safe from any thread. `faults` (the "helius" service) adds latency
-    before a delivery, holds deliveries while `timeout` is set (a Helius outage) and skips a fraction
-    `error_rate` of them (events Helius missed).
+    before a delivery, holds deliveries while `timeout` is set (a Helius outage), skips a fraction
+    `error_rate` of them (events Helius missed) and, while `stalled` is set, every one (a webhook that went quiet).
     """
 
     def __init__(self, url: str, secret: str, *, retry_interval_s: float = HELIUS_RETRY_INTERVAL_S,
@@ -543,7 +543,7 @@ class HeliusPoster:
                 await trio.sleep(0.05)
             if self.faults.latency_s:
                 await trio.sleep(self.faults.latency_s)
-            if self.faults.roll_error():
+            if self.faults.stalled or self.faults.roll_error():
                 self._bump(missed=1)
                 log.info("helius_delivery_missed", delivery=d.number, signatures=list(d.signatures))
                 return False

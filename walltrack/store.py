@@ -37,7 +37,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def connect_pool(url: str, max_size: int = 8) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection, command_timeout=15)
+    return await asyncpg.create_pool(url, min_size=1, max_size=max_size, init=_init_connection, command_timeout=15,
+                                     server_settings={"application_name": "walltrack"})
 
 
 _TEMPORARY = (OSError, asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.InterfaceError,

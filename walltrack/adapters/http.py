@@ -49,6 +49,10 @@ log = structlog.get_logger("adapters")
 
 T = TypeVar("T")
 
+# Observers of every attempt sent: (provider, outcome "ok" | "error" | "rate_limited" | "rejected", seconds).
+# `walltrack.metrics` counts them; a hook must be quick (it runs on the trio runtime).
+ATTEMPT_HOOKS: list[Callable[[str, str, float], None]] = []
+
 
 # -- errors -------------------------------------------------------------------------------------------
 class ProviderError(Exception):
@@ -357,9 +361,11 @@ class Provider:
         except ProviderUnavailable as exc:
             exc.provider = self.name
             raise
+        sent: float | None = None
         try:
             await self._wait_budget()
             self.requests += 1
+            sent = self._clock()
             with trio.move_on_after(self.policy.attempt_timeout_s) as scope:
                 result = await attempt()
             if scope.cancelled_caught:
@@ -369,21 +375,30 @@ class Provider:
             if not exc.local:
                 self.hold(exc.retry_after if exc.retry_after is not None else self.policy.default_retry_after_s)
                 self._note_error(exc)
+                self._report("rate_limited", sent)
             self._breaker.on_neutral(probe)
             raise
         except (TemporaryError, BadResponse) as exc:
             if isinstance(exc, TemporaryError) and exc.retry_after:
                 self.hold(exc.retry_after)
             self._failed(exc, probe)
+            self._report("error", sent)
             raise
         except RequestRejected:
             self._succeeded(probe)  # the provider is healthy; the request was not
+            self._report("rejected", sent)
             raise
         except BaseException:
             self._breaker.on_neutral(probe)  # cancelled by the caller, or a bug: no verdict on health
             raise
         self._succeeded(probe)
+        self._report("ok", sent)
         return result
+
+    def _report(self, outcome: str, sent: float | None) -> None:
+        if sent is not None:
+            for hook in tuple(ATTEMPT_HOOKS):
+                hook(self.name, outcome, max(0.0, self._clock() - sent))
 
     def _note_error(self, exc: ProviderError) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
