@@ -35,6 +35,9 @@ class GatewayDeps:
     dispatch: Callable[[str, str, tuple[str, ...]], None]
     health: Callable[[], Awaitable[tuple[dict[str, Any], int]]]
     store_timeout: float = 5.0
+    # distributed mode: append the stored deliveries to JetStream (and record the acknowledgement) before the 200;
+    # the node owning each wallet's partition takes them from there, so nothing is dispatched here
+    publish: Callable[[list[Delivery]], Awaitable[None]] | None = None
 
 
 def _error(status: int, error: str, detail: str) -> Response:
@@ -94,7 +97,16 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
             resp = _error(503, "database_unavailable", "the delivery could not be stored; retry later")
             resp.headers["Retry-After"] = "5"
             return resp
-        for signature, payload, wallets in deliveries:
+        if deps.publish is not None and deliveries:
+            try:
+                with trio.fail_after(deps.store_timeout):
+                    await deps.publish(deliveries)  # duplicates too: a retry after a failed append; Nats-Msg-Id dedupes
+            except Exception as exc:  # noqa: BLE001 - stored but not appended: 503, the retry appends it
+                log.error("webhook_not_published", error=repr(exc), transactions=len(deliveries))
+                resp = _error(503, "stream_unavailable", "the delivery could not be queued for processing; retry later")
+                resp.headers["Retry-After"] = "5"
+                return resp
+        for signature, payload, wallets in deliveries if deps.publish is None else ():
             if signature in new and wallets:
                 deps.dispatch(signature, payload, tuple(wallets))
         log.info(

@@ -24,6 +24,7 @@ GROUPS = (
     ("Prices and services", ("price_", "jupiter_", "dexscreener_", "rugcheck_base", "solana_", "http_", "provider_")),
     ("Webhook, panel and storage", ("gateway_", "webhook_", "inbox_", "panel_", "walltrack_data_dir", "log_")),
     ("Supervision", ("supervisor_",)),
+    ("Distributed mode", ("cluster_",)),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 

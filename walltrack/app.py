@@ -55,6 +55,7 @@ class App:
         self.services: Services | None = None
         self.gateway: Service | None = None
         self.monitor: Service | None = None
+        self.cluster: Any = None  # walltrack.cluster.node.Cluster, when CLUSTER_NATS_URL is set
         self.watched: frozenset[str] = frozenset()
         self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._listener: asyncpg.Connection | None = None
@@ -75,28 +76,39 @@ class App:
 
         self.trio = TrioThread(name="walltrack-trio").start()
         self.services = Services(s, self.trio, self.store, self.clock)
-        ports = Ports(self.store, self.loop, copy_rules(s),
+        self.published = Published()
+        if s.cluster_nats_url is not None:  # distributed mode: nothing of NATS is imported or started otherwise
+            from walltrack.cluster.node import Cluster
+
+            self.cluster = Cluster(s, self.store, self.trio, self.services, self.published)
+        ports = Ports(self.cluster.observe(self.store) if self.cluster else self.store, self.loop, copy_rules(s),
                       safety=self.services.safety_port(), clock=self.clock,
                       executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
                       rules_follow_mode=s.copy_mode is None)
-        self.published = Published()
         intensity, backoff = supervision(s)
-        self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
+        self.root = (self.cluster.start_root(ports, self.published, intensity, backoff) if self.cluster
+                     else RootSupervisor.start(ports, self.published, intensity, backoff))
         self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
-        root = self.root.proxy()
         wallets = self.store.run(repo.active_wallets)
-        for w in wallets:
-            root.adopt_wallet(w, self.store.wallet_open_positions(w).result(30)).get()
-        positions = self.store.run(repo.open_positions)
-        for pid, journal in positions:
-            root.adopt_position(pid, journal).get()
         self.watched = frozenset(wallets)
-        pending = self.store.run(repo.pending_deliveries)
-        self._hand_out(pending)
-        log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
+        if self.cluster is None:
+            root = self.root.proxy()
+            for w in wallets:
+                root.adopt_wallet(w, self.store.wallet_open_positions(w).result(30)).get()
+            positions = self.store.run(repo.open_positions)
+            for pid, journal in positions:
+                root.adopt_position(pid, journal).get()
+            pending = self.store.run(repo.pending_deliveries)
+            self._hand_out(pending)
+            log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
+        else:  # a node adopts the wallets, positions and stored deliveries of each partition whose lease it takes
+            self.root.tell(WatchlistChanged(self.watched))
+            self.cluster.start(self._hand_out, lambda: self.watched)
+            log.info("cluster_joined", node=s.cluster_node_id, watched=len(wallets))
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
-        self.monitor = self.trio.start_service(self.services.price_monitor(self.root, self.published))
+        if self.cluster is None:  # in a cluster the node holding the `prices` lease polls for every node
+            self.monitor = self.trio.start_service(self.services.price_monitor(self.root, self.published))
         try:
             self.gateway = self.trio.start_service(self._serve_gateway(secret))
         except BaseExceptionGroup as group:  # hypercorn's nursery wraps the bind error
@@ -115,6 +127,8 @@ class App:
         for service in (self.gateway, self.monitor):
             if service is not None:
                 service.stop()
+        if self.cluster is not None:  # hand the partitions over at once (their leases deleted, not left to expire)
+            self.cluster.stop()
         if self.loop is not None and self.root is not None:
             self.loop.run(self._stop_watchlist_listener(), timeout=10)
         if self.root is not None:
@@ -229,6 +243,11 @@ class App:
         def dispatch(signature: str, payload: str, wallets: tuple[str, ...]) -> None:
             self._hand_out([(signature, payload, wallets)])
 
+        cluster = self.cluster
+
+        async def publish(items: list[Delivery]) -> None:  # distributed mode: to the stream, by wallet partition
+            await trio_await(cluster.publish(items))
+
         deps = GatewayDeps(
             secret=secret,
             max_bytes=self.settings.webhook_max_bytes,
@@ -236,6 +255,7 @@ class App:
             store_deliveries=store_deliveries,
             dispatch=dispatch,
             health=self._health,
+            publish=publish if cluster is not None else None,
         )
         app = create_app(deps)
         config = HypercornConfig()
@@ -266,6 +286,8 @@ class App:
         except Exception:  # noqa: BLE001
             body.update(status="unavailable", database="unreachable", last_webhook_at=None, last_signal_at=None)
         body["circuit_breaker"] = self._breaker_state()
+        if self.cluster is not None:
+            body["cluster"] = self.cluster.status()
         if self.services is not None:
             body["providers"] = self.services.provider_states()
         try:

@@ -5,6 +5,7 @@
 - `notify(future, fn)`: run `fn(result_or_exception)` when a future completes, from any thread — how an
   actor gets the outcome of I/O as a message instead of blocking on it.
 - `trio_await(future)`: await a concurrent future from trio without a thread per wait.
+- `asyncio_await(future)`: the same from an asyncio loop (the cluster's NATS loop awaiting the store).
 - `ask(ref, msg, timeout)`: an actor ask from trio, off the event loop.
 - `contain(exc)`: turn a BaseException that must not escape an actor (trio.Cancelled, a solders
   PanicException, KeyboardInterrupt in a worker) into an ordinary `ActorCrash`.
@@ -85,6 +86,11 @@ async def trio_await(future: concurrent.futures.Future[T]) -> T:
         future.cancel()
         raise
     return future.result()
+
+
+async def asyncio_await(future: concurrent.futures.Future[T]) -> T:
+    """Await a concurrent future (another runtime's work) from an asyncio loop without blocking it."""
+    return await asyncio.wrap_future(future)
 
 
 async def ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     supervisor_period_s: float = Field(default=60.0, gt=0)
     supervisor_backoff_s: float = Field(default=0.2, ge=0)  # before the first restart; doubles for each next one
     supervisor_backoff_max_s: float = Field(default=10.0, ge=0)
+    # distributed mode (walltrack/cluster/): wallets partitioned across nodes on NATS JetStream; off while unset
+    cluster_nats_url: SecretStr | None = None  # nats://host:4222[,nats://host2:4222...]; may carry credentials
+    cluster_node_id: str | None = None  # required with CLUSTER_NATS_URL: this node's unique name
+    cluster_partitions: int = Field(default=64, ge=1, le=4096)  # the same on every node
+    cluster_lease_ttl_s: float = Field(default=4.0, ge=1, le=300)  # a dead node's partitions move after this
+    cluster_replicas: int = Field(default=3, ge=1, le=5)  # JetStream replicas of the streams and buckets
 
     @field_validator("copy_mode", "copy_leader_min_sol", "copy_leader_max_sol", "copy_min_liquidity_usd",
                      "copy_min_market_cap_usd", "copy_max_market_cap_usd", "copy_max_pool_age_hours", "copy_active_hours",
@@ -233,6 +239,26 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown check(s) {', '.join(unknown)}; one of {', '.join(sorted(known))}")
         return v
 
+    @field_validator("cluster_nats_url")
+    @classmethod
+    def _nats_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value().strip():
+            return None
+        for url in v.get_secret_value().split(","):
+            if not url.strip().startswith(("nats://", "tls://")):
+                raise ValueError("must be nats:// or tls:// URLs, comma-separated")
+        return v
+
+    @model_validator(mode="after")
+    def _cluster_node(self) -> "Settings":
+        import re
+
+        if self.cluster_nats_url is not None and not self.cluster_node_id:
+            raise ValueError("CLUSTER_NODE_ID is required when CLUSTER_NATS_URL is set (a unique name per node)")
+        if self.cluster_node_id and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", self.cluster_node_id):
+            raise ValueError("CLUSTER_NODE_ID: 1-32 letters, digits, '-' or '_'")
+        return self
+
     @model_validator(mode="after")
     def _live_needs_key(self) -> "Settings":
         if self.trading_mode == "live" and self.wallet_private_key is None:
@@ -253,12 +279,13 @@ class Settings(BaseSettings):
             )
             if s is not None
         ]
-        if self.database_url is not None:
-            from urllib.parse import urlsplit
+        from urllib.parse import urlsplit
 
-            password = urlsplit(self.database_url.get_secret_value()).password
-            if password:
-                values.append(password)
+        if self.database_url is not None:
+            values.append(urlsplit(self.database_url.get_secret_value()).password or "")
+        for url in self.cluster_nats_url.get_secret_value().split(",") if self.cluster_nats_url is not None else ():
+            parts = urlsplit(url.strip())  # nats://user:password@host, or nats://token@host
+            values.append(parts.password or parts.username or "")
         return [v for v in values if v]
 
     @property
