@@ -127,16 +127,20 @@ class ClusterHarness:
         self.nats.stop()
 
     # -- asking the nodes ---------------------------------------------------------------------------------------
+    def request(self, subject: str, data: bytes, timeout: float = 10) -> bytes:
+        """A NATS request from outside the nodes (as any client of the cluster would send it)."""
+        assert self._loop is not None
+
+        async def ask() -> bytes:
+            return (await self._client.request(subject, data, timeout=timeout)).data
+
+        return self._loop.run(ask(), timeout=timeout + 1)
+
     def status(self, node: Node, timeout: float = 5) -> dict[str, Any] | None:
         if not node.alive or self._loop is None:
             return None
-
-        async def ask() -> dict[str, Any]:
-            reply = await self._client.request(wire.status_subject(node.id), b"", timeout=timeout)
-            return json.loads(reply.data)
-
         try:
-            return self._loop.run(ask(), timeout=timeout + 1)
+            return json.loads(self.request(wire.status_subject(node.id), b"", timeout=timeout))
         except Exception:  # noqa: BLE001 - not answering: None
             return None
 
