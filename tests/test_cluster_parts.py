@@ -110,14 +110,15 @@ def _link(c: LocalCluster, node: str, ttl: float) -> Link:
 def test_leases_balance_expire_and_are_never_renewed_by_a_former_owner(nats_server: LocalCluster) -> None:
     a_link, b_link = _link(nats_server, "a", 1.0), _link(nats_server, "b", 1.0)
     seen: dict[str, list[Any]] = {"a": [], "b": []}
-    a = Leases(a_link.leases, a_link.js, "a", 2, 1.0, seen["a"].append)
-    b = Leases(b_link.leases, b_link.js, "b", 2, 1.0, seen["b"].append)
+    a = Leases(a_link.leases, a_link.js, a_link.nc, "a", 2, 1.0, seen["a"].append)
+    b = Leases(b_link.leases, b_link.js, b_link.nc, "b", 2, 1.0, seen["b"].append)
 
     def rounds(leases: Leases, link: Link, n: int = 1) -> None:
         for _ in range(n):
             link.thread.run(leases.round(), timeout=10)
             leases.rounds += 1
 
+    b_link.thread.run(b.listen(), timeout=10)
     try:
         rounds(a, a_link, 2)  # alone: both partitions, risk and prices
         assert {c.key for c in seen["a"] if isinstance(c, Acquired)} == {"partition.000", "partition.001", "risk", "prices"}
@@ -126,6 +127,7 @@ def test_leases_balance_expire_and_are_never_renewed_by_a_former_owner(nats_serv
         surrendered = [c.key for c in seen["a"] if isinstance(c, Surrender)]
         assert len(surrendered) == 1
         a_link.thread.run(a.release(surrendered[0]), timeout=10)
+        wait_until(lambda: b._rescan)  # b heard that a gave it back
         rounds(b, b_link)
         assert [c.key for c in seen["b"] if isinstance(c, Acquired)] == surrendered  # at once, not after the TTL
 

@@ -57,10 +57,11 @@ def env_of(settings: Any) -> dict[str, str]:
 
 class ClusterHarness:
     def __init__(self, root: Path, env: dict[str, str], nodes: int, *, nats_servers: int | None = None,
-                 args: list[str] | None = None, partitions: int = 64) -> None:
+                 args: list[str] | None = None, partitions: int = 64, cluster: bool = True) -> None:
         self.root, self.base_env, self.count = root, env, nodes
         self.args = args or []
         self.partitions = partitions
+        self.clustered = cluster  # False: one process in the default, single-process mode (no NATS at all)
         self.nats = LocalCluster(root / "nats", size=nats_servers or min(3, nodes))
         self.nodes: list[Node] = []
         self._client: Any = None
@@ -68,12 +69,15 @@ class ClusterHarness:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start(self, timeout: float = 120) -> "ClusterHarness":
-        self.nats.start()
+        if self.clustered:
+            self.nats.start()
         for i in range(self.count):
             self.nodes.append(self._spawn(f"node-{i + 1}"))
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             self._ready(node, deadline)
+        if not self.clustered:
+            return self
         self._loop = AsyncioThread(name="harness-nats")
         self._client = self._loop.run(nats.connect(self.nats.url.split(","), name="walltrack-harness"), timeout=30)
         return self
@@ -81,9 +85,10 @@ class ClusterHarness:
     def _spawn(self, node_id: str) -> Node:
         data = self.root / node_id
         data.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.base_env, "WALLTRACK_DATA_DIR": str(data), "CLUSTER_NODE_ID": node_id,
-               "CLUSTER_NATS_URL": self.nats.url, "CLUSTER_REPLICAS": str(min(3, self.nats.size)),
-               "CLUSTER_PARTITIONS": str(self.partitions), "GATEWAY_PORT": "0"}
+        env = {**os.environ, **self.base_env, "WALLTRACK_DATA_DIR": str(data), "GATEWAY_PORT": "0"}
+        if self.clustered:
+            env.update(CLUSTER_NODE_ID=node_id, CLUSTER_NATS_URL=self.nats.url, CLUSTER_REPLICAS=str(min(3, self.nats.size)),
+                       CLUSTER_PARTITIONS=str(self.partitions))
         proc = subprocess.Popen([sys.executable, "-m", "walltrack.cluster.process", *self.args], env=env,
                                 stdout=subprocess.PIPE, stderr=(data / "stderr.log").open("ab"), stdin=subprocess.DEVNULL,
                                 text=True, preexec_fn=die_with_parent)
@@ -124,7 +129,8 @@ class ClusterHarness:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
             self._loop.stop()
-        self.nats.stop()
+        if self.clustered:
+            self.nats.stop()
 
     # -- asking the nodes ---------------------------------------------------------------------------------------
     def request(self, subject: str, data: bytes, timeout: float = 10) -> bytes:

@@ -80,15 +80,16 @@ def plan(node: str, mine: set[int], free: set[int], nodes: int, total: int, max_
 
 
 class Leases:
-    def __init__(self, kv: Any, js: Any, node: str, partitions: int, ttl_s: float,
+    def __init__(self, kv: Any, js: Any, nc: Any, node: str, partitions: int, ttl_s: float,
                  on_change: Callable[[Any], None]) -> None:
-        self._kv, self._js, self.node, self.partitions = kv, js, node, partitions
+        self._kv, self._js, self._nc, self.node, self.partitions = kv, js, nc, node, partitions
         self.ttl_s, self.renew_s = ttl_s, ttl_s / 4
         self._on_change = on_change
         self.held: dict[str, Held] = {}
         self._free_rounds: dict[str, int] = {}
         self.nodes = 1
         self.rounds = 0
+        self._rescan = False
 
     def partitions_held(self) -> set[int]:
         return {p for k, h in self.held.items() if (p := wire.key_partition(k)) is not None and not h.releasing}
@@ -128,18 +129,17 @@ class Leases:
         await asyncio.gather(*(self._renew(k, h, sent) for k, h in list(self.held.items())))
         if self.rounds == 0:
             return  # one round of heartbeats first, so a node starting beside others sees them before claiming
-        self.nodes = max(1, await self._live_nodes())
-        keys = [wire.partition_key(p) for p in range(self.partitions)] + [wire.RISK_KEY, wire.PRICES_KEY]
-        candidates = [k for k in keys if k not in self.held]
-        free = {k for k, ok in zip(candidates, await asyncio.gather(*(self._free(k) for k in candidates))) if ok}
+        free = await self._scan()
         claim, surrender = plan(self.node, self.partitions_held(), {p for k in free if (p := wire.key_partition(k)) is not None},
                                 self.nodes, self.partitions, max_moves=max(1, self.partitions // 8))
         for p in surrender:
             self.held[wire.partition_key(p)].releasing = True
             self._on_change(Surrender(wire.partition_key(p)))
-        singles = [k for k in (wire.RISK_KEY, wire.PRICES_KEY) if k in free and self._single_wanted(k)]
-        for key in [wire.partition_key(p) for p in claim] + singles:
+        for key in [wire.partition_key(p) for p in claim]:
             await self._claim(key)
+        for key in (wire.RISK_KEY, wire.PRICES_KEY):
+            if key in free and self._single_wanted(key):  # asked after the other one may have been claimed
+                await self._claim(key)
         for key in (wire.RISK_KEY, wire.PRICES_KEY):
             self._free_rounds[key] = self._free_rounds.get(key, 0) + 1 if key in free else 0
 
@@ -186,10 +186,29 @@ class Leases:
         except (asyncio.TimeoutError, nats.errors.Error, OSError):
             return False
 
-    async def _live_nodes(self) -> int:
+    async def _scan(self) -> set[str]:
+        """The lease keys nobody holds, and the live nodes. One stream-info request lists the keys that have a
+        message: an absent key expired (or was never taken). A key given back keeps a delete marker until it ages
+        out, so every TTL — or at once when a node announces a release — the present keys are read one by one."""
         info = await self._call(self._js.stream_info(f"KV_{wire.LEASES_BUCKET}",
-                                                     subjects_filter=f"$KV.{wire.LEASES_BUCKET}.node.*"))
-        return len(info.state.subjects or {})
+                                                     subjects_filter=f"$KV.{wire.LEASES_BUCKET}.>"))
+        present = {subject.split(".", 2)[2] for subject in info.state.subjects or {}}
+        self.nodes = max(1, sum(1 for k in present if k.startswith("node.")))
+        keys = [wire.partition_key(p) for p in range(self.partitions)] + [wire.RISK_KEY, wire.PRICES_KEY]
+        candidates = [k for k in keys if k not in self.held]
+        free = {k for k in candidates if k not in present}
+        if self._rescan or self.rounds % 4 == 0:
+            self._rescan = False
+            maybe = [k for k in candidates if k in present]
+            free |= {k for k, ok in zip(maybe, await asyncio.gather(*(self._free(k) for k in maybe))) if ok}
+        return free
+
+    async def listen(self) -> None:
+        """Hear other nodes' releases (a partition handed over is claimed on the next round, not after the TTL)."""
+        async def released(msg: Any) -> None:
+            self._rescan = True
+
+        await self._nc.subscribe(wire.LEASES_RELEASED, cb=released)
 
     async def _call(self, coro: Any) -> Any:
         return await asyncio.wait_for(coro, timeout=self.renew_s)
@@ -203,6 +222,7 @@ class Leases:
         try:
             await self._call(self._kv.delete(key, last=h.revision))
             log.info("lease_released", node=self.node, lease=key)
+            await self._nc.publish(wire.LEASES_RELEASED, key.encode())
         except (asyncio.TimeoutError, nats.errors.Error, OSError) as exc:
             log.info("lease_release_failed", node=self.node, lease=key, error=repr(exc))  # it expires by itself
 

@@ -79,7 +79,9 @@ class Cluster:
         await self.prices.start()
         await self.commands.start()
         self._queue = asyncio.Queue()
-        self.leases = Leases(self.link.leases, self.link.js, self.node, self.count, self.link.lease_ttl_s, self._changed)
+        self.leases = Leases(self.link.leases, self.link.js, self.link.nc, self.node, self.count, self.link.lease_ttl_s,
+                             self._changed)
+        await self.leases.listen()
         self._tasks = [asyncio.ensure_future(self.leases.run()), asyncio.ensure_future(self._apply()),
                        asyncio.ensure_future(self._housekeeping())]
 

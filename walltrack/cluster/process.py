@@ -1,7 +1,8 @@
-"""A headless cluster node: `python -m walltrack.cluster.process` — the bot (`App`) without the panel, settings from
-the environment (CLUSTER_NATS_URL, CLUSTER_NODE_ID, DATABASE_URL, ...), until SIGTERM or SIGINT. Once it serves
-it prints one JSON line, {"node", "gateway_port", "pid"}, on stdout. (An operator runs `walltrack run` with the
-same variables: a node with its panel.)
+"""A headless bot process: `python -m walltrack.cluster.process` — the bot (`App`) without the panel, settings from
+the environment (CLUSTER_NATS_URL, CLUSTER_NODE_ID, DATABASE_URL, ...), until SIGTERM or SIGINT: a cluster node,
+or without CLUSTER_NATS_URL the single process (the benchmark's baseline). Once it serves it prints one JSON line,
+{"node", "gateway_port", "pid"}, on stdout. (An operator runs `walltrack run` with the same variables: a node with
+its panel.)
 
 `--clock FILE --start T --speed S`: the demo's simulated clock — `T` until the demo writes the wall time its
 market started into FILE, then T + (now - that time) x S, the sandbox's own clock in every node.
@@ -53,9 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         print(f"walltrack: {exc}", file=sys.stderr)
-        return 2
-    if settings.cluster_nats_url is None:
-        print("walltrack: CLUSTER_NATS_URL is required for a cluster node", file=sys.stderr)
         return 2
     redactor = Redactor(settings.secrets())
     configure_logging(redactor, settings.log_level, settings.log_dir, settings.log_max_bytes, settings.log_backups,

@@ -23,6 +23,7 @@ STATE_BUCKET = "walltrack_state"  # partitions (the count), breakers (the risk o
 RISK_RESERVE = "walltrack.risk.reserve"  # request/reply: ReserveEntry -> EntryDecision, answered by the risk owner
 RISK_EVENTS = "walltrack.risk.events"  # JetStream: bound, released, closed, trips — for the risk owner
 PRICES_SOL = "walltrack.prices.sol"  # every node: SOL in USD (the risk actor values USD-quoted exposure with it)
+LEASES_RELEASED = "walltrack.cluster.released"  # a node gave a lease back: look again now
 RISK_KEY, PRICES_KEY = "risk", "prices"
 
 
