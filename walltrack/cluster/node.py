@@ -106,8 +106,7 @@ class Cluster:
         if self.leases is None:
             return
         for key in list(self.leases.held):
-            await self._give_up(key)
-            await self.leases.release(key)
+            await self._drop(key, release=True)
         await self.leases.leave()
         log.info("cluster_left", node=self.node)
 
@@ -128,31 +127,44 @@ class Cluster:
         assert self._queue is not None
         while True:
             change = await self._queue.get()
-            try:
-                if isinstance(change, Acquired):
-                    await self._take(change.key, change.revision)
-                else:
-                    await self._give_up(change.key)
-                    if isinstance(change, Surrender):
-                        assert self.leases is not None
-                        await self.leases.release(change.key)
-                    await self._event(change.key, "released" if isinstance(change, Surrender) else "lost")
-            except Exception as exc:  # noqa: BLE001 - one change failing must not stop the others
-                log.error("lease_change_failed", lease=change.key, change=type(change).__name__, error=repr(exc))
+            if isinstance(change, Acquired):
+                await self._take(change.key, change.revision)
+                continue
+            await self._drop(change.key, release=isinstance(change, Surrender))
+            await self._event(change.key, "released" if isinstance(change, Surrender) else "lost")
 
-    async def _take(self, key: str, revision: int) -> None:
+    async def _drop(self, key: str, release: bool) -> None:
+        """Stop what a lease ran; give the lease back when asked to (a surrender, leaving) even if stopping failed."""
+        try:
+            await self._give_up(key)
+        except Exception as exc:  # noqa: BLE001 - one change failing must not stop the others
+            log.error("lease_give_up_failed", node=self.node, lease=key, error=repr(exc))
+        finally:
+            if release:
+                assert self.leases is not None
+                await self.leases.release(key)
+
+    async def _take(self, key: str, revision: int) -> bool:
+        """Act on a lease just acquired. If that fails (the database or NATS is down), give the lease back: a lease
+        held by a node that does not act on it would stop its partition (or all entries, for risk) for good."""
         p = wire.key_partition(key)
-        if p is not None:
-            counts = await self._adopt(p, key)
-            if counts is None:
-                return
-        elif key == wire.RISK_KEY:
-            await self.risk.lead(revision)
-            counts = (None, None)
-        else:
-            await self.prices.lead()
-            counts = (None, None)
+        try:
+            if p is not None:
+                counts = await self._adopt(p, key)
+                if counts is None:
+                    return False
+            elif key == wire.RISK_KEY:
+                await self.risk.lead(revision)
+                counts = (None, None)
+            else:
+                await self.prices.lead()
+                counts = (None, None)
+        except Exception as exc:  # noqa: BLE001 - retried by whoever claims it next (maybe this node)
+            log.error("lease_not_taken", node=self.node, lease=key, error=repr(exc))
+            await self._drop(key, release=True)
+            return False
         await self._event(key, "acquired", revision, *counts)
+        return True
 
     async def _adopt(self, p: int, key: str) -> tuple[int, int] | None:
         """The partition's actors from the journal, then its inbox backlog, then its stream."""
@@ -169,7 +181,9 @@ class Cluster:
             return None
         adopt = AdoptPartition(p, watched, dict(zip(wallets, books)), tuple(zip(pids, journals)))
         self.root.tell(adopt)
-        await asyncio_await(adopt.done)
+        await asyncio.wait_for(asyncio_await(adopt.done), 30)
+        if not self.leases.owns(key):  # lost meanwhile: its ReleasePartition follows the adoption in the root
+            return None
         if backlog:
             self._hand_out(backlog)
         self.deliveries.follow(p)
@@ -225,7 +239,10 @@ class Cluster:
     async def _event(self, key: str, kind: str, revision: int | None = None, wallets: int | None = None,
                      positions: int | None = None) -> None:
         lease = f"partition:{wire.key_partition(key):03d}" if wire.key_partition(key) is not None else key
-        await self._db(lambda c: sql.record_event(c, self.node, lease, kind, revision, wallets, positions))
+        try:
+            await self._db(lambda c: sql.record_event(c, self.node, lease, kind, revision, wallets, positions))
+        except Exception as exc:  # noqa: BLE001 - an audit row, not a reason to undo the change
+            log.warning("cluster_event_unrecorded", lease=lease, kind=kind, error=repr(exc))
 
     # -- what this node is -------------------------------------------------------------------------------------
     def _lease_view(self) -> dict[str, Any]:
