@@ -97,7 +97,11 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
             resp = _error(503, "database_unavailable", "the delivery could not be stored; retry later")
             resp.headers["Retry-After"] = "5"
             return resp
-        if deps.publish is not None and deliveries:
+        if deps.publish is None:
+            for signature, payload, wallets in deliveries:
+                if signature in new and wallets:
+                    deps.dispatch(signature, payload, tuple(wallets))
+        elif deliveries:
             try:
                 with trio.fail_after(deps.store_timeout):
                     await deps.publish(deliveries)  # duplicates too: a retry after a failed append; Nats-Msg-Id dedupes
@@ -106,9 +110,6 @@ def create_app(deps: GatewayDeps) -> QuartTrio:
                 resp = _error(503, "stream_unavailable", "the delivery could not be queued for processing; retry later")
                 resp.headers["Retry-After"] = "5"
                 return resp
-        for signature, payload, wallets in deliveries if deps.publish is None else ():
-            if signature in new and wallets:
-                deps.dispatch(signature, payload, tuple(wallets))
         log.info(
             "webhook_received",
             transactions=len(deliveries),

@@ -24,7 +24,7 @@ from actors.shell import STATE_QUERY
 from actors.supervisor import RISK
 from walltrack.bridge import asyncio_ask, asyncio_await
 from walltrack.cluster import sql, wire
-from walltrack.cluster.link import concurrently
+from walltrack.cluster.link import Subscriptions, concurrently
 from walltrack.cluster.root import NodeStatus
 
 log = structlog.get_logger("cluster")
@@ -40,24 +40,16 @@ class Commands:
     def __init__(self, link: Any, store: Any, leases: Callable[[], dict[str, Any]]) -> None:
         self._link, self._store, self._leases = link, store, leases
         self.root: Any = None
-        self._subs: dict[int | str, Any] = {}
+        self._subs = Subscriptions(link)
 
     async def start(self) -> None:
-        self._subs["status"] = await self._link.nc.subscribe(
-            wire.status_subject(self._link.node), cb=concurrently(self._status))
+        await self._subs.add("status", wire.status_subject(self._link.node), concurrently(self._status))
 
     async def follow(self, p: int) -> None:
-        if p not in self._subs:
-            self._subs[p] = await self._link.nc.subscribe(
-                wire.commands_subject(p), cb=concurrently(self._command))
+        await self._subs.add(p, wire.commands_subject(p), concurrently(self._command))
 
     async def unfollow(self, p: int) -> None:
-        sub = self._subs.pop(p, None)
-        if sub is not None:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
+        await self._subs.drop(p)
 
     # -- the owner -------------------------------------------------------------------------------------------
     async def _command(self, msg: Any) -> None:

@@ -44,6 +44,26 @@ def concurrently(handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], A
     return cb
 
 
+class Subscriptions:
+    """Core NATS subscriptions by key (a partition, or a name), added and dropped as leases come and go."""
+
+    def __init__(self, link: "Link") -> None:
+        self._link = link
+        self._subs: dict[Any, Any] = {}
+
+    async def add(self, key: Any, subject: str, cb: Callable[[Any], Awaitable[None]]) -> None:
+        if key not in self._subs:
+            self._subs[key] = await self._link.nc.subscribe(subject, cb=cb)
+
+    async def drop(self, key: Any) -> None:
+        sub = self._subs.pop(key, None)
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass  # the connection is gone: so is the subscription
+
+
 def servers(url: str) -> list[str]:
     return [u.strip() for u in url.split(",") if u.strip()]
 

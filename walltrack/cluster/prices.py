@@ -16,13 +16,13 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-import nats.errors
 import structlog
 import trio
 
 from actors.messages import PriceTick, PriceTicks
 from walltrack.bridge import trio_await
 from walltrack.cluster import sql, wire
+from walltrack.cluster.link import Subscriptions
 
 log = structlog.get_logger("cluster")
 
@@ -36,25 +36,19 @@ class PriceFeed:
         self.root: Any = None
         self.open_mints: frozenset[str] = frozenset()  # read by the price monitor (as `Published.open_mints`)
         self._partitions: dict[str, frozenset[int]] = {}
-        self._subs: dict[int | str, Any] = {}
+        self._subs = Subscriptions(link)
         self._service: Any = None
         self.rounds = 0
 
     # -- every node ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._subs["sol"] = await self._link.nc.subscribe(wire.PRICES_SOL, cb=self._on_ticks)
+        await self._subs.add("sol", wire.PRICES_SOL, self._on_ticks)
 
     async def follow(self, p: int) -> None:
-        if p not in self._subs:
-            self._subs[p] = await self._link.nc.subscribe(wire.prices_subject(p), cb=self._on_ticks)
+        await self._subs.add(p, wire.prices_subject(p), self._on_ticks)
 
     async def unfollow(self, p: int) -> None:
-        sub = self._subs.pop(p, None)
-        if sub is not None:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
+        await self._subs.drop(p)
 
     async def _on_ticks(self, msg: Any) -> None:
         try:

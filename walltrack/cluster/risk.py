@@ -35,7 +35,7 @@ from actors.shell import STATE_QUERY
 from actors.supervisor import RISK
 from walltrack.bridge import asyncio_ask, asyncio_await
 from walltrack.cluster import sql, wire
-from walltrack.cluster.link import concurrently
+from walltrack.cluster.link import Subscriptions, concurrently
 from walltrack.cluster.root import RiskOwner, ToRisk
 
 log = structlog.get_logger("cluster")
@@ -60,7 +60,7 @@ class RiskLink:
         self.root: Any = None  # set once the root runs
         self.leading = False
         self._tasks: list[asyncio.Task] = []
-        self._reserve_sub: Any = None
+        self._subs = Subscriptions(link)
         self._written: Any = None
 
     # -- any node: the RemoteRisk proxy's calls (from its actor thread; never blocking) ---------------------------
@@ -108,8 +108,7 @@ class RiskLink:
         events = await self._link.js.pull_subscribe_bind(consumer=name, stream=wire.RISK_STREAM)
         self.leading = True
         self.root.tell(RiskOwner(True))  # rebuilt from the database after the consumer exists
-        self._reserve_sub = await self._link.nc.subscribe(
-            wire.RISK_RESERVE, cb=concurrently(self._answer))
+        await self._subs.add("reserve", wire.RISK_RESERVE, concurrently(self._answer))
         self._tasks = [asyncio.ensure_future(self._events(events)), asyncio.ensure_future(self._reconcile())]
 
     def halt(self) -> None:
@@ -123,12 +122,7 @@ class RiskLink:
 
     async def step_down(self) -> None:
         self.halt()
-        sub, self._reserve_sub = self._reserve_sub, None
-        if sub is not None:
-            try:
-                await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
+        await self._subs.drop("reserve")
 
     async def _answer(self, msg: Any) -> None:
         if not self.leading:
