@@ -74,7 +74,7 @@ async def moved_at(conn: asyncpg.Connection, leases: list[str], after: float, vi
 class Coordinator:
     """The demo's side: the database, the sandbox, the cluster, the clock file, the kill."""
 
-    def __init__(self, settings: Settings, speed: float, seed: int, nodes: int) -> None:
+    def __init__(self, settings: Settings, speed: float, seed: int, nodes: int, headless: bool = True) -> None:
         self.settings, self.speed, self.seed, self.nodes = settings, speed, seed, nodes
         self.data = settings.walltrack_data_dir
         self.pg = EmbeddedPostgres(self.data / "pg")
@@ -82,14 +82,14 @@ class Coordinator:
         self.sb = Sandbox(seed, speed)
         self.secret = (settings.helius_webhook_secret.get_secret_value() if settings.helius_webhook_secret is not None
                        else secrets.token_urlsafe(24))
-        self.bot = bot_settings(settings, self.sb, self.db_url, self.secret, headless=True)
+        self.bot = bot_settings(settings, self.sb, self.db_url, self.secret, headless=True)  # gateways on free ports
         self.clock_file = self.data / "cluster-clock"
         self.clock_file.unlink(missing_ok=True)
         env = env_of(self.bot)
         env.pop("WALLTRACK_DATA_DIR", None)
         args = ["--clock", str(self.clock_file), "--start", repr(self.sb.market.start), "--speed", repr(speed)]
-        self.harness = ClusterHarness(self.data / "cluster", env, nodes, args=args,
-                                      partitions=self.bot.cluster_partitions)
+        self.harness = ClusterHarness(self.data / "cluster", env, nodes, args=args, partitions=self.bot.cluster_partitions,
+                                      panel_port=None if headless else settings.panel_port)
         self.loop = AsyncioThread(name="demo-store")
         self.store = repo.Store.open(self.loop, self.db_url)
         self.killed: dict[str, Any] | None = None
@@ -176,17 +176,23 @@ def run_cluster_demo(settings: Settings, headless: bool, minutes: float | None, 
 
     configure_logging(redactor, settings.log_level, settings.walltrack_data_dir / "logs", settings.log_max_bytes,
                       settings.log_backups, stream=io.StringIO() if headless else None)
+    if not headless:
+        from walltrack.panel import check_panel_access
+
+        check_panel_access(settings)  # refused before anything starts
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     wall0 = time.monotonic()
     co: Coordinator | None = None
     try:
-        co = Coordinator(settings, speed, seed, nodes)
+        co = Coordinator(settings, speed, seed, nodes, headless)
         co.start()
         if not headless:
-            print(f"WallTrack cluster demo: {nodes} nodes, gateways " + ", ".join(n.url for n in co.harness.nodes)
-                  + f", JetStream {co.harness.nats.url}; Ctrl-C to stop", flush=True)
+            print(f"WallTrack cluster demo: {nodes} nodes; panel of {co.harness.nodes[0].id} "
+                  f"http://{settings.panel_host}:{settings.panel_port}/, webhook gateways "
+                  + ", ".join(n.url for n in co.harness.nodes) + f", JetStream {co.harness.nats.url}; Ctrl-C to stop",
+                  flush=True)
         sb = co.sb
         end = sb.market.start + (minutes * 60 if minutes is not None else float("inf"))
         kill_time = sb.market.start + kill_at * 60 if kill_at is not None else None

@@ -57,11 +57,13 @@ def env_of(settings: Any) -> dict[str, str]:
 
 class ClusterHarness:
     def __init__(self, root: Path, env: dict[str, str], nodes: int, *, nats_servers: int | None = None,
-                 args: list[str] | None = None, partitions: int = 64, cluster: bool = True) -> None:
+                 args: list[str] | None = None, partitions: int = 64, cluster: bool = True,
+                 panel_port: int | None = None) -> None:
         self.root, self.base_env, self.count = root, env, nodes
         self.args = args or []
         self.partitions = partitions
         self.clustered = cluster  # False: one process in the default, single-process mode (no NATS at all)
+        self.panel_port = panel_port  # the first node serves the operator panel there
         self.nats = LocalCluster(root / "nats", size=nats_servers or min(3, nodes))
         self.nodes: list[Node] = []
         self._client: Any = None
@@ -89,7 +91,11 @@ class ClusterHarness:
         if self.clustered:
             env.update(CLUSTER_NODE_ID=node_id, CLUSTER_NATS_URL=self.nats.url, CLUSTER_REPLICAS=str(min(3, self.nats.size)),
                        CLUSTER_PARTITIONS=str(self.partitions))
-        proc = subprocess.Popen([sys.executable, "-m", "walltrack.cluster.process", *self.args], env=env,
+        args = list(self.args)
+        if self.panel_port is not None and not self.nodes:
+            env["PANEL_PORT"] = str(self.panel_port)
+            args.append("--panel")
+        proc = subprocess.Popen([sys.executable, "-m", "walltrack.cluster.process", *args], env=env,
                                 stdout=subprocess.PIPE, stderr=(data / "stderr.log").open("ab"), stdin=subprocess.DEVNULL,
                                 text=True, preexec_fn=die_with_parent)
         return Node(node_id, proc)

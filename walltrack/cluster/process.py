@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", type=Path)
     p.add_argument("--start", type=float, default=0.0)
     p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--panel", action="store_true", help="also serve the operator panel (PANEL_HOST/PANEL_PORT)")
     args = p.parse_args(argv)
     try:
         settings = load_settings()
@@ -63,13 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     clock: Any = FileClock(args.clock, args.start, args.speed) if args.clock else time.time
     app = App(settings, redactor, clock=clock)
+    def should_stop() -> str | None:
+        if app.gateway is not None and not app.gateway.running:
+            return "gateway failed"
+        return "signal" if stop.is_set() else None
+
     try:
+        if args.panel:
+            from walltrack.panel import check_panel_access, serve_panel
+
+            check_panel_access(settings)
         app.start()
         print(json.dumps({"node": settings.cluster_node_id, "gateway_port": app.gateway_port, "pid": os.getpid()}), flush=True)
-        while not stop.is_set():
-            if app.gateway is not None and not app.gateway.running:
-                return 1
+        if args.panel:
+            serve_panel(app, should_stop)  # the main thread, until SIGINT/SIGTERM
+        while should_stop() is None:
             stop.wait(0.5)
+        if should_stop() == "gateway failed":
+            return 1
     except ConfigError as exc:
         print(f"walltrack: {exc}", file=sys.stderr)
         return 2
