@@ -202,6 +202,19 @@ def test_a_position_command_goes_by_key_and_says_why_it_was_not_sent(solo: App) 
         asyncio.run(backend.command(ui.MoveStop(999, Decimal("1"))))
 
 
+def test_a_cluster_demo_asked_for_nonsense_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from walltrack.cli import main
+
+    monkeypatch.setenv("WALLTRACK_DATA_DIR", str(tmp_path))
+    for args, problem in ((["--nodes", "0"], "--nodes must be between 1 and 9"),
+                          (["--kill-node-at", "5"], "--kill-node-at needs --nodes 2 or more"),
+                          (["--nodes", "3", "--kill-node-at", "40"], "--kill-node-at must be a minute inside the run")):
+        assert main(["demo", "--headless", "--minutes", "30", *args]) == 2
+        assert problem in capsys.readouterr().err
+    assert not (tmp_path / "pg").exists()  # refused before anything started
+
+
 def test_one_process_never_imports_or_starts_nats(db_url: str, tmp_path: Path) -> None:
     code = ("import sys, threading; from walltrack.app import App; from walltrack.settings import load_settings; "
             "a = App(load_settings(_env_file=None)).start(); a.stop(); "

@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cluster_demo(args: argparse.Namespace, settings: Settings) -> int:
     """`demo --nodes N [--kill-node-at MINUTE]`: the same market against N node processes on a local JetStream cluster."""
-    nodes = args.nodes or 1
+    nodes = args.nodes if args.nodes is not None else 1
     if not 1 <= nodes <= 9:
         raise UsageError("--nodes must be between 1 and 9")
     if args.kill_node_at is not None:
