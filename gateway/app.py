@@ -47,6 +47,9 @@ class GatewayDeps:
     max_skew_s: float | None = None  # a timestamp this far from the receipt is implausible (None: unchecked)
     metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None  # the Prometheus text and its content type
     metrics_token: str | None = None  # METRICS_TOKEN: a bearer token that opens /metrics to non-loopback clients
+    # distributed mode: append the stored deliveries to JetStream (and record the acknowledgement) before the 200;
+    # the node owning each wallet's partition takes them from there, so nothing is dispatched here
+    publish: Callable[[list[Delivery]], Awaitable[None]] | None = None
 
 
 def _no_constants(name: str) -> Any:
@@ -112,9 +115,18 @@ async def receive_webhook(deps: GatewayDeps, auth: str, body: bytes, remote: str
         log.error("webhook_not_stored", error=repr(exc), transactions=len(items))
         return _reply(503, "database_unavailable", "the delivery could not be stored; retry later",
                       (("Retry-After", "5"),))
-    for signature, trades in seen.items():
-        if signature in new and trades:
-            deps.dispatch(signature, tuple(w for w, _ in trades), trades)
+    if deps.publish is None:
+        for signature, trades in seen.items():
+            if signature in new and trades:
+                deps.dispatch(signature, tuple(w for w, _ in trades), trades)
+    elif items:  # distributed mode: the node owning each wallet's partition takes them from the stream
+        try:
+            with trio.fail_after(deps.store_timeout):
+                await deps.publish(to_deliveries(txs, watched))  # duplicates too: a retry after a failed append
+        except Exception as exc:  # noqa: BLE001 - stored but not appended: 503, the retry appends it (Nats-Msg-Id dedupes)
+            log.error("webhook_not_published", error=repr(exc), transactions=len(items))
+            return _reply(503, "stream_unavailable", "the delivery could not be queued for processing; retry later",
+                          (("Retry-After", "5"),))
     log.info("webhook_received", transactions=len(items), new=len(new), duplicates=len(items) - len(new),
              signatures=list(seen)[:20])
     return Reply(200, {"accepted": len(new), "duplicates": len(items) - len(new)})

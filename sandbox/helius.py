@@ -415,13 +415,15 @@ class HeliusPoster:
     `error_rate` of them (events Helius missed) and, while `stalled` is set, every one (a webhook that went quiet).
     """
 
-    def __init__(self, url: str, secret: str, *, retry_interval_s: float = HELIUS_RETRY_INTERVAL_S,
+    def __init__(self, url: str | list[str], secret: str, *, retry_interval_s: float = HELIUS_RETRY_INTERVAL_S,
                  max_retries: int = HELIUS_MAX_RETRIES, duplicate_rate: float = 0.0, batch_rate: float = 0.15,
                  timeout_s: float = 10.0, seed: int = 0, faults: Faults | None = None,
                  symbols: dict[str, str] | None = None) -> None:
         if secret != secret.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in secret):
             raise ValueError("the webhook secret cannot be sent as an HTTP header value (edge spaces or control characters)")
-        self.url = url
+        # several URLs: the gateways behind a load balancer — attempt k of delivery n goes to URL (n + k) mod count
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.url = self.urls[0]
         self.secret = secret
         self.retry_interval_s = retry_interval_s
         self.max_retries = max_retries
@@ -561,7 +563,7 @@ class HeliusPoster:
                 self._bump(retried=1)
             self.faults.count()
             self._bump(attempts=1)
-            status = await self._post(d.body)
+            status = await self._post(d.body, self.urls[(d.number + attempt) % len(self.urls)])
             if status is not None and 200 <= status < 300:
                 with self._lock:
                     self._acked.update(d.signatures)
@@ -572,16 +574,16 @@ class HeliusPoster:
         log.warning("helius_delivery_dropped", delivery=d.number, signatures=list(d.signatures))
         return False
 
-    async def _post(self, body: bytes) -> int | None:
+    async def _post(self, body: bytes, url: str | None = None) -> int | None:
         """One POST; the status, or None on a timeout or a transport error."""
         headers = {"Authorization": self.secret, "Content-Type": "application/json", "User-Agent": "helius-sandbox"}
         client = self._client
         try:
             with trio.move_on_after(self.timeout_s):
                 if client is not None:
-                    return (await client.post(self.url, content=body, headers=headers)).status_code
+                    return (await client.post(url or self.url, content=body, headers=headers)).status_code
                 async with httpx.AsyncClient(timeout=self.timeout_s) as own:
-                    return (await own.post(self.url, content=body, headers=headers)).status_code
+                    return (await own.post(url or self.url, content=body, headers=headers)).status_code
         except httpx.HTTPError as exc:
             log.info("helius_post_error", error=repr(exc))
             return None

@@ -27,6 +27,7 @@ GROUPS = (
     ("Supervision", ("supervisor_", "database_recovery", "database_max", "actor_")),
     ("Operations: metrics, alerts, Helius webhook, backups", ("metrics_", "telegram_", "alert_", "helius_", "backup_",
                                                              "doctor_")),
+    ("Distributed mode", ("cluster_",)),
     ("Other", ("",)),  # every setting shows somewhere: one no group names lands here
 )
 

@@ -65,6 +65,7 @@ class App:
         self.monitor: Service | None = None
         self.confirmer: Service | None = None
         self.live_reconcile: dict[str, Any] | None = None  # the start-up reconcile of the book against the chain
+        self.cluster: Any = None  # walltrack.cluster.node.Cluster, when CLUSTER_NATS_URL is set
         self.watched: frozenset[str] = frozenset()
         self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._listener: asyncpg.Connection | None = None
@@ -95,39 +96,52 @@ class App:
         self.trio = TrioThread(name="walltrack-trio").start()
         self.services = Services(s, self.trio, self.store, self.clock, gate=self.live_gate)
         self.published = Published()
-        live = self.services.live
-        ports = Ports(self.store, self.loop, copy_rules(s),
+        if s.cluster_nats_url is not None:  # distributed mode: nothing of NATS is imported or started otherwise
+            from walltrack.cluster.node import Cluster
+
+            self.cluster = Cluster(s, self.store, self.trio, self.services, self.published)
+        live = self.services.live if self.cluster is None else None  # live trading runs on one process only (for now)
+        if self.cluster is not None and self.services.live is not None:
+            log.warning("live_not_available_in_cluster", reason="distributed mode trades paper only: live is refused")
+        ports = Ports(self.cluster.observe(self.store) if self.cluster else self.store, self.loop, copy_rules(s),
                       safety=self.services.safety_port(), clock=self.clock,
                       executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
                       rules_follow_mode=s.copy_mode is None, live_available=live is not None, live=live,
                       live_policy=live_policy(s), sol_usd=lambda: self._fresh_sol_usd(),
                       max_skew_s=s.trade_max_skew_s)
-        if self.services.confirmer is not None:  # before any position resumes a swap in flight
+        if live is not None and self.services.confirmer is not None:  # before any position resumes a swap in flight
             self.confirmer = self.trio.start_service(self.services.confirmer.run)
-            log.info("live_execution_available", wallet=live.address if live else None, mode=s.trading_mode)
+            log.info("live_execution_available", wallet=live.address, mode=s.trading_mode)
             if s.wallet_keypair_path is not None and s.wallet_keypair_path.stat().st_mode & 0o077:
                 log.warning("wallet_key_file_readable_by_others", path=str(s.wallet_keypair_path),
                             action=f"chmod 600 {s.wallet_keypair_path}")
         intensity, backoff = supervision(s)
         self.runtime = Runtime(workers=s.actor_workers, throughput=s.actor_throughput, name="walltrack-actors")
         with self.runtime.current():
-            self.root = RootSupervisor.start(ports, self.published, intensity, backoff)
+            self.root = (self.cluster.start_root(ports, self.published, intensity, backoff) if self.cluster
+                         else RootSupervisor.start(ports, self.published, intensity, backoff))
         self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
         wallets = self.store.run(repo.active_wallets)
-        books = self.store.run(lambda c: repo.wallet_books(c, wallets), timeout=120)
-        positions = self.store.run(repo.open_positions, timeout=120)
-        self.root.proxy().adopt(books, positions).get(timeout=120)  # one message for every actor, not a round trip each
         self.watched = frozenset(wallets)
-        pending = self.store.run(repo.pending_deliveries)
-        self._hand_out(pending)
-        log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
+        if self.cluster is None:
+            books = self.store.run(lambda c: repo.wallet_books(c, wallets), timeout=120)
+            positions = self.store.run(repo.open_positions, timeout=120)
+            self.root.proxy().adopt(books, positions).get(timeout=120)  # one message for every actor, not a round trip each
+            pending = self.store.run(repo.pending_deliveries)
+            self._hand_out(pending)
+            log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
+        else:  # a node adopts the wallets, positions and stored deliveries of each partition whose lease it takes
+            self.root.tell(WatchlistChanged(self.watched))
+            self.cluster.start(self._hand_out, lambda: self.watched)
+            log.info("cluster_joined", node=s.cluster_node_id, watched=len(wallets))
         if live is not None and (self.trading_mode == "live" or self.store.run(lambda c: c.fetchval(
                 "SELECT count(*) FROM positions WHERE mode = 'live' AND closed_at IS NULL"))):
             self._reconcile_live()
 
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
-        self.monitor = self.trio.start_service(self.services.price_monitor(
-            self.root, self.published, sol_always=lambda: live is not None and self.trading_mode == "live"))
+        if self.cluster is None:  # in a cluster the node holding the `prices` lease polls for every node
+            self.monitor = self.trio.start_service(self.services.price_monitor(
+                self.root, self.published, sol_always=lambda: live is not None and self.trading_mode == "live"))
         self.ops = Operations(self)
         self.ops.start()
         try:
@@ -192,6 +206,8 @@ class App:
         for service in (self.gateway, self.monitor):
             if service is not None:
                 service.stop()
+        if self.cluster is not None:  # hand the partitions over at once (their leases deleted, not left to expire)
+            self.cluster.stop()
         if self.loop is not None and self.root is not None:
             self.loop.run(self._stop_watchlist_listener(), timeout=10)
         if self.root is not None:
@@ -344,6 +360,11 @@ class App:
             # classified once, by the gateway (its timestamp judged there against the same clock)
             root.tell(Deliver(signature, "", wallets, received_at=self.clock(), trades=trades))
 
+        cluster = self.cluster
+
+        async def publish(items: list[Delivery]) -> None:  # distributed mode: to the stream, by wallet partition
+            await trio_await(cluster.publish(items))
+
         deps = GatewayDeps(
             secret=secret,
             max_bytes=self.settings.webhook_max_bytes,
@@ -356,6 +377,7 @@ class App:
             max_skew_s=self.settings.trade_max_skew_s,
             metrics=self.ops.metrics.scrape if self.ops is not None else None,
             metrics_token=self.settings.metrics_token.get_secret_value() if self.settings.metrics_token else None,
+            publish=publish if cluster is not None else None,
         )
         app = webhook_fast_path(create_app(deps), deps)
         config = HypercornConfig()
@@ -390,11 +412,13 @@ class App:
         if self.database is not None:
             body["database_restarts"] = self.database.restarts
         body["circuit_breaker"] = self._breaker_state()
-        if self.services is not None and self.services.live is not None:
+        if self.services is not None and self.services.live is not None and self.cluster is None:
             body["live"] = {"wallet": self.services.live.address, "reconcile": self.live_reconcile,
                             "exit_failed": body.get("exit_failed")}
             if body.get("exit_failed") or (self.live_reconcile or {}).get("findings") or (self.live_reconcile or {}).get("error"):
                 body["status"] = "degraded" if body["status"] == "ok" else body["status"]
+        if self.cluster is not None:
+            body["cluster"] = self.cluster.status()
         if self.services is not None:
             body["providers"] = self.services.provider_states()
         try:

@@ -7,6 +7,7 @@
 - `trio_await(future)`: await a concurrent future from trio without a thread per wait.
 - `ask(ref, msg, timeout)`: an actor ask from trio, woken by the answer's done-callback (no thread per wait).
 - `asyncio_ask(ref, msg, timeout)`: the same from an asyncio loop (the panel's).
+- `asyncio_await(future)`: the same from an asyncio loop (the cluster's NATS loop awaiting the store).
 - `contain(exc)`: turn a BaseException that must not escape an actor (trio.Cancelled, a solders
   PanicException, KeyboardInterrupt in a worker) into an ordinary `ActorCrash`.
 """
@@ -92,6 +93,11 @@ async def trio_await(future: concurrent.futures.Future[T]) -> T:
         future.cancel()
         raise
     return future.result()
+
+
+async def asyncio_await(future: concurrent.futures.Future[T]) -> T:
+    """Await a concurrent future (another runtime's work) from an asyncio loop without blocking it."""
+    return await asyncio.wrap_future(future)
 
 
 async def ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:

@@ -87,7 +87,24 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if port is not None and not 0 <= port <= 65535:
             raise UsageError(f"--{name.replace('_', '-')} must be a port number (0-65535)")
     settings = settings.model_copy(update={k: v for k, v in ports.items() if v is not None})
+    if args.nodes is not None or args.kill_node_at is not None:
+        return _cluster_demo(args, settings)
     return run_demo(settings, args.headless, args.minutes, args.speed, args.seed, live=args.live)
+
+
+def _cluster_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """`demo --nodes N [--kill-node-at MINUTE]`: the same market against N node processes on a local JetStream cluster."""
+    nodes = args.nodes if args.nodes is not None else 1
+    if not 1 <= nodes <= 9:
+        raise UsageError("--nodes must be between 1 and 9")
+    if args.kill_node_at is not None:
+        if nodes < 2:
+            raise UsageError("--kill-node-at needs --nodes 2 or more (someone must survive)")
+        if args.kill_node_at <= 0 or (args.minutes is not None and args.kill_node_at >= args.minutes):
+            raise UsageError("--kill-node-at must be a minute inside the run (0 < MINUTE < --minutes)")
+    from walltrack.cluster.demo import run_cluster_demo
+
+    return run_cluster_demo(settings, args.headless, args.minutes, args.speed, args.seed, nodes, args.kill_node_at)
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -311,6 +328,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="market seed: the same seed, the same market")
     demo.add_argument("--panel-port", type=int, help="serve the panel on this port (default: PANEL_PORT, 8080)")
     demo.add_argument("--gateway-port", type=int, help="serve the webhook on this port (default: GATEWAY_PORT, 8000)")
+    demo.add_argument("--nodes", type=int, help="run N bot nodes (processes) on a local 3-server JetStream cluster")
+    demo.add_argument("--kill-node-at", type=float, metavar="MINUTE",
+                      help="with --nodes: SIGKILL the node holding the risk lease at this simulated minute")
     demo.set_defaults(fn=cmd_demo)
 
     db = sub.add_parser("db", help="database migrations")

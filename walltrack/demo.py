@@ -76,7 +76,7 @@ class Sandbox:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.port}/{service}"
 
-    def start_market(self, webhook_url: str, secret: str) -> None:
+    def start_market(self, webhook_url: str | list[str], secret: str) -> None:
         self.clock.restart()  # the market's time starts now, not when the bot began to start
         self.poster = HeliusPoster(webhook_url, secret, retry_interval_s=60 / self.speed, duplicate_rate=0.05,
                                    seed=self.seed, faults=self.faults["helius"], symbols=self.symbols)
@@ -176,7 +176,7 @@ DEMO_EXITS: dict[str, Any] = {
 }
 
 
-def summary(app: App, sb: Sandbox) -> dict[str, Any]:
+def summary(app: App, sb: Sandbox, risk_realized: int | None = None) -> dict[str, Any]:
     assert app.store is not None
 
     async def q(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -202,7 +202,7 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
         return round(total, 9)
 
     shadow_closed = [p for p in shadow if p["status"] == "closed"]
-    equity = paper_equity(app)
+    equity = paper_equity(app, risk_realized)
     stats = sb.poster.stats() if sb.poster is not None else None
     return {
         "signals": len(d["signals"]),
@@ -229,13 +229,14 @@ def summary(app: App, sb: Sandbox) -> dict[str, Any]:
     }
 
 
-def paper_equity(app: App) -> dict[str, Any]:
+def paper_equity(app: App, realized: int | None = None) -> dict[str, Any]:
     """The risk actor's equity (starting capital + the realized PnL it tallied from the closes it was told of)
-    beside the same figure rebuilt from the fills table: the quote the routes gave, less fees and slippage."""
-    assert app.root is not None and app.store is not None and app.settings is not None
+    beside the same figure rebuilt from the fills table: the quote the routes gave, less fees and slippage.
+    `realized`: the risk actor's tally when it runs elsewhere (a cluster's risk owner); else asked of this root."""
+    assert app.store is not None and app.settings is not None
     cfg = risk_config(app.settings)
-    risk = app.root.ask(GetChild(RISK), timeout=10)
-    realized = risk.ask("state", timeout=10).realized
+    if realized is None and app.root is not None:
+        realized = app.root.ask(GetChild(RISK), timeout=10).ask("state", timeout=10).realized
 
     async def q(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         return await conn.fetch(
@@ -253,7 +254,7 @@ def paper_equity(app: App) -> dict[str, Any]:
         costs += to_lamports(r["quote_mint"], c, None, cfg)
         from_fills += to_lamports(r["quote_mint"], g - c, None, cfg)  # what each close told the risk actor
     capital = cfg.lamports(cfg.starting_capital_sol)
-    return {"starting_capital_lamports": capital, "equity_lamports": capital + realized,
+    return {"starting_capital_lamports": capital, "equity_lamports": capital + realized if realized is not None else None,
             "from_fills_lamports": capital + from_fills, "gross_pnl_lamports": gross, "fees_lamports": costs}
 
 

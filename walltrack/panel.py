@@ -188,6 +188,8 @@ class PanelBackend:
         return MODE_DONE[c.mode]
 
     async def _position(self, position_id: int, message: Any, done: str) -> str:
+        if getattr(self._app, "cluster", None) is not None:
+            return await self._cluster_position(position_id, message, done)
         root = self._app.root
         try:
             ref = await asyncio_ask(root, m.GetChild(("position", str(position_id))), timeout=self._timeout)
@@ -206,6 +208,22 @@ class PanelBackend:
             raise ui.NotAvailable(f"position #{position_id} does not take {type(message).__name__}")
         if not getattr(reply, "ok", False):
             raise ui.CommandRefused(f"position #{position_id}: {getattr(reply, 'error', None) or 'refused'}")
+        return f"position #{position_id}: {done}"
+
+    async def _cluster_position(self, position_id: int, message: Any, done: str) -> str:
+        """Distributed mode: the command goes to the node owning the position's partition (walltrack.cluster.commands)."""
+        from walltrack.cluster.commands import NotOwned
+
+        try:
+            reply = await asyncio.wrap_future(self._app.cluster.command(position_id, message))
+        except LookupError as exc:
+            raise ui.CommandRefused(str(exc)) from None
+        except NotOwned as exc:
+            raise ui.CommandRefused(str(exc)) from None
+        except TimeoutError as exc:
+            raise ui.CommandTimeout(f"{exc}; it may still act — watch its journal") from None
+        if not reply.ok:
+            raise ui.CommandRefused(f"position #{position_id}: {reply.error or 'refused'}")
         return f"position #{position_id}: {done}"
 
 

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     # the actor runtime (actors/runtime.py): every actor's mailbox is drained by this many shared worker threads
     actor_workers: int = Field(default=4, ge=1, le=32)
     actor_throughput: int = Field(default=32, ge=1)  # messages one actor handles per turn before the others get theirs
+    # distributed mode (walltrack/cluster/): wallets partitioned across nodes on NATS JetStream; off while unset
+    cluster_nats_url: SecretStr | None = None  # nats://host:4222[,nats://host2:4222...]; may carry credentials
+    cluster_node_id: str | None = None  # required with CLUSTER_NATS_URL: this node's unique name
+    cluster_partitions: int = Field(default=64, ge=1, le=4096)  # the same on every node
+    cluster_lease_ttl_s: float = Field(default=4.0, ge=1, le=300)  # a dead node's partitions move after this
+    cluster_replicas: int = Field(default=3, ge=1, le=5)  # JetStream replicas of the streams and buckets
 
     @field_validator("copy_mode", "copy_leader_min_sol", "copy_leader_max_sol", "copy_min_liquidity_usd",
                      "copy_min_market_cap_usd", "copy_max_market_cap_usd", "copy_max_pool_age_hours", "copy_active_hours",
@@ -355,6 +361,26 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown check(s) {', '.join(unknown)}; one of {', '.join(sorted(known))}")
         return v
 
+    @field_validator("cluster_nats_url")
+    @classmethod
+    def _nats_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value().strip():
+            return None
+        for url in v.get_secret_value().split(","):
+            if not url.strip().startswith(("nats://", "tls://")):
+                raise ValueError("must be nats:// or tls:// URLs, comma-separated")
+        return v
+
+    @model_validator(mode="after")
+    def _cluster_node(self) -> "Settings":
+        import re
+
+        if self.cluster_nats_url is not None and not self.cluster_node_id:
+            raise ValueError("CLUSTER_NODE_ID is required when CLUSTER_NATS_URL is set (a unique name per node)")
+        if self.cluster_node_id and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", self.cluster_node_id):
+            raise ValueError("CLUSTER_NODE_ID: 1-32 letters, digits, '-' or '_'")
+        return self
+
     @model_validator(mode="after")
     def _live_needs_key(self) -> "Settings":
         if self.trading_mode == "live" and not self.has_wallet_key:
@@ -377,6 +403,8 @@ class Settings(BaseSettings):
             )
             if s is not None
         ]
+        from urllib.parse import urlsplit
+
         from walltrack.keys import BadKey, key_text, secret_forms
 
         try:
@@ -386,16 +414,13 @@ class Settings(BaseSettings):
         if key:
             values.extend(secret_forms(key))  # every spelling of it: as given, base58, the JSON array
         if self.alert_webhook_url is not None:  # its path and query alone too (an error may print only those)
-            from urllib.parse import urlsplit
-
             parts = urlsplit(self.alert_webhook_url.get_secret_value())
             values += [p for p in (parts.path + (f"?{parts.query}" if parts.query else ""), parts.query) if len(p) >= 8]
         if self.database_url is not None:
-            from urllib.parse import urlsplit
-
-            password = urlsplit(self.database_url.get_secret_value()).password
-            if password:
-                values.append(password)
+            values.append(urlsplit(self.database_url.get_secret_value()).password or "")
+        for url in self.cluster_nats_url.get_secret_value().split(",") if self.cluster_nats_url is not None else ():
+            parts = urlsplit(url.strip())  # nats://user:password@host, or nats://token@host
+            values.append(parts.password or parts.username or "")
         return [v for v in values if v]
 
     @property
