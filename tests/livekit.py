@@ -15,9 +15,9 @@ from solders.pubkey import Pubkey
 from actors.ports import SignedSwap
 from sandbox.chain import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 from sandbox.market import LAMPORTS, WSOL_MINT
-from walltrack.adapters.http import Policy, Provider, ResilientClient
-from walltrack.adapters.jupiter import JupiterClient, prioritization_fee
-from walltrack.adapters.solana_rpc import SolanaRpc
+from adapters.http import Policy, Provider, ResilientClient
+from adapters.jupiter import JupiterClient, prioritization_fee
+from adapters.solana_rpc import SolanaRpc
 from walltrack.bridge import Service, TrioThread
 from walltrack.confirm import Confirmer
 from walltrack.demo import Sandbox

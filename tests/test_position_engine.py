@@ -33,7 +33,7 @@ from sandbox.faults import FaultBoard
 from sandbox.market import WSOL_MINT, Market
 from sandbox.server import create_app, server_main
 from tests.conftest import wait_until
-from walltrack.adapters.jupiter import JupiterClient
+from adapters.jupiter import JupiterClient
 from walltrack.bridge import AsyncioThread, TrioThread
 from walltrack.db import migrate
 from walltrack.executor import PaperExecutor

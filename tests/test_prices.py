@@ -23,8 +23,8 @@ from sandbox import jupiter as sandbox_jup
 from sandbox.faults import FaultBoard, Faults
 from sandbox.market import USDC_MINT, WSOL_MINT, Market, pubkey
 from sandbox.server import create_app, server_main
-from walltrack.adapters.dexscreener import DexScreenerClient
-from walltrack.adapters.http import (
+from adapters.dexscreener import DexScreenerClient
+from adapters.http import (
     BadResponse,
     BreakerState,
     Policy,
@@ -33,7 +33,7 @@ from walltrack.adapters.http import (
     RateLimited,
     TemporaryError,
 )
-from walltrack.adapters.jupiter import JupiterClient
+from adapters.jupiter import JupiterClient
 from walltrack.bridge import TrioThread
 from walltrack.prices import PriceMonitor, PriceQuote, PriceService
 

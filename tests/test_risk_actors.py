@@ -37,7 +37,7 @@ from tests.copykit import pubkey, sig, swap_payload
 from walltrack import cli
 from walltrack import store as repo
 from walltrack.app import App
-from walltrack.adapters.jupiter import JupiterClient
+from adapters.jupiter import JupiterClient
 from walltrack.bridge import AsyncioThread, TrioThread
 from walltrack.executor import PaperExecutor
 from walltrack.db import migrate

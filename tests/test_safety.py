@@ -9,11 +9,11 @@ import pytest
 import trio
 
 from sandbox.market import Market
-from walltrack.adapters.dexscreener import DexScreenerClient
-from walltrack.adapters.http import Policy, Provider, ResilientClient
-from walltrack.adapters.jupiter import JupiterClient
-from walltrack.adapters.rugcheck import RugCheck
-from walltrack.adapters.solana_rpc import SolanaRpc
+from adapters.dexscreener import DexScreenerClient
+from adapters.http import Policy, Provider, ResilientClient
+from adapters.jupiter import JupiterClient
+from adapters.rugcheck import RugCheck
+from adapters.solana_rpc import SolanaRpc
 from walltrack.demo import Sandbox
 from walltrack.safety import SafetyAnalyzer, SafetyConfig, evaluate
 from walltrack.services import MarketSources

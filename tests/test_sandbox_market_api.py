@@ -18,9 +18,9 @@ from sandbox.jupiter import DEX_LABELS
 from sandbox.market import WSOL_MINT
 from tests.conftest import fixture
 from tests.test_prices import Sandbox, dexscreener, jupiter, sandbox, unknown_mint  # noqa: F401 - the fixture
-from walltrack.adapters.dexscreener import DexPair, best_pair, parse_pairs
-from walltrack.adapters.http import BadResponse, BreakerState, RequestRejected
-from walltrack.adapters.jupiter import NoRoute, parse_prices, parse_quote, parse_swap
+from adapters.dexscreener import DexPair, best_pair, parse_pairs
+from adapters.http import BadResponse, BreakerState, RequestRejected
+from adapters.jupiter import NoRoute, parse_prices, parse_quote, parse_swap
 
 # Pair fields API-FORMATS §3 documents as nullable
 PAIR_NULLABLE = frozenset({"labels", "priceUsd", "fdv", "marketCap", "pairCreatedAt", "liquidity"})

@@ -153,9 +153,9 @@ def test_a_random_walk_of_the_rpc_never_500s(box: Box) -> None:
 def test_stall_watch_pages_back_to_its_cursor_and_backfills_every_missed_trade(box: Box) -> None:
     import trio
 
-    from walltrack.adapters.helius import HeliusApi
-    from walltrack.adapters.http import Policy, Provider, ResilientClient
-    from walltrack.adapters.solana_rpc import SolanaRpc
+    from adapters.helius import HeliusApi
+    from adapters.http import Policy, Provider, ResilientClient
+    from adapters.solana_rpc import SolanaRpc
     from walltrack.webhook_watch import StallWatch
 
     leader = box.market.leaders[0]

@@ -19,7 +19,7 @@ from solders.transaction import VersionedTransaction
 from spl.token import instructions as spl
 from spl.token import models as m
 
-from walltrack.adapters.jupiter import parse_quote
+from adapters.jupiter import parse_quote
 from walltrack.verify import (
     ASSOCIATED,
     JITO_TIP_ACCOUNTS,

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import structlog
 import trio
 
-from walltrack.adapters.http import Policy, Provider, ProviderError, ResilientClient
+from adapters.http import Policy, Provider, ProviderError, ResilientClient
 from walltrack.settings import ALERT_EVENTS
 
 log = structlog.get_logger("alerts")

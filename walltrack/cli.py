@@ -236,8 +236,8 @@ def cmd_wallet(args: argparse.Namespace, settings: Settings) -> int:
     Never the secret."""
     import trio
 
-    from walltrack.adapters.http import Policy, Provider, ProviderError, ResilientClient
-    from walltrack.adapters.solana_rpc import SolanaRpc
+    from adapters.http import Policy, Provider, ProviderError, ResilientClient
+    from adapters.solana_rpc import SolanaRpc
     from walltrack.keys import WalletKey
     from walltrack.reconcile import wallet_view
 

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 import trio
 
-from walltrack.adapters.http import ProviderError
+from adapters.http import ProviderError
 
 log = structlog.get_logger("confirm")
 

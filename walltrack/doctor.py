@@ -28,11 +28,11 @@ import asyncpg
 import httpx
 import trio
 
-from walltrack.adapters.dexscreener import DexScreenerClient
-from walltrack.adapters.helius import HeliusApi, inspect_webhook
-from walltrack.adapters.http import Policy, Provider, ProviderError, RequestRejected, ResilientClient
-from walltrack.adapters.jupiter import JupiterClient
-from walltrack.adapters.solana_rpc import SolanaRpc
+from adapters.dexscreener import DexScreenerClient
+from adapters.helius import HeliusApi, inspect_webhook
+from adapters.http import Policy, Provider, ProviderError, RequestRejected, ResilientClient
+from adapters.jupiter import JupiterClient
+from adapters.solana_rpc import SolanaRpc
 from walltrack.db import database_url, migration_status
 from walltrack.settings import ConfigError, Settings, load_settings, webhook_secret
 

@@ -28,7 +28,7 @@ import trio
 from actors.messages import Fill
 from actors.ports import ExitPlan
 from actors.trades import WSOL_MINT
-from walltrack.adapters.jupiter import JupiterClient, JupiterQuote
+from adapters.jupiter import JupiterClient, JupiterQuote
 from walltrack.bridge import TrioThread
 from walltrack.settings import Settings
 

@@ -32,9 +32,9 @@ import trio
 
 from actors.messages import Fill
 from actors.ports import SignedSwap, SwapError
-from walltrack.adapters.http import BadResponse, ProviderError, RequestRejected
-from walltrack.adapters.jupiter import JupiterClient, JupiterQuote, NoRoute
-from walltrack.adapters.solana_rpc import SolanaRpc, rpc_error
+from adapters.http import BadResponse, ProviderError, RequestRejected
+from adapters.jupiter import JupiterClient, JupiterQuote, NoRoute
+from adapters.solana_rpc import SolanaRpc, rpc_error
 from walltrack.bridge import TrioThread
 from walltrack.confirm import Confirmer
 from walltrack.keys import WalletKey
@@ -380,7 +380,7 @@ def _contained(fn: Callable[[], Any]) -> Any:
 
 def live_config(s: Any, key: WalletKey) -> LiveConfig:
     """The executor's configuration from the settings (LIVE_*)."""
-    from walltrack.adapters.jupiter import prioritization_fee
+    from adapters.jupiter import prioritization_fee
     from walltrack.verify import programs
 
     policy = SwapPolicy(key.pubkey, programs(s.live_programs), s.live_priority_max_lamports, s.live_jito_tip_lamports)

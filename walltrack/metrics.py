@@ -6,7 +6,7 @@ The actors hold no metrics code. Decisions are counted at the edges:
   skipped, by reason), `webhook_received` / `webhook_rejected` / `webhook_not_stored`, `position_event` (fills),
   `position_closed`, `child_restart`, `supervisor_escalated`, `breaker_tripped`, `breaker_open` (a provider), `webhook_stalled`,
   `webhook_backfilled`; the decision latency from the gateway storing a delivery (`note_received`) to its
-  `signal` line; every provider attempt through `walltrack.adapters.http.ATTEMPT_HOOKS`;
+  `signal` line; every provider attempt through `adapters.http.ATTEMPT_HOOKS`;
 - **gauges** read at scrape time by a custom collector: the database (inbox lag, open positions by mode, realized
   PnL, equity, price staleness), what the root publishes (`actors.supervisor.Published`: breakers, open tokens),
   the root's actor counts, each provider's `state()` and the webhook's silence.
@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from actors.messages import GetStats
 from actors.risk import to_lamports
 from actors.trades import WSOL_MINT
-from walltrack.adapters import http
+from adapters import http
 from walltrack.bridge import ask, trio_await
 from walltrack.logs import add_tap, remove_tap
 from walltrack.settings import risk_config

@@ -21,9 +21,9 @@ import structlog
 from actors.messages import GetStats
 from actors.trades import InvalidTransaction, check_shape
 from gateway.app import Delivery, to_deliveries
-from walltrack.adapters.helius import HeliusApi
-from walltrack.adapters.http import Policy, Provider, ResilientClient
-from walltrack.adapters.solana_rpc import SolanaRpc
+from adapters.helius import HeliusApi
+from adapters.http import Policy, Provider, ResilientClient
+from adapters.solana_rpc import SolanaRpc
 from walltrack.alerts import Alerts
 from walltrack.bridge import Service, ask, trio_await
 from walltrack.config_history import public_settings, record_settings

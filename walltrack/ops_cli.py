@@ -240,8 +240,8 @@ def cmd_helius(args: argparse.Namespace, settings: Settings) -> int:
     import trio
 
     from walltrack import store
-    from walltrack.adapters.helius import HeliusApi, sync_webhook
-    from walltrack.adapters.http import ProviderError
+    from adapters.helius import HeliusApi, sync_webhook
+    from adapters.http import ProviderError
     from walltrack.cli import _with_db
     from walltrack.settings import webhook_secret
 

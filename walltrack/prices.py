@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Literal, Protocol, Sequence
 import structlog
 import trio
 
-from walltrack.adapters.http import ProviderError
+from adapters.http import ProviderError
 
 log = structlog.get_logger("prices")
 

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from walltrack.adapters.solana_rpc import SolanaRpc
+from adapters.solana_rpc import SolanaRpc
 
 log = structlog.get_logger("reconcile")
 

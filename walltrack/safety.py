@@ -19,50 +19,14 @@ from typing import Any, Awaitable, Callable, Protocol
 import structlog
 import trio
 
+from adapters.facts import Holder, MintFacts, PairFacts, RouteFacts, RugcheckFacts
+
 log = structlog.get_logger("safety")
 
 SOL_MINT = "So11111111111111111111111111111111111111112"
 
 
-# -- facts the sources provide ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MintFacts:
-    program: str  # "spl-token" | "spl-token-2022"
-    decimals: int
-    supply: int
-    mint_authority: str | None
-    freeze_authority: str | None
-    extensions: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> state
-
-
-@dataclass(frozen=True)
-class Holder:
-    token_account: str
-    owner: str | None
-    amount: int
-
-
-@dataclass(frozen=True)
-class PairFacts:
-    pair_address: str
-    dex: str
-    liquidity_usd: float | None
-    market_cap_usd: float | None
-    created_at: float | None  # unix seconds
-
-
-@dataclass(frozen=True)
-class RouteFacts:
-    out_amount: int
-    price_impact_pct: float
-
-
-@dataclass(frozen=True)
-class RugcheckFacts:
-    dangers: tuple[str, ...]
-    score_normalised: float | None
-
-
+# -- facts the sources provide (adapters/facts.py) --------------------------------------------------------
 class SafetySources(Protocol):
     async def mint(self, mint: str) -> MintFacts | None: ...
     async def holders(self, mint: str) -> list[Holder]: ...

@@ -17,11 +17,11 @@ from actors.messages import PriceTick, PriceTicks
 from actors.supervisor import Published
 from actors.trades import Trade, classify
 from walltrack import store as repo
-from walltrack.adapters.dexscreener import DexScreenerClient
-from walltrack.adapters.http import Policy, Provider, ResilientClient
-from walltrack.adapters.jupiter import JupiterClient, NoRoute
-from walltrack.adapters.rugcheck import RugCheck
-from walltrack.adapters.solana_rpc import SolanaRpc
+from adapters.dexscreener import DexScreenerClient
+from adapters.http import Policy, Provider, ResilientClient
+from adapters.jupiter import JupiterClient, NoRoute
+from adapters.rugcheck import RugCheck
+from adapters.solana_rpc import SolanaRpc
 from walltrack.bridge import TrioThread, trio_await
 from walltrack.confirm import Confirmer
 from walltrack.executor import PaperExecutor

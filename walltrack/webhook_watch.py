@@ -28,8 +28,8 @@ from typing import Any, Awaitable, Callable
 import structlog
 import trio
 
-from walltrack.adapters.helius import HeliusApi, sync_webhook
-from walltrack.adapters.http import ProviderError
+from adapters.helius import HeliusApi, sync_webhook
+from adapters.http import ProviderError
 
 log = structlog.get_logger("webhook_watch")
 

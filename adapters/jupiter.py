@@ -25,7 +25,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from walltrack.adapters.http import BadResponse, Policy, Provider, RequestRejected, ResilientClient
+from adapters.http import BadResponse, Policy, Provider, RequestRejected, ResilientClient
 
 log = structlog.get_logger("jupiter")
 

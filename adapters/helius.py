@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from walltrack.adapters.http import BadResponse, Policy, Provider, ResilientClient
+from adapters.http import BadResponse, Policy, Provider, ResilientClient
 
 MAX_PARSE = 100  # signatures per parse-transactions call
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from walltrack.adapters.http import RequestRejected, ResilientClient
-from walltrack.safety import RugcheckFacts
+from adapters.http import RequestRejected, ResilientClient
+from adapters.facts import RugcheckFacts
 
 
 class RugCheck:

@@ -20,7 +20,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from walltrack.adapters.http import BadResponse, Policy, Provider, ResilientClient
+from adapters.http import BadResponse, Policy, Provider, ResilientClient
 
 log = structlog.get_logger("dexscreener")
 
