@@ -178,7 +178,7 @@ class DexScreenerClient:
         return out
 
     async def usd_prices(self, mints: Sequence[str]) -> dict[str, Decimal]:
-        """The `PriceSource` port (walltrack.prices): one call, ≤ `max_batch` mints, USD prices."""
+        """The `PriceSource` port (intelligence.prices): one call, ≤ `max_batch` mints, USD prices."""
         return {m: p.price_usd for m, p in (await self.best_pair_batch(mints)).items() if p.price_usd is not None}
 
     async def aclose(self) -> None:

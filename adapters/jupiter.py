@@ -234,7 +234,7 @@ class JupiterClient:
         return out
 
     async def usd_prices(self, mints: Sequence[str]) -> dict[str, Decimal]:
-        """The `PriceSource` port (walltrack.prices): one call, ≤ `max_batch` mints, USD prices."""
+        """The `PriceSource` port (intelligence.prices): one call, ≤ `max_batch` mints, USD prices."""
         return {m: p.usd_price for m, p in (await self.price_batch(mints)).items()}
 
     # -- quote and swap ---------------------------------------------------------------------------

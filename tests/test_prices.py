@@ -35,7 +35,7 @@ from adapters.http import (
 )
 from adapters.jupiter import JupiterClient
 from walltrack.bridge import TrioThread
-from walltrack.prices import PriceMonitor, PriceQuote, PriceService
+from intelligence.prices import PriceMonitor, PriceQuote, PriceService
 
 
 # -- the sandbox, over HTTP ---------------------------------------------------------------------------

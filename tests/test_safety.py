@@ -15,7 +15,7 @@ from adapters.jupiter import JupiterClient
 from adapters.rugcheck import RugCheck
 from adapters.solana_rpc import SolanaRpc
 from walltrack.demo import Sandbox
-from walltrack.safety import SafetyAnalyzer, SafetyConfig, evaluate
+from intelligence.safety import SafetyAnalyzer, SafetyConfig, evaluate
 from walltrack.services import MarketSources
 
 HAZARDS = {  # symbol -> the reason a buy of it is refused
@@ -166,7 +166,7 @@ async def test_verdicts_are_cached_and_concurrent_asks_share_one_check(sandbox: 
 
 def test_scoring_rejects_on_hard_checks_and_on_score() -> None:
     """Pure: what the verdict does with facts, including a market cap outside the range."""
-    from walltrack.safety import Holder, MintFacts, PairFacts, RouteFacts
+    from intelligence.safety import Holder, MintFacts, PairFacts, RouteFacts
 
     cfg = SafetyConfig()
     good = {

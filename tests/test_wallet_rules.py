@@ -38,7 +38,7 @@ from actors.wallet import (
     transition,
 )
 from tests.copykit import pubkey, sig, swap_payload, trade
-from walltrack.safety import SafetyReport
+from intelligence.safety import SafetyReport
 
 W, MINT, OTHER = pubkey("leader"), pubkey("mint"), pubkey("other")
 RISK = Context(now=12 * 3600.0, risk=True)

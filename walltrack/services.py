@@ -27,8 +27,8 @@ from walltrack.confirm import Confirmer
 from walltrack.executor import PaperExecutor
 from walltrack.keys import WalletKey
 from walltrack.live import LiveExecutor, live_config
-from walltrack.prices import PriceService
-from walltrack.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyConfig, SafetyReport
+from intelligence.prices import PriceService
+from intelligence.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyConfig, SafetyReport
 from walltrack.settings import Settings
 
 log = structlog.get_logger("services")
@@ -37,7 +37,7 @@ SOL_MINT = "So11111111111111111111111111111111111111112"
 
 
 class MarketSources:
-    """`walltrack.safety.SafetySources` over the real adapters."""
+    """`intelligence.safety.SafetySources` over the real adapters."""
 
     def __init__(self, rpc: SolanaRpc, dex: DexScreenerClient, jupiter: JupiterClient, rugcheck: RugCheck | None) -> None:
         self._rpc, self._dex, self._jup, self._rugcheck = rpc, dex, jupiter, rugcheck
@@ -112,7 +112,7 @@ def safety_config(s: Settings) -> SafetyConfig:
 
 
 class LiquidityTap:
-    """A price source (`walltrack.prices.PriceSource`) that also keeps the pool liquidity its answer carried —
+    """A price source (`intelligence.prices.PriceSource`) that also keeps the pool liquidity its answer carried —
     Jupiter Price v3 `liquidity`, DexScreener's best pair `liquidity.usd` — at no extra call. The monitor
     clears `liquidity` before each round, so a value is only ever this round's (for the emergency exit)."""
 

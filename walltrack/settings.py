@@ -26,7 +26,7 @@ ALERT_EVENTS = ("entry", "entry_fill", "exit", "exit_fill", "exit_failed", "brea
 
 
 def _safety_checks() -> set[str]:
-    from walltrack.safety import SafetyConfig  # lazy: settings load before anything else
+    from intelligence.safety import SafetyConfig  # lazy: settings load before anything else
 
     return set(SafetyConfig().weights)
 
@@ -147,10 +147,10 @@ class Settings(BaseSettings):
     price_poll_s: float = Field(default=5.0, gt=0)
     price_max_age_s: float = Field(default=60.0, gt=0)
 
-    # token safety (walltrack/safety.py): score threshold, limits, and the checks that reject on their own
+    # token safety (intelligence/safety.py): score threshold, limits, and the checks that reject on their own
     safety_enabled: bool = True
     safety_threshold: float = Field(default=0.9, ge=0, le=1)
-    safety_weights: str = ""  # "check=weight,..." overrides of walltrack.safety.SafetyConfig.weights
+    safety_weights: str = ""  # "check=weight,..." overrides of intelligence.safety.SafetyConfig.weights
     safety_hard_checks: str = "freeze_authority,sell_route,permanent_delegate,default_frozen,mint_authority,transfer_hook,transfer_fee"
     safety_min_liquidity_usd: float = Field(default=10_000, ge=0)
     safety_min_market_cap_usd: float = Field(default=10_000, ge=0)

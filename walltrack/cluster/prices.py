@@ -3,7 +3,7 @@
 The node holding the `prices` lease runs the usual price monitor (`Services.price_monitor`: Jupiter, then
 DexScreener, one rate budget, marks stored in `token_prices`) over every open position of the cluster — read
 from the `positions` table each round, since no node holds them all — and publishes each round's ticks on
-`walltrack.prices.<p>` for each partition holding a position in the token, plus SOL on `walltrack.prices.sol`.
+`intelligence.prices.<p>` for each partition holding a position in the token, plus SOL on `intelligence.prices.sol`.
 Ticks are core NATS (at most once): a lost tick is superseded by the next round, as with a failed poll.
 
 Every node listens to the price subjects of the partitions it owns (and to SOL, for the risk actor wherever it
