@@ -19,12 +19,12 @@ from adapters.http import Policy, Provider, ResilientClient
 from adapters.jupiter import JupiterClient, prioritization_fee
 from adapters.solana_rpc import SolanaRpc
 from walltrack.bridge import Service, TrioThread
-from walltrack.confirm import Confirmer
+from execution.confirm import Confirmer
 from walltrack.demo import Sandbox
 from walltrack.demo_live import SANDBOX_PROGRAMS
-from walltrack.keys import WalletKey
-from walltrack.live import LiveConfig, LiveExecutor
-from walltrack.verify import SwapPolicy, programs
+from execution.keys import WalletKey
+from execution.live import LiveConfig, LiveExecutor
+from execution.verify import SwapPolicy, programs
 
 FUNDS = 20 * LAMPORTS
 

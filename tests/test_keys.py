@@ -20,7 +20,7 @@ from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
-from walltrack.keys import BadKey, WalletKey, parse_keypair, secret_forms
+from execution.keys import BadKey, WalletKey, parse_keypair, secret_forms
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import ConfigError, load_settings
 

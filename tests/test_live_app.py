@@ -29,7 +29,7 @@ from walltrack import store as repo
 from walltrack.app import App
 from walltrack.demo import Sandbox
 from walltrack.demo_live import SANDBOX_PROGRAMS
-from walltrack.keys import secret_forms
+from execution.keys import secret_forms
 from walltrack.panel import PanelBackend
 
 LEADER = pubkey("live-leader")

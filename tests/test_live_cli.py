@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.livekit import Live, live, sol  # noqa: F401 - `live`: the module's sandbox fixture
 from tests.test_cli import free_port
-from walltrack.keys import secret_forms
+from execution.keys import secret_forms
 
 
 def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

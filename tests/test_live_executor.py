@@ -12,7 +12,7 @@ import pytest
 
 from actors.ports import SwapError
 from tests.livekit import Live, live, sol  # noqa: F401 - `live`: the module's sandbox fixture
-from walltrack.live import deltas
+from execution.live import deltas
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ from tests.conftest import wait_until
 from adapters.jupiter import JupiterClient
 from walltrack.bridge import AsyncioThread, TrioThread
 from walltrack.db import migrate
-from walltrack.executor import PaperExecutor
+from execution.paper import PaperExecutor
 from walltrack.store import Store
 
 LEADER = "9JGuVmjXTeMea6VY6fpsu8783YeJME8bewyy9qv9UBxh"

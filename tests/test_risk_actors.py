@@ -39,7 +39,7 @@ from walltrack import store as repo
 from walltrack.app import App
 from adapters.jupiter import JupiterClient
 from walltrack.bridge import AsyncioThread, TrioThread
-from walltrack.executor import PaperExecutor
+from execution.paper import PaperExecutor
 from walltrack.db import migrate
 
 SOL = 10**9

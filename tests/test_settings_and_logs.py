@@ -15,7 +15,7 @@ import structlog
 
 from tests.conftest import SECRET, WALLET_KEY
 from walltrack.logs import REDACTED, Redactor, configure_logging
-from walltrack.keys import secret_forms
+from execution.keys import secret_forms
 from walltrack.settings import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

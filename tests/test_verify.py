@@ -20,7 +20,7 @@ from spl.token import instructions as spl
 from spl.token import models as m
 
 from adapters.jupiter import parse_quote
-from walltrack.verify import (
+from execution.verify import (
     ASSOCIATED,
     JITO_TIP_ACCOUNTS,
     TOKEN,

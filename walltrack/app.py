@@ -32,14 +32,13 @@ from gateway.app import GatewayDeps, Items, Trades, Unstorable, create_app
 from gateway.fastpath import webhook_fast_path
 from walltrack import store as repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
-from walltrack.executor import exit_plan
-from walltrack.live import live_policy
+from execution.live import live_policy
 from walltrack.services import Services
 from walltrack.db import EmbeddedPostgres, database_url, migrate
 from walltrack.dbsupervisor import CONNECTED, DatabaseSupervisor
 from walltrack.logs import Redactor, configure_logging
 from walltrack.operations import Operations
-from walltrack.settings import ConfigError, Settings, copy_rules, risk_config, supervision, webhook_secret
+from walltrack.settings import ConfigError, Settings, copy_rules, exit_plan, risk_config, supervision, webhook_secret
 
 log = structlog.get_logger("walltrack")
 
@@ -172,7 +171,7 @@ class App:
     def _reconcile_live(self) -> None:
         """The book against the chain, once at start, in the background: shown (log, /health, the dashboard), never
         fixed silently."""
-        from walltrack import reconcile
+        from execution import reconcile
 
         assert self.services is not None and self.services.live is not None and self.store is not None
         wallet, rpc = self.services.live.address, self.services.rpc

@@ -238,8 +238,8 @@ def cmd_wallet(args: argparse.Namespace, settings: Settings) -> int:
 
     from adapters.http import Policy, Provider, ProviderError, ResilientClient
     from adapters.solana_rpc import SolanaRpc
-    from walltrack.keys import WalletKey
-    from walltrack.reconcile import wallet_view
+    from execution.keys import WalletKey
+    from execution.reconcile import wallet_view
 
     key = WalletKey.from_settings(settings)
     if key is None:

@@ -18,7 +18,7 @@ import structlog
 from pydantic import SecretStr
 from solders.keypair import Keypair
 
-from walltrack.keys import secret_forms
+from execution.keys import secret_forms
 from walltrack.logs import Redactor
 from walltrack.settings import Settings
 
@@ -74,7 +74,7 @@ def drain_swaps(app: Any, timeout: float) -> None:
 
 def live_summary(app: Any, owner: str, start_lamports: int) -> dict[str, Any]:
     """The live run, from the journal and the fills, against the chain read through the RPC."""
-    from walltrack.reconcile import chain_holdings
+    from execution.reconcile import chain_holdings
 
     async def q(conn: asyncpg.Connection) -> dict[str, Any]:
         events = await conn.fetch(

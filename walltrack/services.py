@@ -23,10 +23,10 @@ from adapters.jupiter import JupiterClient, NoRoute
 from adapters.rugcheck import RugCheck
 from adapters.solana_rpc import SolanaRpc
 from walltrack.bridge import TrioThread, trio_await
-from walltrack.confirm import Confirmer
-from walltrack.executor import PaperExecutor
-from walltrack.keys import WalletKey
-from walltrack.live import LiveExecutor, live_config
+from execution.confirm import Confirmer
+from execution.paper import PaperExecutor
+from execution.keys import WalletKey
+from execution.live import LiveExecutor, live_config
 from intelligence.prices import PriceService
 from intelligence.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyConfig, SafetyReport
 from walltrack.settings import Settings

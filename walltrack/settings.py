@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     safety_source_timeout_s: float = Field(default=1.5, gt=0)  # a late copy is a bad copy
     safety_ttl_s: float = Field(default=300, ge=0)
 
-    # the position engine (actors/position.py): exits, and honest paper fills (walltrack/executor.py)
+    # the position engine (actors/position.py): exits, and honest paper fills (execution/paper.py)
     exit_stop_loss_pct: Decimal = Field(default=Decimal("25"), ge=0, lt=100)  # 0: no stop loss
     exit_take_profit: str = "50:0.5,100:0.5"  # ladder "gain_pct:fraction_of_entry,..."; empty: none
     exit_breakeven_after_first_tp: bool = True
@@ -176,7 +176,7 @@ class Settings(BaseSettings):
     paper_slippage_bps: int = Field(default=100, ge=0, lt=10_000)
     paper_priority_fee_lamports: int = Field(default=10_000, ge=0)
 
-    # live execution (walltrack/live.py, walltrack/verify.py): real swaps signed with the wallet key. Caps per live
+    # live execution (execution/live.py, execution/verify.py): real swaps signed with the wallet key. Caps per live
     # entry, per UTC day and in total (actors/risk.py), and a SOL reserve the wallet keeps on chain for fees and rent.
     live_max_trade_sol: Decimal = Field(default=Decimal("0.25"), gt=0)
     live_max_daily_sol: Decimal = Field(default=Decimal("2"), ge=0)  # 0: no daily cap
@@ -297,7 +297,7 @@ class Settings(BaseSettings):
     def _keypair_shape(cls, v: SecretStr | None) -> SecretStr | None:
         if v is None or not v.get_secret_value().strip():
             return None
-        from walltrack.keys import BadKey, parse_keypair
+        from execution.keys import BadKey, parse_keypair
 
         try:
             parse_keypair(v.get_secret_value())
@@ -315,7 +315,7 @@ class Settings(BaseSettings):
         if self.wallet_keypair_path is not None:
             if self.wallet_private_key is not None:
                 raise ValueError("set WALLET_KEYPAIR_PATH or WALLET_PRIVATE_KEY, not both")
-            from walltrack.keys import BadKey, parse_keypair, read_key_file
+            from execution.keys import BadKey, parse_keypair, read_key_file
 
             try:
                 parse_keypair(read_key_file(self.wallet_keypair_path))
@@ -405,7 +405,7 @@ class Settings(BaseSettings):
         ]
         from urllib.parse import urlsplit
 
-        from walltrack.keys import BadKey, key_text, secret_forms
+        from execution.keys import BadKey, key_text, secret_forms
 
         try:
             key = key_text(self)
@@ -545,3 +545,22 @@ def caps_in_force(s: Settings) -> list[str]:
         f"Live: {s.live_reserve_sol:f} SOL kept in the wallet for fees and rent (LIVE_RESERVE_SOL); "
         + ("a wallet key is configured" if s.has_wallet_key else "no wallet key configured: live is refused"),
     ]
+
+
+def exit_plan(s: Settings) -> "ExitPlan":
+    """The exit plan for new positions, from settings (EXIT_*)."""
+    from actors.ports import ExitPlan
+
+    ladder = []
+    for part in (p.strip() for p in s.exit_take_profit.split(",")):
+        if part:
+            gain, fraction = part.split(":")
+            ladder.append((Decimal(gain), Decimal(fraction)))
+    return ExitPlan(
+        stop_loss_pct=s.exit_stop_loss_pct, take_profit=tuple(ladder),
+        breakeven_after_first_tp=s.exit_breakeven_after_first_tp,
+        trailing_activation_pct=s.exit_trailing_activation_pct, trailing_distance_pct=s.exit_trailing_distance_pct,
+        trailing_step_pct=s.exit_trailing_step_pct, time_stop_s=s.exit_time_stop_s,
+        emergency_min_liquidity_usd=s.exit_emergency_min_liquidity_usd, stale_limit_s=s.exit_stale_limit_s,
+        mirror_unknown=s.exit_mirror_unknown, exit_retry_s=s.exit_retry_s,
+    )

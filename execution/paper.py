@@ -26,11 +26,9 @@ from typing import Callable
 import trio
 
 from actors.messages import Fill
-from actors.ports import ExitPlan
 from actors.trades import WSOL_MINT
 from adapters.jupiter import JupiterClient, JupiterQuote
 from walltrack.bridge import TrioThread
-from walltrack.settings import Settings
 
 NETWORK_FEE_LAMPORTS_PER_SIGNATURE = 5_000
 STABLE_UNITS = 10**6
@@ -99,19 +97,3 @@ class PaperExecutor:
             raise NoFill("no SOL price to convert the network fee")
         return math.ceil(Fraction(self.fee_lamports, 10**9) * Fraction(price) * STABLE_UNITS)
 
-
-def exit_plan(s: Settings) -> ExitPlan:
-    """The exit plan for new positions, from settings (EXIT_*)."""
-    ladder = []
-    for part in (p.strip() for p in s.exit_take_profit.split(",")):
-        if part:
-            gain, fraction = part.split(":")
-            ladder.append((Decimal(gain), Decimal(fraction)))
-    return ExitPlan(
-        stop_loss_pct=s.exit_stop_loss_pct, take_profit=tuple(ladder),
-        breakeven_after_first_tp=s.exit_breakeven_after_first_tp,
-        trailing_activation_pct=s.exit_trailing_activation_pct, trailing_distance_pct=s.exit_trailing_distance_pct,
-        trailing_step_pct=s.exit_trailing_step_pct, time_stop_s=s.exit_time_stop_s,
-        emergency_min_liquidity_usd=s.exit_emergency_min_liquidity_usd, stale_limit_s=s.exit_stale_limit_s,
-        mirror_unknown=s.exit_mirror_unknown, exit_retry_s=s.exit_retry_s,
-    )

@@ -5,7 +5,7 @@
   cover the size, fees, rent and `LIVE_RESERVE_SOL`; for a sell, the amount is capped at the tokens the chain
   says we hold (none: `nothing_held`) → Jupiter quote (ExactIn, the rules' slippage, restrictIntermediateTokens) →
   /swap (dynamicComputeUnitLimit; a priority level capped in lamports, or a Jito tip) → **verify** the unsigned
-  transaction (walltrack/verify.py) → **simulate** it and check our balances' outcome → sign. Returns a
+  transaction (execution/verify.py) → **simulate** it and check our balances' outcome → sign. Returns a
   `SignedSwap`; the position journals it before asking to land it.
 
 `land`: asks the chain for the signature first (a restart reconciles instead of re-sending), then sends the exact
@@ -36,9 +36,9 @@ from adapters.http import BadResponse, ProviderError, RequestRejected
 from adapters.jupiter import JupiterClient, JupiterQuote, NoRoute
 from adapters.solana_rpc import SolanaRpc, rpc_error
 from walltrack.bridge import TrioThread
-from walltrack.confirm import Confirmer
-from walltrack.keys import WalletKey
-from walltrack.verify import (
+from execution.confirm import Confirmer
+from execution.keys import WalletKey
+from execution.verify import (
     SYSTEM,
     TOKEN,
     TOKEN_2022,
@@ -381,7 +381,7 @@ def _contained(fn: Callable[[], Any]) -> Any:
 def live_config(s: Any, key: WalletKey) -> LiveConfig:
     """The executor's configuration from the settings (LIVE_*)."""
     from adapters.jupiter import prioritization_fee
-    from walltrack.verify import programs
+    from execution.verify import programs
 
     policy = SwapPolicy(key.pubkey, programs(s.live_programs), s.live_priority_max_lamports, s.live_jito_tip_lamports)
     return LiveConfig(policy=policy,
