@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.market import pubkey, signature  # noqa: E402
 from walltrack.cluster.harness import ClusterHarness  # noqa: E402
-from walltrack.db import EmbeddedPostgres  # noqa: E402
+from storage.db import EmbeddedPostgres  # noqa: E402
 
 SECRET = "bench-cluster-secret-0123456789"
 MINT = pubkey("bench-unheld-token")

@@ -38,7 +38,7 @@ from sandbox.faults import FaultBoard  # noqa: E402
 from sandbox.market import Hazards, Market  # noqa: E402
 from sandbox.server import create_app, server_main  # noqa: E402
 from walltrack.bridge import TrioThread  # noqa: E402
-from walltrack.db import EmbeddedPostgres, migrate  # noqa: E402
+from storage.db import EmbeddedPostgres, migrate  # noqa: E402
 
 SECRET = "bench-webhook-secret-0123456789"
 PY = sys.executable

@@ -280,7 +280,7 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise SystemExit("panel did not start")
             time.sleep(0.2)
-        from walltrack.db import EmbeddedPostgres
+        from storage.db import EmbeddedPostgres
 
         pg = EmbeddedPostgres(data / "pg")
         url = pg.url.replace("/postgres?", "/walltrack_demo?", 1)

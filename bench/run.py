@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import Ctx, Sandbox  # noqa: E402
 from bench.phases import ingest, kill9, latency, start_up, sweep  # noqa: E402
 from bench.report import machine_facts, render, write_report  # noqa: E402
-from walltrack.db import EmbeddedPostgres  # noqa: E402
+from storage.db import EmbeddedPostgres  # noqa: E402
 
 PHASES = (ingest, latency, start_up, sweep, kill9)
 

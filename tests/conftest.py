@@ -15,7 +15,7 @@ import pykka
 import pytest
 
 from walltrack.app import App
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 from walltrack.settings import load_settings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # real payloads, copied from shared/fixtures

@@ -79,7 +79,7 @@ def bot(tmp_path: Path) -> Iterator[Bot]:
     # a killed bot leaves its embedded server behind: stop it like the next start would reuse it
     pidfile = b.data_dir / "pg" / "postmaster.pid"
     if pidfile.exists():
-        subprocess.run([sys.executable, "-c", "from walltrack.db import EmbeddedPostgres as E, Path; "
+        subprocess.run([sys.executable, "-c", "from storage.db import EmbeddedPostgres as E, Path; "
                         f"E(Path({str(b.data_dir / 'pg')!r})).close()"], timeout=60)
 
 

@@ -25,7 +25,7 @@ import psutil
 from sandbox.market import pubkey, signature
 from tests.conftest import SECRET, wait_until
 from tests.test_cli import Bot, bot, free_port  # noqa: F401 - the fixture
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 
 W = pubkey("supervised-db-leader")
 
@@ -175,7 +175,7 @@ def test_a_write_failing_past_its_bound_crashes_the_actor_and_a_long_outage_esca
 
     from actors.messages import Deliver, GetChild, GetStats
     from actors.shell import Shell
-    from walltrack import store as repo
+    from storage import repo
     from walltrack.app import App
     from walltrack.settings import load_settings
 

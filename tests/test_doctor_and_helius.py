@@ -23,7 +23,7 @@ from sandbox.faults import FaultBoard
 from sandbox.market import Market
 from sandbox.server import create_app, server_main
 from tests.conftest import PUMP_WALLET, SECRET, wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 from walltrack.bridge import TrioThread
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import PUMP_WALLET, SECRET, fixture, sql, wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 
 PUMP = fixture("helius_enhanced_pump_amm_swaps_trimmed.json")

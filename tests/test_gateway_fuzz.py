@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import PUMP_WALLET, SECRET, fixture, wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 
 REAL = fixture("helius_enhanced_pump_amm_swaps_trimmed.json")

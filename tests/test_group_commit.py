@@ -1,4 +1,4 @@
-"""Group commit (walltrack/group_commit.py) on the real database: concurrent inbox writes share one commit, each
+"""Group commit (storage/group_commit.py) on the real database: concurrent inbox writes share one commit, each
 caller hears back only after it, a signature in two requests of one batch is new for the first only, and a body
 the database refuses fails alone."""
 
@@ -10,9 +10,9 @@ from typing import Iterator
 import asyncpg
 import pytest
 
-from walltrack import store as repo
+from storage import repo
 from walltrack.bridge import AsyncioThread
-from walltrack.db import migrate
+from storage.db import migrate
 
 
 @pytest.fixture

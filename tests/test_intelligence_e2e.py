@@ -13,7 +13,7 @@ import pytest
 
 from sandbox.helius import choose_shape, enhanced_tx
 from tests.conftest import SECRET, wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 from walltrack.demo import Sandbox
 

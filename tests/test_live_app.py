@@ -25,7 +25,7 @@ from tests.conftest import SECRET, sql, wait_until
 from tests.copykit import pubkey, sig, swap_payload
 from tests.livekit import token_balance
 from tests.test_cli import Bot, free_port
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 from walltrack.demo import Sandbox
 from walltrack.demo_live import SANDBOX_PROGRAMS

@@ -25,8 +25,8 @@ from ui.dashboard import alert_lines
 from tests.livekit import Live, sol, start_live
 from tests.test_position_engine import Clock
 from walltrack.bridge import AsyncioThread
-from walltrack.db import migrate
-from walltrack.store import Store
+from storage.db import migrate
+from storage.store import Store
 
 LEADER = "9JGuVmjXTeMea6VY6fpsu8783YeJME8bewyy9qv9UBxh"
 PLAN = ExitPlan(stop_loss_pct=Decimal(50), take_profit=(), trailing_distance_pct=Decimal(0), time_stop_s=0,

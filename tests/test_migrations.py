@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import sql
-from walltrack.db import SCHEMA_DIR, migrate, migration_status
+from storage.db import SCHEMA_DIR, migrate, migration_status
 
 
 def run(url: str, fn, *args):  # noqa: ANN001, ANN201

@@ -4,7 +4,7 @@ switches and restarts, driving the real (pure) transition tables — `actors.wal
 root wire them. Hypothesis chooses the interleaving: which actor runs next, when the store answers (or commits
 and loses the answer), when a fill comes back, when the process restarts.
 
-The store is a model of `walltrack.store._record_observation`: one row per (signature, wallet), a decision's own
+The store is a model of `storage.observations.record_observation`: one row per (signature, wallet), a decision's own
 row found again by its id. Held after every step and at the end:
 - at most one position per leader transaction, and every taken one gets its actor (never left unstarted);
 - the caps are never exceeded (open positions, exposure per token and in total), whatever the interleaving, and

@@ -18,9 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SECRET, new_database, sql, wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 from walltrack.demo import Sandbox, bot_settings
 from walltrack.settings import load_settings
 

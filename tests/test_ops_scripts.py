@@ -16,7 +16,7 @@ import pykka
 import pytest
 
 from tests.conftest import PUMP_WALLET, SECRET, new_database
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,9 +9,9 @@ import httpx
 import pykka
 
 from tests.conftest import PUMP_WALLET, SECRET, fixture, wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 from walltrack.settings import load_settings
 
 PUMP = fixture("helius_enhanced_pump_amm_swaps_trimmed.json")

@@ -35,9 +35,9 @@ from actors.messages import GetChild, GetStats
 from sandbox.helius import HeliusPoster
 from sandbox.market import Market, SimClock
 from tests.conftest import SECRET, wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 from walltrack.demo import Sandbox, bot_settings
 from walltrack.settings import load_settings
 
@@ -351,7 +351,7 @@ def test_a_stored_delivery_is_not_reported_unstored_when_the_server_dies_right_a
     import asyncpg
 
     from walltrack.bridge import AsyncioThread
-    from walltrack.db import migrate
+    from storage.db import migrate
 
     async def terminate_then_reset(con: asyncpg.Connection) -> None:
         admin = await asyncpg.connect(db_url)

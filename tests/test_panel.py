@@ -87,7 +87,7 @@ class Demo:
     def db_url(self) -> str:
         """The demo's own database on its embedded server (this process registers as one more user of it)."""
         if self.db_handle is None:
-            from walltrack.db import EmbeddedPostgres
+            from storage.db import EmbeddedPostgres
 
             self.db_handle = EmbeddedPostgres(self.data_dir / "pg")
         return self.db_handle.url.replace("/postgres?", "/walltrack_demo?", 1)

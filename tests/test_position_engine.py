@@ -35,9 +35,9 @@ from sandbox.server import create_app, server_main
 from tests.conftest import wait_until
 from adapters.jupiter import JupiterClient
 from walltrack.bridge import AsyncioThread, TrioThread
-from walltrack.db import migrate
+from storage.db import migrate
 from execution.paper import PaperExecutor
-from walltrack.store import Store
+from storage.store import Store
 
 LEADER = "9JGuVmjXTeMea6VY6fpsu8783YeJME8bewyy9qv9UBxh"
 SIZE = 100_000_000  # 0.1 SOL

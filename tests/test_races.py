@@ -30,7 +30,7 @@ from sandbox.pgproxy import PgProxy
 from tests.conftest import PUMP_WALLET, SECRET, fixture, wait_until
 from tests.test_gateway import db, post, watch
 from tests.test_position_engine import BASE, Engine, engine  # noqa: F401 - the fixture
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 from walltrack.demo import Sandbox, bot_settings
 from walltrack.settings import load_settings

@@ -35,12 +35,12 @@ from actors.trades import WSOL_MINT
 from tests.conftest import wait_until
 from tests.copykit import pubkey, sig, swap_payload
 from walltrack import cli
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 from adapters.jupiter import JupiterClient
 from walltrack.bridge import AsyncioThread, TrioThread
 from execution.paper import PaperExecutor
-from walltrack.db import migrate
+from storage.db import migrate
 
 SOL = 10**9
 WALLETS = [pubkey(f"leader{i}") for i in range(4)]

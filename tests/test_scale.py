@@ -17,7 +17,7 @@ from actors.messages import GetChild, GetStats, PriceTick, PriceTicks
 from bench import fleet
 from tests.conftest import wait_until
 from walltrack.app import App
-from walltrack.db import migrate
+from storage.db import migrate
 
 
 def test_ten_thousand_positions_and_a_thousand_wallets_run_in_one_process(make_settings: Callable[..., Any],

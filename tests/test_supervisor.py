@@ -27,7 +27,7 @@ from sandbox.market import pubkey, signature
 from tests.conftest import PUMP_WALLET, wait_until
 from tests.test_gateway import PUMP, db, post, url, watch
 from tests.test_position_engine import Engine, engine  # noqa: F401 - the fixture
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 
 CRASHER = pubkey("supervised-leader")

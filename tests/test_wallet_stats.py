@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 
 from tests.copykit import pubkey, sig
-from walltrack import store as repo
-from walltrack.db import migrate
+from storage import repo
+from storage.db import migrate
 
 SOL_MINT = "So11111111111111111111111111111111111111112"
 W, NEW = pubkey("stats-leader"), pubkey("stats-new")
@@ -19,7 +19,7 @@ def run(url: str, fn: Any) -> Any:
     async def go() -> Any:
         conn = await asyncpg.connect(url)
         try:
-            await repo._init_connection(conn)
+            await repo.init_connection(conn)
             await migrate(conn)
             return await fn(conn)
         finally:

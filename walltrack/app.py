@@ -30,12 +30,12 @@ from actors.runtime import Runtime
 from actors.supervisor import Published, RootSupervisor
 from gateway.app import GatewayDeps, Items, Trades, Unstorable, create_app
 from gateway.fastpath import webhook_fast_path
-from walltrack import store as repo
+from storage import repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
 from execution.live import live_policy
 from walltrack.services import Services
-from walltrack.db import EmbeddedPostgres, database_url, migrate
-from walltrack.dbsupervisor import CONNECTED, DatabaseSupervisor
+from storage.db import EmbeddedPostgres, database_url, migrate
+from storage.supervisor import CONNECTED, DatabaseSupervisor
 from walltrack.logs import Redactor, configure_logging
 from walltrack.operations import Operations
 from walltrack.settings import ConfigError, Settings, copy_rules, exit_plan, risk_config, supervision, webhook_secret

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from walltrack.config_history import export, public_settings
-from walltrack.db import database_url
+from storage.config_history import export, public_settings
+from storage.db import database_url
 from walltrack.settings import ConfigError, Settings
 
 PREFIX = "walltrack-"
@@ -139,11 +139,11 @@ def take_backup(settings: Settings, directory: Path | None = None, keep: int | N
 
 
 async def _dump(url: str, into: Path, settings: Settings) -> dict[str, Any]:
-    from walltrack.store import _init_connection
+    from storage.store import init_connection
 
     conn = await asyncpg.connect(url)
     try:
-        await _init_connection(conn)
+        await init_connection(conn)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
             counted = await census(conn)  # what the dump holds: the same snapshot

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import asyncpg
 
 from actors.trades import InvalidTransaction, check_shape, classify, is_base58_pubkey
-from walltrack.db import database_url, migrate, migration_status
+from storage.db import database_url, migrate, migration_status
 from walltrack.settings import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 def _with_db(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[T]], apply_migrations: bool = True) -> T:
     """Run one coroutine on one connection to the configured (or embedded) database."""
-    from walltrack.store import _init_connection
+    from storage.store import init_connection
 
     url, pg = database_url(settings)
 
@@ -33,7 +33,7 @@ def _with_db(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[T]
         # the config history's "who": changes made here are the operator's at this terminal
         conn = await asyncpg.connect(url, server_settings={"application_name": f"cli:{getpass.getuser()}"[:63]})
         try:
-            await _init_connection(conn)
+            await init_connection(conn)
             if apply_migrations:
                 await migrate(conn)
             return await fn(conn)
@@ -120,7 +120,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_wallets(args: argparse.Namespace, settings: Settings) -> int:
-    from walltrack import store
+    from storage import repo as store
 
     if args.wallets_command == "add":
         address = _address(args.address)
@@ -142,7 +142,7 @@ def cmd_wallets(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_wallet_rules(args: argparse.Namespace, settings: Settings) -> int:
     """`wallets set ADDRESS key=value...` / `wallets show ADDRESS` / `wallets stats`: copy rules and performance."""
     from actors.rules import RulesError, apply_assignments, effective
-    from walltrack import store
+    from storage import repo as store
     from walltrack.settings import copy_rules
 
     defaults = copy_rules(settings)
@@ -180,7 +180,7 @@ def cmd_wallet_rules(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
     """`breakers list [--json]` / `breakers reset NAME`."""
-    from walltrack import store
+    from storage import repo as store
 
     if args.breakers_command == "reset":
         if not _with_db(settings, lambda c: store.reset_breaker(c, args.name)):
@@ -198,7 +198,7 @@ def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
     import structlog
 
     from actors.rules import mode_refusal
-    from walltrack import store
+    from storage import repo as store
     from walltrack.settings import caps_in_force
 
     if args.mode_command == "set":
@@ -272,7 +272,7 @@ def _listing(query: str, line: Callable[[dict[str, Any]], str]) -> Callable[[arg
     """A `signals`/`positions` command: `_print_rows` of a store query."""
 
     def command(args: argparse.Namespace, settings: Settings) -> int:
-        from walltrack import store
+        from storage import repo as store
 
         _print_rows(_with_db(settings, getattr(store, query)), args.json, line)
         return 0

@@ -32,10 +32,10 @@ from sandbox.faults import FaultBoard
 from sandbox.helius import HeliusPoster
 from sandbox.market import LAMPORTS, USDC_UNITS, WSOL_MINT, Market, SimClock
 from sandbox.server import create_app, server_main
-from walltrack import store as repo
+from storage import repo
 from walltrack.app import App
 from walltrack.bridge import Service, TrioThread
-from walltrack.db import DatabaseUnavailable, EmbeddedPostgres
+from storage.db import DatabaseUnavailable, EmbeddedPostgres
 from walltrack.demo_live import drain_swaps, fund, live_settings, live_summary
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings, risk_config

@@ -33,7 +33,7 @@ from adapters.helius import HeliusApi, inspect_webhook
 from adapters.http import Policy, Provider, ProviderError, RequestRejected, ResilientClient
 from adapters.jupiter import JupiterClient
 from adapters.solana_rpc import SolanaRpc
-from walltrack.db import database_url, migration_status
+from storage.db import database_url, migration_status
 from walltrack.settings import ConfigError, Settings, load_settings, webhook_secret
 
 SOL_MINT = "So11111111111111111111111111111111111111112"

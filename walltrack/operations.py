@@ -26,7 +26,7 @@ from adapters.http import Policy, Provider, ResilientClient
 from adapters.solana_rpc import SolanaRpc
 from walltrack.alerts import Alerts
 from walltrack.bridge import Service, ask, trio_await
-from walltrack.config_history import public_settings, record_settings
+from storage.config_history import public_settings, record_settings
 from walltrack.logs import add_tap, remove_tap
 from walltrack.metrics import Metrics
 from walltrack.settings import webhook_secret

@@ -195,7 +195,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- config -------------------------------------------------------------------------------------------------------
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    from walltrack import config_history as ch
+    from storage import config_history as ch
     from walltrack.cli import _print_json, _with_db
     from walltrack.settings import copy_rules
 
@@ -239,7 +239,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_helius(args: argparse.Namespace, settings: Settings) -> int:
     import trio
 
-    from walltrack import store
+    from storage import repo as store
     from adapters.helius import HeliusApi, sync_webhook
     from adapters.http import ProviderError
     from walltrack.cli import _with_db

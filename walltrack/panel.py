@@ -21,7 +21,7 @@ import ui
 from actors import messages as m
 from actors.rules import mode_refusal
 from actors.trades import is_base58_pubkey
-from walltrack import store as repo
+from storage import repo
 from walltrack.bridge import asyncio_ask
 from walltrack.settings import ConfigError, Settings, caps_in_force
 

@@ -16,7 +16,7 @@ import trio
 from actors.messages import PriceTick, PriceTicks
 from actors.supervisor import Published
 from actors.trades import Trade, classify
-from walltrack import store as repo
+from storage import repo
 from adapters.dexscreener import DexScreenerClient
 from adapters.http import Policy, Provider, ResilientClient
 from adapters.jupiter import JupiterClient, NoRoute

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     supervisor_period_s: float = Field(default=60.0, gt=0)
     supervisor_backoff_s: float = Field(default=0.2, ge=0)  # before the first restart; doubles for each next one
     supervisor_backoff_max_s: float = Field(default=10.0, ge=0)
-    # the database as a supervised dependency (walltrack/dbsupervisor.py)
+    # the database as a supervised dependency (storage/supervisor.py)
     database_recovery_window_s: float = Field(default=300.0, gt=0)  # unreachable this long: exit non-zero
     database_max_restarts: int = Field(default=5, ge=0)  # restarts of the embedded server within that window
     # the truth of a trade (actors/trades.py): a timestamp this far from the delivery's receipt is implausible

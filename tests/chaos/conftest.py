@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.chaos.world import CAPS, Bot, Load
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 from walltrack.demo import Sandbox
 
 ROWS: list[dict[str, Any]] = []  # one per fault: what was injected, what held, how fast the bot was healthy again

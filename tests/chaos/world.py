@@ -28,7 +28,7 @@ import trio
 from sandbox.helius import HeliusPoster
 from sandbox.market import Market, SimClock
 from tests.conftest import wait_until
-from walltrack import store as repo
+from storage import repo
 from walltrack.demo import Sandbox
 
 SECRET = "chaos-webhook-secret-9d2c"
@@ -122,7 +122,7 @@ class Bot:
         async def go() -> list[asyncpg.Record]:
             conn = await asyncpg.connect(self.db_url(), timeout=10)
             try:
-                await repo._init_connection(conn)
+                await repo.init_connection(conn)
                 return await conn.fetch(sql, *args)
             finally:
                 await conn.close()

@@ -30,10 +30,10 @@ from typing import Any
 import asyncpg
 import structlog
 
-from walltrack import store as repo
+from storage import repo
 from walltrack.bridge import AsyncioThread
 from walltrack.cluster.harness import ClusterHarness, Node, env_of
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 from walltrack.demo import Sandbox, _fresh_database, bot_settings, summary
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings

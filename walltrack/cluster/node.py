@@ -25,7 +25,7 @@ from typing import Any, Callable
 import structlog
 
 from actors.messages import WatchlistChanged
-from walltrack import store as repo
+from storage import repo
 from walltrack.bridge import asyncio_await
 from walltrack.cluster import sql, wire
 from walltrack.cluster.commands import Commands

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from actors.rules import CopyRules, RulesError, effective, mode_refusal
 from actors.trades import is_base58_pubkey
-from walltrack import store as repo
+from storage import repo
 
 FORMAT, VERSION = "walltrack-config", 1
 SET = "(set)"  # how a configured secret appears in a snapshot

@@ -1,4 +1,4 @@
-"""The webhook inbox's writes, group-committed (walltrack/group_commit.py): concurrent requests' deliveries go to
+"""The webhook inbox's writes, group-committed (storage/group_commit.py): concurrent requests' deliveries go to
 PostgreSQL in one statement and one commit, and each request learns which of its transactions were new only once
 that commit is done — never before, so the gateway never answers 200 for a delivery that is not stored. One bad
 body fails alone. A signature twice in one batch (a retried delivery racing its first attempt) is new for the first

@@ -6,7 +6,7 @@ stuck on a dying connection does not stall the rest) — no timer: no added dela
 flush) for many writes when busy. Each future completes only after the commit that stored its item, with that item's
 result. A batch that fails on its data (not on the connection) is retried item by item, so one bad item fails
 alone; a temporary failure (the database is gone) fails the whole batch, and each caller retries as it would have.
-Used for the webhook inbox (walltrack/inbox.py) and the position journals (walltrack/store.py).
+Used for the webhook inbox (storage/inbox.py) and the position journals (storage/store.py).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import asyncpg
 import structlog
 
 from actors.supervision import Backoff, Intensity, Restart, RestartChildren, RestartPolicy
-from walltrack.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres
 
 log = structlog.get_logger("database")
 
