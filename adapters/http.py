@@ -50,7 +50,7 @@ log = structlog.get_logger("adapters")
 T = TypeVar("T")
 
 # Observers of every attempt sent: (provider, outcome "ok" | "error" | "rate_limited" | "rejected", seconds).
-# `walltrack.metrics` counts them; a hook must be quick (it runs on the trio runtime).
+# `operations.metrics` counts them; a hook must be quick (it runs on the trio runtime).
 ATTEMPT_HOOKS: list[Callable[[str, str, float], None]] = []
 
 

@@ -12,7 +12,7 @@ from sandbox.faults import FaultBoard
 from sandbox.server import create_app, server_main
 from sandbox.telegram import Recorder, hooks_blueprint, telegram_blueprint
 from tests.conftest import wait_until
-from walltrack.alerts import Alert, Alerts, from_log
+from operations.alerts import Alert, Alerts, from_log
 from walltrack.bridge import TrioThread
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import load_settings

@@ -156,7 +156,7 @@ def test_stall_watch_pages_back_to_its_cursor_and_backfills_every_missed_trade(b
     from adapters.helius import HeliusApi
     from adapters.http import Policy, Provider, ResilientClient
     from adapters.solana_rpc import SolanaRpc
-    from walltrack.webhook_watch import StallWatch
+    from operations.webhook_watch import StallWatch
 
     leader = box.market.leaders[0]
     mint = next(iter(box.market.tokens))

@@ -37,7 +37,7 @@ from walltrack.services import Services
 from storage.db import EmbeddedPostgres, database_url, migrate
 from storage.supervisor import CONNECTED, DatabaseSupervisor
 from walltrack.logs import Redactor, configure_logging
-from walltrack.operations import Operations
+from operations.service import Operations
 from walltrack.settings import ConfigError, Settings, copy_rules, exit_plan, risk_config, supervision, webhook_secret
 
 log = structlog.get_logger("walltrack")

@@ -115,7 +115,7 @@ def health_lines(h: dict[str, Any]) -> list[str]:
 
 
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
-    from walltrack import logview
+    from operations import logview
 
     path = settings.log_dir / "walltrack.log"
     wanted = logview.keep(args.level, args.grep)
@@ -137,7 +137,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- doctor, backup, restore ------------------------------------------------------------------------------------
 def cmd_doctor(args: argparse.Namespace, settings: Settings | None) -> int:
-    from walltrack import doctor
+    from operations import doctor
     from walltrack.logs import Redactor, configure_logging
     from walltrack.settings import ConfigError, load_settings
 
@@ -151,7 +151,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from walltrack.backup import BackupError, take_backup
+    from operations.backup import BackupError, take_backup
 
     if args.keep is not None and args.keep < 1:
         raise _usage("--keep must be at least 1")
@@ -173,7 +173,7 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from walltrack.backup import BackupError, backup_dir, list_backups, restore
+    from operations.backup import BackupError, backup_dir, list_backups, restore
 
     path = Path(args.backup)
     if args.backup == "latest":

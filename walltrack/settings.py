@@ -22,7 +22,7 @@ class ConfigError(Exception):
 
 
 ALERT_EVENTS = ("entry", "entry_fill", "exit", "exit_fill", "exit_failed", "breaker_tripped", "supervisor_escalated",
-                "webhook_stalled", "provider_down")  # Freqtrade's taxonomy (walltrack/alerts.py)
+                "webhook_stalled", "provider_down")  # Freqtrade's taxonomy (operations/alerts.py)
 
 
 def _safety_checks() -> set[str]:
@@ -226,7 +226,7 @@ class Settings(BaseSettings):
             raise ValueError("the ladder's fractions add up to more than 1")
         return v
 
-    # operations (walltrack/operations.py): metrics, alerts, the Helius webhook kept in sync, stall detection,
+    # operations (operations/service.py): metrics, alerts, the Helius webhook kept in sync, stall detection,
     # backups, doctor
     metrics_token: SecretStr | None = None  # /metrics for other than loopback clients: "Authorization: Bearer <token>"
     telegram_bot_token: SecretStr | None = None

@@ -1,5 +1,5 @@
 """The Helius webhook, watched: kept in step with the watchlist (`HeliusSync`), and checked against the chain
-(`StallWatch`). Both are trio services started by the composition root (`walltrack.operations`).
+(`StallWatch`). Both are trio services started by the composition root (`operations.service`).
 
 **Sync.** At start and `HELIUS_SYNC_DEBOUNCE_S` after the last watchlist change (a burst of adds is one edit), the
 webhook at `HELIUS_WEBHOOK_URL` is made to watch exactly the active wallets (`adapters.helius.sync_webhook`). A

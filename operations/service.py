@@ -1,12 +1,12 @@
 """What keeps a long-running bot observable and in step with the outside world, started by the composition root
 (`App.start()`, before the gateway) and stopped first by `App.stop()`:
 
-- `metrics` (walltrack.metrics): the Prometheus registry behind `GET /metrics`;
-- `alerts` (walltrack.alerts): Telegram and a JSON webhook, fed by the log tap;
-- `sync` (walltrack.webhook_watch.HeliusSync): the Helius webhook follows the watchlist (HELIUS_API_KEY and
+- `metrics` (operations.metrics): the Prometheus registry behind `GET /metrics`;
+- `alerts` (operations.alerts): Telegram and a JSON webhook, fed by the log tap;
+- `sync` (operations.webhook_watch.HeliusSync): the Helius webhook follows the watchlist (HELIUS_API_KEY and
   HELIUS_WEBHOOK_URL set);
-- `stall` (walltrack.webhook_watch.StallWatch): no delivery while the chain shows trades → alert and backfill;
-- `watchdog` (walltrack.watchdog): READY=1 once the gateway listens, WATCHDOG=1 while healthy (under systemd);
+- `stall` (operations.webhook_watch.StallWatch): no delivery while the chain shows trades → alert and backfill;
+- `watchdog` (operations.watchdog): READY=1 once the gateway listens, WATCHDOG=1 while healthy (under systemd);
 - the settings in force, recorded in the config history when they changed since the last start.
 
 Each service runs on the trio runtime (`TrioThread.start_service`); none is touched by an actor.
@@ -24,14 +24,14 @@ from gateway.app import Delivery, to_deliveries
 from adapters.helius import HeliusApi
 from adapters.http import Policy, Provider, ResilientClient
 from adapters.solana_rpc import SolanaRpc
-from walltrack.alerts import Alerts
+from operations.alerts import Alerts
 from walltrack.bridge import Service, ask, trio_await
 from storage.config_history import public_settings, record_settings
 from walltrack.logs import add_tap, remove_tap
-from walltrack.metrics import Metrics
+from operations.metrics import Metrics
 from walltrack.settings import webhook_secret
-from walltrack.watchdog import Watchdog
-from walltrack.webhook_watch import HeliusSync, StallWatch
+from operations.watchdog import Watchdog
+from operations.webhook_watch import HeliusSync, StallWatch
 
 log = structlog.get_logger("operations")
 

@@ -11,7 +11,7 @@ Events come from the canonical log lines (a structlog tap, like the metrics), so
 | exit_failed          | `position_event` exit_failed (it is retried)                            |
 | breaker_tripped      | `breaker_tripped`                                                      |
 | supervisor_escalated | `supervisor_escalated`                                                 |
-| webhook_stalled      | `webhook_stalled` (walltrack.webhook_watch)                             |
+| webhook_stalled      | `webhook_stalled` (operations.webhook_watch)                            |
 | provider_down        | `breaker_open` of an outside service (not of an alert sink itself)      |
 
 Shadow positions alert nothing. `ALERT_EVENTS` enables events one by one. Delivery never blocks the caller:
