@@ -376,26 +376,3 @@ def _contained(fn: Callable[[], Any]) -> Any:
         if isinstance(exc, (KeyboardInterrupt, SystemExit, trio.Cancelled)):
             raise
         raise BadResponse(f"solders panicked: {type(exc).__name__}", provider="jupiter") from None
-
-
-def live_config(s: Any, key: WalletKey) -> LiveConfig:
-    """The executor's configuration from the settings (LIVE_*)."""
-    from adapters.jupiter import prioritization_fee
-    from execution.verify import programs
-
-    policy = SwapPolicy(key.pubkey, programs(s.live_programs), s.live_priority_max_lamports, s.live_jito_tip_lamports)
-    return LiveConfig(policy=policy,
-                      priority=prioritization_fee(s.live_priority_level, s.live_priority_max_lamports, s.live_jito_tip_lamports),
-                      reserve_lamports=int(s.live_reserve_sol * 10**9), skip_preflight=s.live_skip_preflight,
-                      commitment=s.live_commitment, rebroadcast_s=s.live_rebroadcast_ms / 1000,
-                      confirm_timeout_s=s.live_confirm_timeout_s, prepare_timeout_s=max(30.0, s.http_timeout_s * 6),
-                      simulate=s.live_simulate)
-
-
-def live_policy(s: Any) -> Any:
-    """How live positions retry (actors.ports.LivePolicy) from the settings."""
-    from actors.ports import LivePolicy
-
-    return LivePolicy(max_attempts=s.live_max_attempts, backoff_s=s.live_retry_backoff_s,
-                      backoff_max_s=max(s.live_retry_backoff_s, 30.0), slippage_bps=s.copy_slippage_bps,
-                      exit_max_slippage_bps=s.live_exit_max_slippage_bps)

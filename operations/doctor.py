@@ -34,7 +34,8 @@ from adapters.http import Policy, Provider, ProviderError, RequestRejected, Resi
 from adapters.jupiter import JupiterClient
 from adapters.solana_rpc import SolanaRpc
 from storage.db import database_url, migration_status
-from walltrack.settings import ConfigError, Settings, load_settings, webhook_secret
+from walltrack.secrets import webhook_secret
+from walltrack.settings import ConfigError, Settings, load_settings
 
 SOL_MINT = "So11111111111111111111111111111111111111112"
 

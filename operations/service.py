@@ -29,7 +29,7 @@ from walltrack.bridge import Service, ask, trio_await
 from storage.config_history import public_settings, record_settings
 from walltrack.logs import add_tap, remove_tap
 from operations.metrics import Metrics
-from walltrack.settings import webhook_secret
+from walltrack.secrets import webhook_secret
 from operations.watchdog import Watchdog
 from operations.webhook_watch import HeliusSync, StallWatch
 

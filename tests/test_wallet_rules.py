@@ -276,7 +276,8 @@ def test_overrides_are_validated_and_normalised() -> None:
 
 
 def test_copy_defaults_come_from_the_settings_and_are_validated() -> None:
-    from walltrack.settings import ConfigError, copy_rules, load_settings
+    from walltrack.config import copy_rules
+    from walltrack.settings import ConfigError, load_settings
 
     s = load_settings(_env_file=None, copy_blacklist="a,b", copy_active_hours="", copy_min_liquidity_usd="")
     rules = copy_rules(s)

@@ -32,13 +32,14 @@ from gateway.app import GatewayDeps, Items, Trades, Unstorable, create_app
 from gateway.fastpath import webhook_fast_path
 from storage import repo
 from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
-from execution.live import live_policy
 from walltrack.services import Services
 from storage.db import EmbeddedPostgres, database_url, migrate
 from storage.supervisor import CONNECTED, DatabaseSupervisor
 from walltrack.logs import Redactor, configure_logging
 from operations.service import Operations
-from walltrack.settings import ConfigError, Settings, copy_rules, exit_plan, risk_config, supervision, webhook_secret
+from walltrack.config import copy_rules, exit_plan, live_policy, risk_config, supervision
+from walltrack.secrets import webhook_secret
+from walltrack.settings import ConfigError, Settings
 
 log = structlog.get_logger("walltrack")
 

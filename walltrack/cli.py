@@ -143,7 +143,7 @@ def cmd_wallet_rules(args: argparse.Namespace, settings: Settings) -> int:
     """`wallets set ADDRESS key=value...` / `wallets show ADDRESS` / `wallets stats`: copy rules and performance."""
     from actors.rules import RulesError, apply_assignments, effective
     from storage import repo as store
-    from walltrack.settings import copy_rules
+    from walltrack.config import copy_rules
 
     defaults = copy_rules(settings)
     if args.wallets_command == "stats":
@@ -199,7 +199,7 @@ def cmd_mode(args: argparse.Namespace, settings: Settings) -> int:
 
     from actors.rules import mode_refusal
     from storage import repo as store
-    from walltrack.settings import caps_in_force
+    from walltrack.config import caps_in_force
 
     if args.mode_command == "set":
         refusal = mode_refusal(args.mode, live_available=settings.has_wallet_key)

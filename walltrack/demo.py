@@ -38,7 +38,8 @@ from walltrack.bridge import Service, TrioThread
 from storage.db import DatabaseUnavailable, EmbeddedPostgres
 from walltrack.demo_live import drain_swaps, fund, live_settings, live_summary
 from walltrack.logs import Redactor, configure_logging
-from walltrack.settings import Settings, risk_config
+from walltrack.config import risk_config
+from walltrack.settings import Settings
 
 log = structlog.get_logger("demo")
 

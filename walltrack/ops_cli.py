@@ -197,7 +197,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     from storage import config_history as ch
     from walltrack.cli import _print_json, _with_db
-    from walltrack.settings import copy_rules
+    from walltrack.config import copy_rules
 
     current = ch.public_settings(settings)
     if args.config_command == "history":
@@ -243,7 +243,7 @@ def cmd_helius(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.helius import HeliusApi, sync_webhook
     from adapters.http import ProviderError
     from walltrack.cli import _with_db
-    from walltrack.settings import webhook_secret
+    from walltrack.secrets import webhook_secret
 
     s = settings
     if s.helius_api_key is None or not s.helius_webhook_url:

@@ -23,7 +23,8 @@ from actors.rules import mode_refusal
 from actors.trades import is_base58_pubkey
 from storage import repo
 from walltrack.bridge import asyncio_ask
-from walltrack.settings import ConfigError, Settings, caps_in_force
+from walltrack.config import caps_in_force
+from walltrack.settings import ConfigError, Settings
 
 T = TypeVar("T")
 log = structlog.get_logger("panel")
@@ -99,7 +100,7 @@ class PanelBackend:
 
     # -- copy rules -----------------------------------------------------------------------------------
     def _defaults(self) -> Any:
-        from walltrack.settings import copy_rules
+        from walltrack.config import copy_rules
 
         return copy_rules(self.settings)
 

@@ -26,9 +26,10 @@ from walltrack.bridge import TrioThread, trio_await
 from execution.confirm import Confirmer
 from execution.paper import PaperExecutor
 from execution.keys import WalletKey
-from execution.live import LiveExecutor, live_config
+from execution.live import LiveExecutor
 from intelligence.prices import PriceService
-from intelligence.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyConfig, SafetyReport
+from intelligence.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyReport
+from walltrack.config import live_config, safety_config
 from walltrack.settings import Settings
 
 log = structlog.get_logger("services")
@@ -88,27 +89,6 @@ class TrioSafety:
             done.set_result(report)
             return done
         return self._runtime.submit(self._analyzer.assess, mint)
-
-
-def safety_config(s: Settings) -> SafetyConfig:
-    weights = dict(SafetyConfig().weights)
-    for part in filter(None, (p.strip() for p in s.safety_weights.split(","))):
-        name, _, weight = part.partition("=")
-        weights[name.strip()] = float(weight)
-    return SafetyConfig(
-        threshold=s.safety_threshold,
-        weights=weights,
-        hard=frozenset(n.strip() for n in s.safety_hard_checks.split(",") if n.strip()),
-        min_liquidity_usd=s.safety_min_liquidity_usd,
-        min_market_cap_usd=s.safety_min_market_cap_usd,
-        max_market_cap_usd=s.safety_max_market_cap_usd,
-        max_pool_age_s=s.safety_max_pool_age_hours * 3600,
-        max_top10_pct=s.safety_max_top10_pct,
-        max_price_impact_pct=s.safety_max_price_impact_pct,
-        probe_sol_lamports=int(s.copy_fixed_sol * 10**9),
-        source_timeout_s=s.safety_source_timeout_s,
-        ttl_s=s.safety_ttl_s,
-    )
 
 
 class LiquidityTap:
