@@ -1,4 +1,4 @@
-"""The panel never blocks its event loop on an actor: `walltrack.bridge.asyncio_ask` waits off the loop and
+"""The panel never blocks its event loop on an actor: `walltrack.bridge.ask` waits off the loop and
 gives up after its timeout with an error the panel shows."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import pykka
 import pytest
 
-from walltrack.bridge import asyncio_ask
+from walltrack.bridge import ask
 
 
 class Slow(pykka.ThreadingActor):
@@ -42,12 +42,12 @@ def test_a_slow_actor_times_out_while_the_loop_keeps_running() -> None:
             t0 = time.monotonic()
             error = None
             try:
-                await asyncio_ask(ref, "close", timeout=0.5)
+                await ask(ref, "close", timeout=0.5)
             except TimeoutError as exc:
                 error = exc
             waited = time.monotonic() - t0
             release.set()
-            answer = await asyncio_ask(ref, "again", timeout=5)
+            answer = await ask(ref, "again", timeout=5)
             task.cancel()
             return ticks, waited, error, answer
 
@@ -66,11 +66,11 @@ def test_an_answer_comes_back_as_is() -> None:
     release.set()
     ref = Slow.start(release)
     try:
-        assert asyncio.run(asyncio_ask(ref, 42, timeout=2)) == ("answer", 42)
+        assert asyncio.run(ask(ref, 42, timeout=2)) == ("answer", 42)
     finally:
         ref.stop()
     with pytest.raises(pykka.ActorDeadError):
-        asyncio.run(asyncio_ask(ref, 1, timeout=1))
+        asyncio.run(ask(ref, 1, timeout=1))
 
 
 def test_a_browser_gone_before_its_response_is_one_line_and_real_errors_keep_their_trace() -> None:

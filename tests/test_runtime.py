@@ -13,7 +13,7 @@ import trio
 
 from actors.runtime import ActorCrash, CallbackFuture, PooledActor, Runtime
 from tests.conftest import wait_until
-from walltrack.bridge import ask, asyncio_ask
+from walltrack.bridge import ask
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def test_asks_from_trio_and_asyncio_wait_without_a_thread_each(runtime: Runtime)
     assert sorted(a[1] for a in answers) == list(range(50))
 
     async def from_asyncio() -> Any:
-        return await asyncio.gather(*(asyncio_ask(ref, i, timeout=5) for i in range(20)))
+        return await asyncio.gather(*(ask(ref, i, timeout=5) for i in range(20)))
 
     assert [a[1] for a in asyncio.run(from_asyncio())] == list(range(20))
 
@@ -204,7 +204,7 @@ def test_asks_from_trio_and_asyncio_wait_without_a_thread_each(runtime: Runtime)
         entered.clear()
         release.clear()
         ref.tell(("block", entered, release))
-        with pytest.raises(pykka.Timeout):
+        with pytest.raises(TimeoutError):
             await ask(ref, "late", timeout=0.2)
         release.set()
 

@@ -5,8 +5,8 @@
 - `notify(future, fn)`: run `fn(result_or_exception)` when a future completes, from any thread — how an
   actor gets the outcome of I/O as a message instead of blocking on it.
 - `trio_await(future)`: await a concurrent future from trio without a thread per wait.
-- `ask(ref, msg, timeout)`: an actor ask from trio, woken by the answer's done-callback (no thread per wait).
-- `asyncio_ask(ref, msg, timeout)`: the same from an asyncio loop (the panel's).
+- `ask(ref, msg, timeout)`: an actor ask from trio or asyncio (the panel's loop, the cluster's), woken by the
+  answer's done-callback (no thread per wait); the timeout is the caller's.
 - `asyncio_await(future)`: the same from an asyncio loop (the cluster's NATS loop awaiting the store).
 - `contain(exc)`: turn a BaseException that must not escape an actor (trio.Cancelled, a solders
   PanicException, KeyboardInterrupt in a worker) into an ordinary `ActorCrash`.
@@ -19,6 +19,7 @@ import concurrent.futures
 import threading
 from typing import Any, Awaitable, Callable, TypeVar
 
+import sniffio
 import trio
 
 from actors.shell import ActorCrash, contain  # noqa: F401 - the containment lives beside the actor shell
@@ -98,20 +99,6 @@ async def trio_await(future: concurrent.futures.Future[T]) -> T:
 async def asyncio_await(future: concurrent.futures.Future[T]) -> T:
     """Await a concurrent future (another runtime's work) from an asyncio loop without blocking it."""
     return await asyncio.wrap_future(future)
-
-
-async def ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
-    """Ask an actor from trio with a timeout (pykka.Timeout): woken by the answer's done-callback, no thread per wait."""
-    import pykka
-
-    future = ref.ask(message, block=False)
-    if not hasattr(future, "add_done_callback"):  # a thread-per-actor pykka actor: wait on a worker thread
-        return await trio.to_thread.run_sync(lambda: future.get(timeout=timeout), abandon_on_cancel=True)
-    done = _trio_done(future)
-    with trio.move_on_after(timeout):
-        await done.wait()
-        return future.get(timeout=0)
-    raise pykka.Timeout(f"{timeout} seconds")
 
 
 class TrioThread:
@@ -240,21 +227,36 @@ class Service:
         self._done.wait(timeout)
 
 
-async def asyncio_ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
-    """Ask an actor from an asyncio loop (the panel's) without blocking it: the answer's done-callback wakes the
-    loop (a pooled actor's future), else the pykka future is waited on a worker thread. Raises TimeoutError when
-    the actor does not answer within `timeout`."""
+async def ask(ref: Any, message: Any, timeout: float) -> Any:
+    """Ask an actor from trio or asyncio, whichever runs the caller, without blocking its loop or holding a thread:
+    the answer's done-callback wakes the loop (a pooled actor's future; a thread-per-actor pykka actor's is waited
+    on a worker thread). The caller sets the timeout: TimeoutError when no answer comes within it."""
     import pykka
 
     future = ref.ask(message, block=False)
-    if not hasattr(future, "add_done_callback"):  # a thread-per-actor pykka actor: wait on a worker thread
+    on_trio = sniffio.current_async_library() == "trio"
+    if not hasattr(future, "add_done_callback"):
         def wait() -> Any:
             try:
                 return future.get(timeout=timeout)
             except pykka.Timeout:
                 raise TimeoutError(f"no answer within {timeout:g} s") from None
 
-        return await asyncio.to_thread(wait)
+        return await (trio.to_thread.run_sync(wait, abandon_on_cancel=True) if on_trio else asyncio.to_thread(wait))
+    if on_trio:
+        with trio.move_on_after(timeout):
+            await _trio_done(future).wait()
+            return future.get(timeout=0)
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    try:
+        await asyncio.wait_for(_asyncio_done(future), timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no answer within {timeout:g} s") from None
+    return future.get(timeout=0)
+
+
+def _asyncio_done(future: Any) -> asyncio.Future[None]:
+    """An asyncio future on the running loop, done once `future` (anything with `add_done_callback`) completes."""
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[None] = loop.create_future()
 
@@ -265,8 +267,4 @@ async def asyncio_ask(ref: Any, message: Any, timeout: float = 2.0) -> Any:
             pass
 
     future.add_done_callback(wake)
-    try:
-        await asyncio.wait_for(answered, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError(f"no answer within {timeout:g} s") from None
-    return future.get(timeout=0)
+    return answered

@@ -22,7 +22,7 @@ from actors import messages as m
 from actors.rules import mode_refusal
 from actors.trades import is_base58_pubkey
 from storage import repo
-from walltrack.bridge import asyncio_ask
+from walltrack.bridge import ask as asyncio_ask
 from walltrack.config import caps_in_force
 from walltrack.settings import ConfigError, Settings
 

@@ -22,7 +22,7 @@ import structlog
 from actors.messages import CommandReply, GetChild
 from actors.shell import STATE_QUERY
 from actors.supervisor import RISK
-from walltrack.bridge import asyncio_ask, asyncio_await
+from walltrack.bridge import ask, asyncio_await
 from walltrack.cluster import sql, wire
 from walltrack.cluster.link import Subscriptions, concurrently
 from walltrack.cluster.root import NodeStatus
@@ -60,11 +60,11 @@ class Commands:
             await msg.respond(json.dumps({"error": "not a position command"}).encode())
             return
         try:
-            ref = await asyncio_ask(self.root, GetChild(("position", str(pid))), timeout=ASK_S)
+            ref = await ask(self.root, GetChild(("position", str(pid))), timeout=ASK_S)
             if ref is None:
                 reply = CommandReply(pid, False, "not running (closed, or restarting): nothing was sent")
             else:
-                reply = (await asyncio_ask(ref, command, timeout=ASK_S)
+                reply = (await ask(ref, command, timeout=ASK_S)
                          or CommandReply(pid, False, f"does not take {type(command).__name__}"))
         except TimeoutError:
             reply = CommandReply(pid, False, f"did not answer within {ASK_S:g} s; it may still act — watch its journal")
@@ -75,10 +75,10 @@ class Commands:
 
     async def _status(self, msg: Any) -> None:
         try:
-            status = await asyncio_ask(self.root, NodeStatus(), timeout=ASK_S)
+            status = await ask(self.root, NodeStatus(), timeout=ASK_S)
             if status.get("risk"):  # the risk owner: its running tally of realized PnL (the demo's equity check)
-                ref = await asyncio_ask(self.root, GetChild(RISK), timeout=ASK_S)
-                state = await asyncio_ask(ref, STATE_QUERY, timeout=ASK_S) if ref is not None else None
+                ref = await ask(self.root, GetChild(RISK), timeout=ASK_S)
+                state = await ask(ref, STATE_QUERY, timeout=ASK_S) if ref is not None else None
                 status["risk_realized"] = getattr(state, "realized", None)
         except TimeoutError:
             status = {"error": "the root did not answer"}

@@ -33,7 +33,8 @@ from nats.js import api
 from actors.messages import GetChild, PositionClosed, ReservationBound, ReservationReleased, ReserveEntry, TripBreaker
 from actors.shell import STATE_QUERY
 from actors.supervisor import RISK
-from walltrack.bridge import asyncio_ask, asyncio_await
+from walltrack.bridge import ask as asyncio_ask
+from walltrack.bridge import asyncio_await
 from walltrack.cluster import sql, wire
 from walltrack.cluster.link import Subscriptions, concurrently
 from walltrack.cluster.root import RiskOwner, ToRisk
