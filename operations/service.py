@@ -132,5 +132,5 @@ class Operations:
         if not deliveries:
             return 0
         new = await trio_await(self.app.store.store_deliveries(deliveries))
-        self.app._hand_out([(sig, payload, tuple(w), 0.0) for sig, payload, w in deliveries if sig in new and w])
+        self.app.hand_out([(sig, payload, tuple(w), 0.0) for sig, payload, w in deliveries if sig in new and w])
         return len(new)

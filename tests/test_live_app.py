@@ -101,7 +101,7 @@ def test_two_deliveries_of_one_leader_buy_make_one_transaction_on_chain(make_set
         assert token_balance(sb, funded.pubkey(), mint) == int(row["entry_token_amount"])
         # the stored delivery handed out again (what the inbox sweep does), then a marker: the wallet decides in order,
         # so once the marker's position is open the redelivery has been decided — once, with no second buy
-        app._hand_out([(signature, swap_payload(signature, LEADER, mint, "buy", 2 * LAMPORTS, 10**9), (LEADER,), 0.0)])
+        app.hand_out([(signature, swap_payload(signature, LEADER, mint, "buy", 2 * LAMPORTS, 10**9), (LEADER,), 0.0)])
         assert deliver(url, sig("marker"), plain(sb, 1)).status_code == 200
         wait_until(lambda: app.store.run(lambda c: c.fetchval(
             "SELECT count(*) FROM positions WHERE status = 'open'")) == 2, timeout=60)

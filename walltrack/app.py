@@ -1,49 +1,44 @@
 """The composition root: settings → logging → database → store → database supervisor → trio runtime and
-adapters → supervisor and actors → inbox replay → watchlist listener → price monitor → gateway, and back.
+adapters → supervisor and actors → inbox replay → watchlist listener → price monitor → operations → gateway,
+and back.
 
-`App.start()` starts every part in order and `App.stop()` stops them in reverse; `run()` is the
-foreground `walltrack run`.
+`App` only wires and starts: `App.start()` starts every part in order and `App.stop()` stops them in reverse.
+The background work is in named services it starts: `Watchlist` (walltrack/watchlist.py: LISTEN/NOTIFY, the
+slow poll, the database recovery hook), `Deliveries` (walltrack/deliveries.py: replay, inbox sweep), the price
+monitor (intelligence/prices.py), `LiveReconcile` (walltrack/live_check.py), `Operations`
+(operations/service.py) and the gateway (walltrack/serving.py). `run()` is the foreground `walltrack run`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import signal
-from functools import partial
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any
 
-import asyncpg
 import pykka
 import structlog
-import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
-from actors.messages import BreakerReset, Deliver, GetStats, TradingModeChanged, WalletSettingsChanged, WatchlistChanged
+from actors.messages import WatchlistChanged
 from actors.ports import Ports
-from actors.risk import SUPERVISOR_BREAKER
 from actors.runtime import Runtime
 from actors.supervisor import Published, RootSupervisor
-from gateway.app import GatewayDeps, Items, Trades, Unstorable, create_app
-from gateway.fastpath import webhook_fast_path
-from storage import repo
-from walltrack.bridge import AsyncioThread, Service, TrioThread, ask, trio_await
-from walltrack.services import Services
-from storage.db import EmbeddedPostgres, database_url, migrate
-from storage.supervisor import CONNECTED, DatabaseSupervisor
-from walltrack.logs import Redactor, configure_logging
 from operations.service import Operations
+from storage import repo
+from storage.db import EmbeddedPostgres, database_url, migrate
+from storage.supervisor import DatabaseSupervisor
+from walltrack.bridge import AsyncioThread, Service, TrioThread
 from walltrack.config import copy_rules, exit_plan, live_policy, risk_config, supervision
+from walltrack.deliveries import Deliveries, Pending
+from walltrack.live_check import LiveReconcile
+from walltrack.logs import Redactor, configure_logging
 from walltrack.secrets import webhook_secret
+from walltrack.serving import breaker_state, gateway_service
+from walltrack.services import Services
 from walltrack.settings import ConfigError, Settings
+from walltrack.watchlist import Watchlist
 
 log = structlog.get_logger("walltrack")
-
-RECONCILE_S = 15.0  # the slow poll behind LISTEN/NOTIFY: watchlist, trading mode, the inbox sweep
 
 
 class App:
@@ -61,38 +56,39 @@ class App:
         self.runtime: Runtime | None = None  # the worker pool every actor of this app runs on
         self.trio: TrioThread | None = None
         self.services: Services | None = None
+        self.published: Published | None = None
+        self.deliveries: Deliveries | None = None  # stored deliveries to the actors: replay, sweep, backlog
+        self.watchlist: Watchlist | None = None  # LISTEN/NOTIFY and the slow poll behind it
         self.gateway: Service | None = None
         self.monitor: Service | None = None
         self.confirmer: Service | None = None
-        self.live_reconcile: dict[str, Any] | None = None  # the start-up reconcile of the book against the chain
+        self.reconcile: LiveReconcile | None = None  # the start-up reconcile of the book against the chain
         self.cluster: Any = None  # walltrack.cluster.node.Cluster, when CLUSTER_NATS_URL is set
-        self.watched: frozenset[str] = frozenset()
-        self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
-        self._listener: asyncpg.Connection | None = None
-        self._reconcile: asyncio.Task | None = None
-        self._listening = asyncio.Lock()
-        self._url = ""
         self.gateway_port: int | None = None
         self.database: DatabaseSupervisor | None = None
         self.database_failed: str | None = None  # why the database could not be recovered (`walltrack run` exits)
         self.ops: Operations | None = None  # metrics, alerts, the Helius webhook's sync and stall watch, the watchdog
         self.last_delivery_at = clock()  # the last webhook delivery stored, on the bot's clock (stall detection)
 
+    @property
+    def watched(self) -> frozenset[str]:
+        return self.watchlist.watched if self.watchlist is not None else frozenset()
+
+    @property
+    def trading_mode(self) -> str | None:
+        """The global mode told to the root (runtime_settings, else TRADING_MODE)."""
+        return self.watchlist.trading_mode if self.watchlist is not None else None
+
+    @property
+    def live_reconcile(self) -> dict[str, Any] | None:
+        return self.reconcile.report if self.reconcile is not None else None
+
     # -- start, in order ---------------------------------------------------------------------------
     def start(self) -> "App":
         s = self.settings
         secret = webhook_secret(s)
         self.redactor.add(secret)
-        url, self.pg = database_url(s)
-        self.loop = AsyncioThread()
-        self.store = repo.Store.open(self.loop, url)
-        applied = self.store.run(migrate)
-        log.info("database_ready", embedded=self.pg is not None, migrations_applied=applied)
-        self.database = DatabaseSupervisor(
-            url, self.pg or self._embedded, window_s=s.database_recovery_window_s, max_restarts=s.database_max_restarts,
-            on_recovered=self._database_recovered, on_failed=self._database_lost)
-        self.loop.run(self.database.start(), timeout=10)
-
+        url = self._open_database()
         self.trio = TrioThread(name="walltrack-trio").start()
         self.services = Services(s, self.trio, self.store, self.clock, gate=self.live_gate)
         self.published = Published()
@@ -110,42 +106,74 @@ class App:
                       live_policy=live_policy(s), sol_usd=lambda: self._fresh_sol_usd(),
                       max_skew_s=s.trade_max_skew_s)
         if live is not None and self.services.confirmer is not None:  # before any position resumes a swap in flight
-            self.confirmer = self.trio.start_service(self.services.confirmer.run)
-            log.info("live_execution_available", wallet=live.address, mode=s.trading_mode)
-            if s.wallet_keypair_path is not None and s.wallet_keypair_path.stat().st_mode & 0o077:
-                log.warning("wallet_key_file_readable_by_others", path=str(s.wallet_keypair_path),
-                            action=f"chmod 600 {s.wallet_keypair_path}")
+            self._start_confirmer(live)
         intensity, backoff = supervision(s)
         self.runtime = Runtime(workers=s.actor_workers, throughput=s.actor_throughput, name="walltrack-actors")
         with self.runtime.current():
             self.root = (self.cluster.start_root(ports, self.published, intensity, backoff) if self.cluster
                          else RootSupervisor.start(ports, self.published, intensity, backoff))
-        self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
-        wallets = self.store.run(repo.active_wallets)
-        self.watched = frozenset(wallets)
-        if self.cluster is None:
-            books = self.store.run(lambda c: repo.wallet_books(c, wallets), timeout=120)
-            positions = self.store.run(repo.open_positions, timeout=120)
-            self.root.proxy().adopt(books, positions).get(timeout=120)  # one message for every actor, not a round trip each
-            pending = self.store.run(repo.pending_deliveries)
-            self._hand_out(pending)
-            log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
-        else:  # a node adopts the wallets, positions and stored deliveries of each partition whose lease it takes
-            self.root.tell(WatchlistChanged(self.watched))
-            self.cluster.start(self._hand_out, lambda: self.watched)
-            log.info("cluster_joined", node=s.cluster_node_id, watched=len(wallets))
+        self._start_actors()
         if live is not None and (self.trading_mode == "live" or self.store.run(lambda c: c.fetchval(
                 "SELECT count(*) FROM positions WHERE mode = 'live' AND closed_at IS NULL"))):
-            self._reconcile_live()
+            self.reconcile = LiveReconcile(self.trio, self.store, self.services.rpc, live.address,
+                                           max(10.0, s.http_timeout_s * 4))
+            self.reconcile.start()
+        self._start_services(url, secret, live is not None)
+        return self
 
-        self.loop.run(self._start_watchlist_listener(url), timeout=30)
+    def _open_database(self) -> str:
+        """The database (embedded unless DATABASE_URL), migrated, its pool, and its supervisor. Returns its URL."""
+        s = self.settings
+        url, self.pg = database_url(s)
+        self.loop = AsyncioThread()
+        self.store = repo.Store.open(self.loop, url)
+        applied = self.store.run(migrate)
+        log.info("database_ready", embedded=self.pg is not None, migrations_applied=applied)
+        self.database = DatabaseSupervisor(
+            url, self.pg or self._embedded, window_s=s.database_recovery_window_s, max_restarts=s.database_max_restarts,
+            on_recovered=self._database_recovered, on_failed=self._database_lost)
+        self.loop.run(self.database.start(), timeout=10)
+        return url
+
+    def _start_confirmer(self, live: Any) -> None:
+        s = self.settings
+        self.confirmer = self.trio.start_service(self.services.confirmer.run)
+        log.info("live_execution_available", wallet=live.address, mode=s.trading_mode)
+        if s.wallet_keypair_path is not None and s.wallet_keypair_path.stat().st_mode & 0o077:
+            log.warning("wallet_key_file_readable_by_others", path=str(s.wallet_keypair_path),
+                        action=f"chmod 600 {s.wallet_keypair_path}")
+
+    def _start_actors(self) -> None:
+        """The wallets and open positions, adopted by the root, then the stored deliveries they have not observed;
+        in a cluster, what each partition whose lease this node takes holds."""
+        s = self.settings
+        self.deliveries = Deliveries(self.root, self.store, self.services.prefetch_safety, self.clock, s.inbox_sweep_s)
+        self.watchlist = Watchlist(self.store, self.root, s.trading_mode, self.deliveries,
+                                   on_change=lambda: self.ops.watchlist_changed() if self.ops is not None else None)
+        wallets = self.watchlist.load()  # the trading mode in force first: before any wallet starts
+        if self.cluster is None:
+            books = self.store.run(lambda c: repo.wallet_books(c, list(wallets)), timeout=120)
+            positions = self.store.run(repo.open_positions, timeout=120)
+            self.root.proxy().adopt(books, positions).get(timeout=120)  # one message for every actor, not a round trip each
+            replayed = self.deliveries.replay()
+            log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=replayed)
+        else:  # a node adopts the wallets, positions and stored deliveries of each partition whose lease it takes
+            self.root.tell(WatchlistChanged(self.watched))
+            self.cluster.start(self.hand_out, lambda: self.watched)
+            log.info("cluster_joined", node=s.cluster_node_id, watched=len(wallets))
+
+    def _start_services(self, url: str, secret: str, live: bool) -> None:
+        """The named services, in order: the watchlist listener (and its slow poll: the inbox sweep), the price
+        monitor, operations, and last the gateway."""
+        s = self.settings
+        self.loop.run(self.watchlist.start(url), timeout=30)
         if self.cluster is None:  # in a cluster the node holding the `prices` lease polls for every node
             self.monitor = self.trio.start_service(self.services.price_monitor(
-                self.root, self.published, sol_always=lambda: live is not None and self.trading_mode == "live"))
+                self.root, self.published, sol_always=lambda: live and self.trading_mode == "live"))
         self.ops = Operations(self)
         self.ops.start()
         try:
-            self.gateway = self.trio.start_service(self._serve_gateway(secret))
+            self.gateway = self.trio.start_service(gateway_service(self, secret))
         except BaseExceptionGroup as group:  # hypercorn's nursery wraps the bind error
             err: BaseException | None = group.subgroup(lambda e: isinstance(e, OSError))
             if err is None:
@@ -156,7 +184,6 @@ class App:
                               f"({err}); set GATEWAY_HOST/GATEWAY_PORT or stop what holds it") from None
         log.info("gateway_listening", host=s.gateway_host, port=self.gateway_port)
         self.ops.ready()
-        return self
 
     # -- live execution ------------------------------------------------------------------------------
     def live_gate(self) -> str | None:
@@ -169,33 +196,21 @@ class App:
         seen = self.published.sol_usd
         return seen[0] if seen is not None and self.clock() - seen[1] <= self.settings.price_max_age_s else None
 
-    def _reconcile_live(self) -> None:
-        """The book against the chain, once at start, in the background: shown (log, /health, the dashboard), never
-        fixed silently."""
-        from execution import reconcile
+    # -- the database supervisor's hooks ----------------------------------------------------------------
+    async def _database_recovered(self, down_s: float) -> None:
+        if self.watchlist is not None:
+            await self.watchlist.recovered(down_s)
 
-        assert self.services is not None and self.services.live is not None and self.store is not None
-        wallet, rpc = self.services.live.address, self.services.rpc
+    def _database_lost(self, reason: str) -> None:
+        self.database_failed = reason
 
-        async def run() -> dict[str, Any]:
-            with trio.fail_after(max(10.0, self.settings.http_timeout_s * 4)):
-                chain = await reconcile.chain_holdings(rpc, wallet)
-            held, in_flight = await trio_await(self.store.submit(reconcile.book))
-            findings = reconcile.compare(held, chain, in_flight)
-            await trio_await(self.store.submit(lambda c: reconcile.save(c, wallet, findings)))
-            reconcile.log_findings(wallet, findings)
-            return {"wallet": wallet, "at": time.time(), "findings": [f.as_json() for f in findings]}
+    def hand_out(self, pending: Pending) -> None:
+        """Stored deliveries to the actors (walltrack/deliveries.py): a backfill's, a cluster partition's."""
+        assert self.deliveries is not None
+        self.deliveries.hand_out(pending)
 
-        def done(f: Any) -> None:
-            exc = f.exception()
-            if exc is None:
-                self.live_reconcile = f.result()
-                return  # the RPC may be down: say so, keep running (every buy and sale checks the chain itself)
-            log.error("live_reconcile_failed", wallet=wallet, error=f"{type(exc).__name__}: {exc}")
-            self.live_reconcile = {"wallet": wallet, "at": time.time(), "error": f"{type(exc).__name__}: {exc}"}
-
-        self.live_reconcile = {"wallet": wallet, "at": time.time(), "running": True}
-        self.trio.submit(run).add_done_callback(done)
+    def _breaker_state(self) -> dict[str, Any]:
+        return breaker_state(self.published, self.clock())
 
     # -- stop, in reverse --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -208,8 +223,8 @@ class App:
                 service.stop()
         if self.cluster is not None:  # hand the partitions over at once (their leases deleted, not left to expire)
             self.cluster.stop()
-        if self.loop is not None and self.root is not None:
-            self.loop.run(self._stop_watchlist_listener(), timeout=10)
+        if self.loop is not None and self.watchlist is not None:
+            self.loop.run(self.watchlist.stop(), timeout=10)
         if self.root is not None:
             try:
                 self.root.stop(block=True, timeout=15)
@@ -217,235 +232,12 @@ class App:
                 pass
         if self.runtime is not None:
             self.runtime.shutdown(timeout=15)  # the root told its children to stop: wait for them, then the workers
-        if self.confirmer is not None:
-            self.confirmer.stop()
-        if self.services is not None:
-            self.services.close()
-        if self.trio is not None:
-            self.trio.stop()
-        if self.store is not None:
-            self.store.close()
-        if self.loop is not None:
-            self.loop.stop()
-        if self.pg is not None:
-            self.pg.close()
+        for stop in (self.confirmer and self.confirmer.stop, self.services and self.services.close,
+                     self.trio and self.trio.stop, self.store and self.store.close, self.loop and self.loop.stop,
+                     self.pg and self.pg.close):
+            if stop:
+                stop()
         log.info("stopped")
-
-    # -- the watchlist: the CLI and the panel change the table; LISTEN/NOTIFY and a slow poll bring it here
-    async def _start_watchlist_listener(self, url: str) -> None:
-        self._url = url
-        await self._listen()
-        self._reconcile = asyncio.ensure_future(self._reconcile_loop())
-
-    async def _listen(self) -> None:
-        async with self._listening:  # the reconcile loop and a database recovery may both find it closed
-            if self._listener is None or self._listener.is_closed():
-                await self._connect_listener()
-
-    async def _connect_listener(self) -> None:
-        self._listener = await asyncpg.connect(self._url)
-        await self._listener.add_listener(repo.WATCHLIST_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_watchlist()))
-        # copy-rule overrides and operator breaker resets reach the running actors the same way
-        await self._listener.add_listener(
-            repo.WALLET_SETTINGS_CHANNEL, lambda _c, _p, _ch, address: asyncio.ensure_future(self._reload_wallet_settings(address)))
-        await self._listener.add_listener(
-            repo.BREAKERS_CHANNEL, lambda _c, _p, _ch, name: self.root.tell(BreakerReset(name)) if self.root else None)
-        await self._listener.add_listener(  # the global trading mode (panel, `walltrack mode set`)
-            repo.TRADING_MODE_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_trading_mode()))
-
-    async def _reload_trading_mode(self) -> None:
-        assert self.store is not None
-        async with self.store.pool.acquire() as conn:
-            self._apply_trading_mode(await repo.trading_mode(conn))
-
-    def _apply_trading_mode(self, stored: dict[str, Any] | None) -> None:
-        """The operator's stored mode, else TRADING_MODE: told to the root (and so to every wallet) when it changes."""
-        mode = stored["mode"] if stored else self.settings.trading_mode
-        if mode != self.trading_mode and self.root is not None:
-            self.trading_mode = mode
-            self.root.tell(TradingModeChanged(mode))
-            log.info("trading_mode_in_force", mode=mode, source="operator" if stored else "TRADING_MODE",
-                     by=stored["updated_by"] if stored else None)
-
-    async def _reload_wallet_settings(self, address: str) -> None:
-        assert self.store is not None and self.root is not None
-        async with self.store.pool.acquire() as conn:
-            settings = await repo.wallet_settings(conn, address)
-        if settings is not None:
-            self.root.tell(WalletSettingsChanged(address, settings))
-
-    async def _stop_watchlist_listener(self) -> None:
-        if self._reconcile is not None:
-            self._reconcile.cancel()
-        if self._listener is not None:
-            self._listener.terminate()  # nothing to flush on a LISTEN connection, and the server may be gone
-
-    async def _reconcile_loop(self) -> None:
-        while True:
-            await asyncio.sleep(min(RECONCILE_S, self.settings.inbox_sweep_s))
-            try:
-                await self._listen()  # again, when it was lost with a database outage
-                await self._reload_watchlist()
-                await self._reload_trading_mode()  # a NOTIFY lost with the connection
-                await self._sweep_inbox()
-            except Exception as exc:  # noqa: BLE001 - the next round retries
-                log.warning("watchlist_reload_failed", error=repr(exc))
-
-    async def _database_recovered(self, down_s: float) -> None:
-        """The database answers again: listen again, hear what a lost NOTIFY would have said, and hand out at once
-        what the outage left in the inbox (received before it began and still unprocessed)."""
-        if self.root is None or self.store is None:
-            return
-        await self._listen()
-        await self._reload_watchlist()
-        await self._reload_trading_mode()
-        async with self.store.pool.acquire() as conn:
-            stuck = await repo.pending_deliveries(conn, down_s)
-        self._hand_out(stuck)
-        log.info("database_resumed", down_s=round(down_s, 2), inbox_handed_out=len(stuck))
-
-    def _database_lost(self, reason: str) -> None:
-        self.database_failed = reason
-
-    def _hand_out(self, pending: list[tuple[str, str, tuple[str, ...], float]]) -> None:
-        """Stored deliveries to the actors, in order, with the wallets still to observe each and their age (s)."""
-        assert self.root is not None and self.services is not None
-        now = self.clock()
-        for signature, payload, todo, age_s in pending:
-            self.root.tell(Deliver(signature, payload, todo, received_at=now - age_s))
-            self.services.prefetch_safety(payload, todo)  # screen the backlog concurrently, decide in order
-
-    async def _sweep_inbox(self) -> None:
-        """Hand the actors again what was stored but is still unprocessed long after: a delivery whose commit
-        outlived its connection (acknowledged to Helius later as a duplicate, so never dispatched), or one lost
-        with a crashed actor's mailbox. The store records each (signature, wallet) once, so a delivery that
-        was only slow is decided once all the same."""
-        assert self.store is not None and self.root is not None
-        async with self.store.pool.acquire() as conn:
-            stuck = await repo.pending_deliveries(conn, self.settings.inbox_sweep_s)
-        self._hand_out(stuck)
-        if stuck:
-            log.warning("inbox_swept", deliveries=len(stuck), older_than_s=self.settings.inbox_sweep_s,
-                        signatures=[d[0] for d in stuck[:5]])
-
-    async def _reload_watchlist(self) -> None:
-        assert self.store is not None and self.root is not None
-        async with self.store.pool.acquire() as conn:
-            wallets = frozenset(await repo.active_wallets(conn))
-        if wallets != self.watched:
-            self.watched = wallets
-            self.root.tell(WatchlistChanged(wallets))
-            if self.ops is not None:
-                self.ops.watchlist_changed()  # the Helius webhook follows (debounced)
-
-    # -- the gateway ---------------------------------------------------------------------------------
-    def _serve_gateway(self, secret: str):  # noqa: ANN202
-        assert self.store is not None and self.root is not None
-        store = self.store
-
-        root, services = self.root, self.services
-        assert services is not None
-
-        async def store_body(body: str, items: Items) -> set[str]:
-            try:
-                new = await trio_await(store.store_body(body, items))
-            except asyncpg.DataError as exc:  # the content, not the database: never worth a retry
-                raise Unstorable(str(exc)) from None
-            self.last_delivery_at = self.clock()
-            if self.ops is not None:
-                self.ops.metrics.note_received(list(new))
-            return new
-
-        def dispatch(signature: str, wallets: tuple[str, ...], trades: Trades) -> None:
-            # classified once, by the gateway (its timestamp judged there against the same clock)
-            root.tell(Deliver(signature, "", wallets, received_at=self.clock(), trades=trades))
-
-        cluster = self.cluster
-
-        async def publish(items: list[Delivery]) -> None:  # distributed mode: to the stream, by wallet partition
-            await trio_await(cluster.publish(items))
-
-        deps = GatewayDeps(
-            secret=secret,
-            max_bytes=self.settings.webhook_max_bytes,
-            watched=lambda: self.watched,
-            store_body=store_body,
-            dispatch=dispatch,
-            health=self._health,
-            screen=services.screen,
-            clock=self.clock,
-            max_skew_s=self.settings.trade_max_skew_s,
-            metrics=self.ops.metrics.scrape if self.ops is not None else None,
-            metrics_token=self.settings.metrics_token.get_secret_value() if self.settings.metrics_token else None,
-            publish=publish if cluster is not None else None,
-        )
-        app = webhook_fast_path(create_app(deps), deps)
-        config = HypercornConfig()
-        config.bind = [f"{self.settings.gateway_host}:{self.settings.gateway_port}"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("hypercorn.error")
-
-        async def main(task_status=trio.TASK_STATUS_IGNORED) -> None:  # noqa: ANN001
-            async with trio.open_nursery() as nursery:
-                bound = await nursery.start(partial(serve, app, config))
-                self.gateway_port = int(str(bound[0]).rsplit(":", 1)[1]) if bound else self.settings.gateway_port
-                task_status.started(bound)
-
-        return main
-
-    async def _health(self) -> tuple[dict[str, Any], int]:
-        assert self.store is not None and self.root is not None
-        body: dict[str, Any] = {"status": "ok", "database": "connected", "uptime_s": round(time.time() - self.started_at, 1),
-                                "trading_mode": self.trading_mode}
-        try:
-            with trio.fail_after(2):
-                db = await trio_await(self.store.health())
-            body.update(
-                last_webhook_at=_iso(db["last_webhook"]),
-                last_signal_at=_iso(db["last_signal"]),
-                inbox_pending=db["inbox_pending"],
-                exit_failed=db["exit_failed"],  # positions whose exit could not land: an alert (the dashboard too)
-            )
-        except Exception:  # noqa: BLE001
-            state = self.database.state if self.database is not None and self.database.state != CONNECTED else "unreachable"
-            body.update(status="unavailable", database=state, last_webhook_at=None, last_signal_at=None)
-        if self.database is not None:
-            body["database_restarts"] = self.database.restarts
-        body["circuit_breaker"] = self._breaker_state()
-        if self.services is not None and self.services.live is not None and self.cluster is None:
-            body["live"] = {"wallet": self.services.live.address, "reconcile": self.live_reconcile,
-                            "exit_failed": body.get("exit_failed")}
-            if body.get("exit_failed") or (self.live_reconcile or {}).get("findings") or (self.live_reconcile or {}).get("error"):
-                body["status"] = "degraded" if body["status"] == "ok" else body["status"]
-        if self.cluster is not None:
-            body["cluster"] = self.cluster.status()
-        if self.services is not None:
-            body["providers"] = self.services.provider_states()
-        try:
-            body["actors"] = await ask(self.root, GetStats(), timeout=2)
-        except Exception:  # noqa: BLE001
-            body["actors"] = None
-            body["status"] = "degraded" if body["status"] == "ok" else body["status"]
-        if body["circuit_breaker"]["state"] != "closed" and body["status"] == "ok":
-            body["status"] = "degraded"
-        return body, 200 if body["database"] == "connected" else 503
-
-    def _breaker_state(self) -> dict[str, Any]:
-        """Open while a global breaker is tripped (no new entries at all), with its reason — the supervisor's
-        escalation first; `breakers` lists every tripped one, per-token and per-wallet included."""
-        now = self.clock()
-        published = getattr(self, "published", None)
-        tripped = [b for b in (published.breakers if published is not None else ())
-                   if b["until"] is None or b["until"] > now]
-        stops = sorted((b for b in tripped if b["scope"] == "global"), key=lambda b: b["name"] != SUPERVISOR_BREAKER)
-        first = stops[0] if stops else None
-        return {"state": "open" if first else "closed", "reason": first["reason"] if first else None,
-                "tripped_at": _iso(datetime.fromtimestamp(first["tripped_at"], timezone.utc)) if first else None,
-                "breakers": tripped}
-
-
-def _iso(v: datetime | None) -> str | None:
-    return v.astimezone(timezone.utc).isoformat() if v is not None else None
 
 
 def run(settings: Settings) -> int:
