@@ -11,7 +11,7 @@ from typing import Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from walltrack.settings_trading import TradingSettings, only
 
