@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from actors.messages import JournalEvent, Observation, RecordResult
-from storage.positions import journal
+from storage import positions
 from storage.rows import jsonable
 
 
@@ -88,7 +88,7 @@ async def _recorded_before(conn: asyncpg.Connection, obs: Observation) -> Record
             WHERE o.signature = $1 AND o.wallet = $2""", obs.signature, obs.wallet)
     mine = obs.decision_id is not None and row["decision_id"] == obs.decision_id
     pid = row["position_id"] if row["position_id"] is not None and (mine or row["open"]) else None
-    journal = await journal(conn, pid) if pid is not None else ()
+    journal = await positions.journal(conn, pid) if pid is not None else ()
     return RecordResult(not mine, row["signal_id"], pid, journal)
 
 

@@ -12,7 +12,6 @@ with `NOTIFY`: every node hears them and acts only for what it owns — see `wal
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, Callable
 
