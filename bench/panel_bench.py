@@ -249,6 +249,57 @@ def report(title: str, pages: dict[str, list[float]]) -> None:
         print(f"  {path:<22}{statistics.median(xs):>10.3f}{max(xs):>10.3f}")
 
 
+def wait_for_panel(proc: subprocess.Popen, base: str, log_name: str) -> None:
+    """Until the demo's panel answers (the demo exiting, or two minutes, end the bench)."""
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo exited with {proc.returncode}; see {log_name}")
+        try:
+            if httpx.get(base + "/", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("panel did not start")
+        time.sleep(0.2)
+
+
+def print_results(args: argparse.Namespace, idle_queries: dict[str, float], busy_queries: dict[str, float],
+                  pages: dict[str, dict[str, list[float]]], idle_search: list[float], busy_search: list[float],
+                  load: "Load", elapsed: float) -> None:
+    print("\nthe panel's read queries, server side (median ms): idle / under load")
+    for name, ms in idle_queries.items():
+        print(f"  {name:<22}{ms:>8.1f}{busy_queries[name]:>8.1f}")
+    report(f"page load, idle, cold browser profile ({args.runs} runs each; target < 2 s)", pages["idle"])
+    report("page load, idle, warm (same tab moving between pages)", pages["idle_warm"])
+    report(f"page load under webhook load ({args.rate:g} bodies/s offered), cold profile", pages["busy"])
+    report("page load under webhook load, warm", pages["busy_warm"])
+    print("\nsignals search, keystroke to filtered table (s, debounce excluded):")
+    print(f"  idle       median {statistics.median(idle_search):.3f}  max {max(idle_search):.3f}")
+    print(f"  under load median {statistics.median(busy_search):.3f}  max {max(busy_search):.3f}")
+    n = len(load.latencies)
+    print(f"\nwebhook load: {n} bodies ({3 * n} transactions) in {elapsed:.1f} s = {n / elapsed:.1f} bodies/s; "
+          f"statuses {load.statuses}; latency p50 {pct(load.latencies, .5) * 1000:.0f} ms, "
+          f"p95 {pct(load.latencies, .95) * 1000:.0f} ms, max {max(load.latencies) * 1000:.0f} ms")
+    for name, runs_ in (("idle cold", pages["idle"]), ("idle warm", pages["idle_warm"]), ("load cold", pages["busy"]),
+                        ("load warm", pages["busy_warm"])):
+        worst = max(max(xs) for xs in runs_.values())
+        print(f"worst page load, {name}: {worst:.3f} s ({'within' if worst < 2 else 'OVER'} the 2 s target)")
+
+
+def start_demo(data: Path, panel: int, gateway: int) -> tuple[subprocess.Popen, Any]:
+    """`walltrack demo` at real speed in its own data directory, its output to demo.log beside it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTEST_CURRENT_TEST", "WALLTRACK_PANEL_PASSWORD")}
+    env.update(WALLTRACK_DATA_DIR=str(data), HELIUS_WEBHOOK_SECRET=SECRET, LOG_LEVEL="WARNING",
+               RISK_MAX_OPEN_POSITIONS="1000", RISK_MAX_TOTAL_EXPOSURE_SOL="1000")
+    data.mkdir(parents=True)
+    log = (data.parent / "demo.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "walltrack.cli", "demo", "--speed", "1", "--panel-port", str(panel),
+                             "--gateway-port", str(gateway)], env=env, cwd=data.parent, stdout=log, stderr=subprocess.STDOUT)
+    return proc, log
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=100, help="webhook bodies per second during the load phase")
@@ -258,28 +309,11 @@ def main() -> int:
 
     data = Path(tempfile.mkdtemp(prefix="walltrack-bench-")) / "data"
     panel, gateway = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTEST_CURRENT_TEST", "WALLTRACK_PANEL_PASSWORD")}
-    env.update(WALLTRACK_DATA_DIR=str(data), HELIUS_WEBHOOK_SECRET=SECRET, LOG_LEVEL="WARNING",
-               RISK_MAX_OPEN_POSITIONS="1000", RISK_MAX_TOTAL_EXPOSURE_SOL="1000")
-    data.mkdir(parents=True)
-    log = (data.parent / "demo.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "walltrack.cli", "demo", "--speed", "1", "--panel-port", str(panel),
-                             "--gateway-port", str(gateway)], env=env, cwd=data.parent, stdout=log, stderr=subprocess.STDOUT)
+    proc, log = start_demo(data, panel, gateway)
     base = f"http://127.0.0.1:{panel}"
     pg = None
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"demo exited with {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(base + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("panel did not start")
-            time.sleep(0.2)
+        wait_for_panel(proc, base, log.name)
         from storage.db import EmbeddedPostgres
 
         pg = EmbeddedPostgres(data / "pg")
@@ -312,23 +346,8 @@ def main() -> int:
             elapsed = time.monotonic() - t_load
             browser.close()
 
-        print("\nthe panel's read queries, server side (median ms): idle / under load")
-        for name, ms in idle_queries.items():
-            print(f"  {name:<22}{ms:>8.1f}{busy_queries[name]:>8.1f}")
-        report(f"page load, idle, cold browser profile ({args.runs} runs each; target < 2 s)", idle)
-        report("page load, idle, warm (same tab moving between pages)", idle_warm)
-        report(f"page load under webhook load ({args.rate:g} bodies/s offered), cold profile", busy)
-        report("page load under webhook load, warm", busy_warm)
-        print("\nsignals search, keystroke to filtered table (s, debounce excluded):")
-        print(f"  idle       median {statistics.median(idle_search):.3f}  max {max(idle_search):.3f}")
-        print(f"  under load median {statistics.median(busy_search):.3f}  max {max(busy_search):.3f}")
-        n = len(load.latencies)
-        print(f"\nwebhook load: {n} bodies ({3 * n} transactions) in {elapsed:.1f} s = {n / elapsed:.1f} bodies/s; "
-              f"statuses {load.statuses}; latency p50 {pct(load.latencies, .5) * 1000:.0f} ms, "
-              f"p95 {pct(load.latencies, .95) * 1000:.0f} ms, max {max(load.latencies) * 1000:.0f} ms")
-        for name, runs_ in (("idle cold", idle), ("idle warm", idle_warm), ("load cold", busy), ("load warm", busy_warm)):
-            worst = max(max(xs) for xs in runs_.values())
-            print(f"worst page load, {name}: {worst:.3f} s ({'within' if worst < 2 else 'OVER'} the 2 s target)")
+        print_results(args, idle_queries, busy_queries, {"idle": idle, "idle_warm": idle_warm, "busy": busy,
+                                                         "busy_warm": busy_warm}, idle_search, busy_search, load, elapsed)
         return 0
     finally:
         proc.send_signal(signal.SIGTERM)

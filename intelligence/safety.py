@@ -119,112 +119,124 @@ def _unverified(name: str, source: str) -> CheckResult:
 
 def evaluate(mint: str, cfg: SafetyConfig, now: float, facts: dict[str, Any], rugcheck_enabled: bool) -> SafetyReport:
     """Pure: the checks, score and verdict from whatever facts arrived (a missing key = source failed)."""
-    checks: list[CheckResult] = []
-    m: MintFacts | None = facts.get("mint")
-    if "mint" not in facts or m is None:
-        for name in ("mint_authority", "freeze_authority", "permanent_delegate", "transfer_hook", "transfer_fee", "default_frozen"):
-            checks.append(_unverified(name, "mint account" if "mint" in facts else "RPC"))
-    else:
-        checks.append(_bad("mint_authority", f"mint authority is live ({m.mint_authority}): supply can be inflated")
-                      if m.mint_authority else _ok("mint_authority", "mint authority revoked"))
-        checks.append(_bad("freeze_authority", f"freeze authority is live ({m.freeze_authority}): holders can be frozen")
-                      if m.freeze_authority else _ok("freeze_authority", "freeze authority revoked"))
-        ext = m.extensions
-        checks.append(_bad("permanent_delegate", f"Token-2022 permanent delegate {ext['permanentDelegate'].get('delegate')} can move anyone's tokens")
-                      if "permanentDelegate" in ext and ext["permanentDelegate"].get("delegate") else _ok("permanent_delegate", "no permanent delegate"))
-        hook = ext.get("transferHook", {})
-        checks.append(_bad("transfer_hook", f"Token-2022 transfer hook program {hook.get('programId')} runs on every transfer")
-                      if hook.get("programId") else _ok("transfer_hook", "no transfer hook"))
-        fee_bps = _transfer_fee_bps(ext.get("transferFeeConfig"))
-        checks.append(_bad("transfer_fee", f"Token-2022 transfer fee of {fee_bps / 100:g}% on every transfer")
-                      if fee_bps > cfg.max_transfer_fee_bps else _ok("transfer_fee", "no transfer fee"))
-        frozen = ext.get("defaultAccountState", {}).get("accountState") == "frozen"
-        checks.append(_bad("default_frozen", "Token-2022 default account state is frozen") if frozen
-                      else _ok("default_frozen", "accounts are not frozen by default"))
-
     pair: PairFacts | None = facts.get("pair")
-    if "pair" not in facts:
-        checks += [_unverified(n, "DexScreener") for n in ("liquidity", "market_cap", "pool_age")]
-    elif pair is None:
-        checks += [_bad("liquidity", "no pool found for the token"), _bad("market_cap", "no market data"),
-                   _bad("pool_age", "no pool found")]
-    else:
-        liq = pair.liquidity_usd or 0.0
-        checks.append(_ok("liquidity", f"liquidity ${liq:,.0f}", min(1.0, liq / (2 * cfg.min_liquidity_usd)))
-                      if liq >= cfg.min_liquidity_usd else _bad("liquidity", f"low liquidity ${liq:,.0f} < ${cfg.min_liquidity_usd:,.0f}"))
-        mc = pair.market_cap_usd
-        if mc is None:
-            checks.append(_bad("market_cap", "market cap unknown", 0.5))
-        elif cfg.min_market_cap_usd <= mc <= cfg.max_market_cap_usd:
-            checks.append(_ok("market_cap", f"market cap ${mc:,.0f}"))
-        else:
-            checks.append(_bad("market_cap", f"market cap ${mc:,.0f} outside ${cfg.min_market_cap_usd:,.0f}–${cfg.max_market_cap_usd:,.0f}"))
-        if pair.created_at is None:
-            checks.append(_bad("pool_age", "pool age unknown", 0.5))
-        else:
-            age = now - pair.created_at
-            ok = cfg.min_pool_age_s <= age <= cfg.max_pool_age_s
-            checks.append((_ok if ok else _bad)("pool_age", f"pool age {age / 3600:.1f} h"))
-
-    holders: list[Holder] | None = facts.get("holders")
-    if "holders" not in facts or m is None:
-        checks.append(_unverified("top_holders", "RPC"))
-    else:
-        excluded = set(cfg.known_program_owners)
-        if pair is not None:
-            excluded.add(pair.pair_address)
-        counted = [h for h in holders or [] if h.owner not in excluded and h.token_account not in excluded]
-        top = sum(h.amount for h in sorted(counted, key=lambda h: h.amount, reverse=True)[:10])
-        pct = 100.0 * top / m.supply if m.supply else 100.0
-        checks.append(_ok("top_holders", f"top 10 holders own {pct:.1f}% (pools excluded)", max(0.0, 1 - pct / 100))
-                      if pct <= cfg.max_top10_pct else
-                      _bad("top_holders", f"top 10 holders own {pct:.1f}% > {cfg.max_top10_pct:g}% (concentrated)"))
-
-    if "route" not in facts:
-        checks.append(_unverified("sell_route", "Jupiter"))
-    else:
-        route: RouteFacts | None = facts["route"]
-        if route is None:
-            checks.append(_bad("sell_route", "no sell route back to SOL"))
-        elif route.price_impact_pct > cfg.max_price_impact_pct:
-            checks.append(_bad("sell_route", f"sell price impact {route.price_impact_pct:.2f}% > {cfg.max_price_impact_pct:g}%"))
-        else:
-            checks.append(_ok("sell_route", f"sells back to SOL with {route.price_impact_pct:.2f}% impact"))
-
+    checks = [*_mint_checks(facts, cfg), *_pair_checks(facts, cfg, now), _holders_check(facts, cfg), _route_check(facts, cfg)]
     if rugcheck_enabled:
-        if "rugcheck" not in facts or facts["rugcheck"] is None:
-            checks.append(_unverified("rugcheck", "RugCheck"))
-        else:
-            rc: RugcheckFacts = facts["rugcheck"]
-            checks.append(_bad("rugcheck", "RugCheck danger: " + ", ".join(rc.dangers)) if rc.dangers
-                          else _ok("rugcheck", "no RugCheck danger risks"))
-
+        checks.append(_rugcheck_check(facts))
     checks = [CheckResult(c.name, c.passed, c.score, c.reason, c.name in cfg.hard) for c in checks]
     total = sum(cfg.weights.get(c.name, 1.0) for c in checks)
     score = sum(cfg.weights.get(c.name, 1.0) * c.score for c in checks) / total if total else 0.0
-    hard_fail = [c.name for c in checks if c.hard and c.failed]
-    failed = [c.name for c in checks if c.failed]
-    passed = not hard_fail and score >= cfg.threshold
-    reason = None
-    if not passed:
-        order = {n: i for i, n in enumerate(PRIORITY)}
-        worst = sorted(failed or ["score"], key=lambda n: order.get(n, 99))[0]  # the root cause, hard or not
-        unverified = {c.name for c in checks if c.passed is None}
-        if worst == "score":
-            reason = "safety:low_score"
-        elif worst in unverified:  # never blame a hazard we could not see: say what we could not check
-            reason = f"safety:{worst}_unverified"
-        else:
-            reason = f"safety:{worst}"
-    route_facts: RouteFacts | None = facts.get("route")
+    passed = not any(c.hard and c.failed for c in checks) and score >= cfg.threshold
+    route: RouteFacts | None = facts.get("route")
     numbers = {
         "liquidity_usd": pair.liquidity_usd if pair is not None else None,
         "market_cap_usd": pair.market_cap_usd if pair is not None else None,
         "pool_age_s": now - pair.created_at if pair is not None and pair.created_at is not None else None,
         "dex": pair.dex if pair is not None else None,
-        "price_impact_pct": route_facts.price_impact_pct if route_facts is not None else None,
+        "price_impact_pct": route.price_impact_pct if route is not None else None,
     }
-    return SafetyReport(mint, score, passed, reason, tuple(checks), now, numbers)
+    return SafetyReport(mint, score, passed, None if passed else _reason(checks), tuple(checks), now, numbers)
+
+
+def _reason(checks: list[CheckResult]) -> str:
+    """The skip reason of a rejected token: its root cause, hard or not (`PRIORITY`), else a low score."""
+    order = {n: i for i, n in enumerate(PRIORITY)}
+    worst = sorted([c.name for c in checks if c.failed] or ["score"], key=lambda n: order.get(n, 99))[0]
+    if worst == "score":
+        return "safety:low_score"
+    if worst in {c.name for c in checks if c.passed is None}:  # never blame a hazard we could not see
+        return f"safety:{worst}_unverified"  # say what we could not check
+    return f"safety:{worst}"
+
+
+def _mint_checks(facts: dict[str, Any], cfg: SafetyConfig) -> list[CheckResult]:
+    """The mint account's authorities and Token-2022 extensions."""
+    m: MintFacts | None = facts.get("mint")
+    if m is None:
+        return [_unverified(name, "mint account" if "mint" in facts else "RPC") for name in
+                ("mint_authority", "freeze_authority", "permanent_delegate", "transfer_hook", "transfer_fee", "default_frozen")]
+    ext = m.extensions
+    hook = ext.get("transferHook", {})
+    fee_bps = _transfer_fee_bps(ext.get("transferFeeConfig"))
+    frozen = ext.get("defaultAccountState", {}).get("accountState") == "frozen"
+    return [
+        _bad("mint_authority", f"mint authority is live ({m.mint_authority}): supply can be inflated")
+        if m.mint_authority else _ok("mint_authority", "mint authority revoked"),
+        _bad("freeze_authority", f"freeze authority is live ({m.freeze_authority}): holders can be frozen")
+        if m.freeze_authority else _ok("freeze_authority", "freeze authority revoked"),
+        _bad("permanent_delegate", f"Token-2022 permanent delegate {ext['permanentDelegate'].get('delegate')} can move anyone's tokens")
+        if "permanentDelegate" in ext and ext["permanentDelegate"].get("delegate") else _ok("permanent_delegate", "no permanent delegate"),
+        _bad("transfer_hook", f"Token-2022 transfer hook program {hook.get('programId')} runs on every transfer")
+        if hook.get("programId") else _ok("transfer_hook", "no transfer hook"),
+        _bad("transfer_fee", f"Token-2022 transfer fee of {fee_bps / 100:g}% on every transfer")
+        if fee_bps > cfg.max_transfer_fee_bps else _ok("transfer_fee", "no transfer fee"),
+        _bad("default_frozen", "Token-2022 default account state is frozen") if frozen
+        else _ok("default_frozen", "accounts are not frozen by default"),
+    ]
+
+
+def _pair_checks(facts: dict[str, Any], cfg: SafetyConfig, now: float) -> list[CheckResult]:
+    """The pool's liquidity, the market cap and the pool's age (DexScreener)."""
+    if "pair" not in facts:
+        return [_unverified(n, "DexScreener") for n in ("liquidity", "market_cap", "pool_age")]
+    pair: PairFacts | None = facts["pair"]
+    if pair is None:
+        return [_bad("liquidity", "no pool found for the token"), _bad("market_cap", "no market data"),
+                _bad("pool_age", "no pool found")]
+    liq = pair.liquidity_usd or 0.0
+    checks = [_ok("liquidity", f"liquidity ${liq:,.0f}", min(1.0, liq / (2 * cfg.min_liquidity_usd)))
+              if liq >= cfg.min_liquidity_usd else _bad("liquidity", f"low liquidity ${liq:,.0f} < ${cfg.min_liquidity_usd:,.0f}")]
+    mc = pair.market_cap_usd
+    if mc is None:
+        checks.append(_bad("market_cap", "market cap unknown", 0.5))
+    elif cfg.min_market_cap_usd <= mc <= cfg.max_market_cap_usd:
+        checks.append(_ok("market_cap", f"market cap ${mc:,.0f}"))
+    else:
+        checks.append(_bad("market_cap", f"market cap ${mc:,.0f} outside ${cfg.min_market_cap_usd:,.0f}–${cfg.max_market_cap_usd:,.0f}"))
+    if pair.created_at is None:
+        checks.append(_bad("pool_age", "pool age unknown", 0.5))
+    else:
+        age = now - pair.created_at
+        ok = cfg.min_pool_age_s <= age <= cfg.max_pool_age_s
+        checks.append((_ok if ok else _bad)("pool_age", f"pool age {age / 3600:.1f} h"))
+    return checks
+
+
+def _holders_check(facts: dict[str, Any], cfg: SafetyConfig) -> CheckResult:
+    """The top 10 holders' share of the supply, pools and known program owners excluded."""
+    m: MintFacts | None = facts.get("mint")
+    if "holders" not in facts or m is None:
+        return _unverified("top_holders", "RPC")
+    pair: PairFacts | None = facts.get("pair")
+    excluded = set(cfg.known_program_owners)
+    if pair is not None:
+        excluded.add(pair.pair_address)
+    counted = [h for h in facts["holders"] or [] if h.owner not in excluded and h.token_account not in excluded]
+    top = sum(h.amount for h in sorted(counted, key=lambda h: h.amount, reverse=True)[:10])
+    pct = 100.0 * top / m.supply if m.supply else 100.0
+    return (_ok("top_holders", f"top 10 holders own {pct:.1f}% (pools excluded)", max(0.0, 1 - pct / 100))
+            if pct <= cfg.max_top10_pct else
+            _bad("top_holders", f"top 10 holders own {pct:.1f}% > {cfg.max_top10_pct:g}% (concentrated)"))
+
+
+def _route_check(facts: dict[str, Any], cfg: SafetyConfig) -> CheckResult:
+    """A sell route back to SOL whose price impact is under the limit (a Jupiter quote)."""
+    if "route" not in facts:
+        return _unverified("sell_route", "Jupiter")
+    route: RouteFacts | None = facts["route"]
+    if route is None:
+        return _bad("sell_route", "no sell route back to SOL")
+    if route.price_impact_pct > cfg.max_price_impact_pct:
+        return _bad("sell_route", f"sell price impact {route.price_impact_pct:.2f}% > {cfg.max_price_impact_pct:g}%")
+    return _ok("sell_route", f"sells back to SOL with {route.price_impact_pct:.2f}% impact")
+
+
+def _rugcheck_check(facts: dict[str, Any]) -> CheckResult:
+    rc: RugcheckFacts | None = facts.get("rugcheck")
+    if rc is None:
+        return _unverified("rugcheck", "RugCheck")
+    return (_bad("rugcheck", "RugCheck danger: " + ", ".join(rc.dangers)) if rc.dangers
+            else _ok("rugcheck", "no RugCheck danger risks"))
 
 
 def _transfer_fee_bps(cfg: dict[str, Any] | None) -> int:

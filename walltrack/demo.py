@@ -9,6 +9,7 @@ the data directory, never `DATABASE_URL`: simulated trades must not mix with rea
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import secrets
 import signal
@@ -261,14 +262,7 @@ def paper_equity(app: App, realized: int | None = None) -> dict[str, Any]:
 
 def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: float, seed: int,
              live: bool = False) -> int:
-    redactor = Redactor(settings.secrets())
-    log_dir = settings.walltrack_data_dir / "logs"
-    if headless:  # stdout is for the summary; the run's log goes to the file
-        import io
-
-        configure_logging(redactor, settings.log_level, log_dir, settings.log_max_bytes, settings.log_backups, stream=io.StringIO())
-    else:
-        configure_logging(redactor, settings.log_level, log_dir, settings.log_max_bytes, settings.log_backups)
+    redactor = _demo_logging(settings, headless)
     if not headless:
         from walltrack.panel import check_panel_access
 
@@ -291,12 +285,7 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         app = App(bot_settings(settings, sb, db_url, secret, headless, extra), redactor, clock=sb.clock, embedded=pg)
         start_lamports = sb.chain.account(keypair.pubkey()).lamports if keypair is not None else 0
         app.start()  # assigned first: a start that fails half-way is still stopped below
-        assert app.store is not None
-        for leader in sb.market.leaders:
-            app.store.run(lambda c, a=leader.address, lbl=leader.label: repo.add_wallet(c, a, lbl))
-        deadline = time.monotonic() + 30
-        while len(app.watched) < len(sb.market.leaders) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _watch_leaders(app, sb)
         sb.start_market(f"http://127.0.0.1:{app.gateway_port}/webhooks/helius", secret)
         log.info("demo_started", sandbox=sb.url(""), gateway_port=app.gateway_port, seed=seed, speed=speed,
                  leaders=len(sb.market.leaders), tokens=len(sb.market.tokens), live=live,
@@ -312,13 +301,7 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
             serve_panel(app, lambda: "signal" if stop.is_set() else ("demo finished" if clock() >= end else None))
         while not stop.is_set() and sb.clock() < end:
             stop.wait(0.1)
-        interrupted = stop.is_set()  # Ctrl-C: stop within seconds, whatever state the database is in
-        sb.stop_market(settle_s=2 if interrupted else 30)
-        result = _settled_summary(app, sb, timeout=3 if interrupted else 30)
-        if keypair is not None and "error" not in result:  # the chain's blocks go on (wall time): the last swaps land or expire
-            drain_swaps(app, timeout=10 if interrupted else 120)
-            result = _settled_summary(app, sb, timeout=3 if interrupted else 30)
-            result["live"] = live_summary(app, str(keypair.pubkey()), start_lamports)
+        result = _finish(app, sb, interrupted=stop.is_set(), keypair=keypair, start_lamports=start_lamports)
         result["wall_seconds"] = round(time.monotonic() - wall0, 1)
     finally:
         if app is not None:
@@ -328,6 +311,36 @@ def run_demo(settings: Settings, headless: bool, minutes: float | None, speed: f
         pg.close()
     print(json.dumps(result), flush=True)
     return 0
+
+
+def _demo_logging(settings: Settings, headless: bool) -> Redactor:
+    redactor = Redactor(settings.secrets())
+    log_dir = settings.walltrack_data_dir / "logs"
+    configure_logging(redactor, settings.log_level, log_dir, settings.log_max_bytes, settings.log_backups,
+                      stream=io.StringIO() if headless else None)  # headless: stdout is for the summary
+    return redactor
+
+
+def _watch_leaders(app: App, sb: Sandbox) -> None:
+    """The sandbox's leaders on the watchlist, and heard by the running bot (NOTIFY) before the market starts."""
+    assert app.store is not None
+    for leader in sb.market.leaders:
+        app.store.run(lambda c, a=leader.address, lbl=leader.label: repo.add_wallet(c, a, lbl))
+    deadline = time.monotonic() + 30
+    while len(app.watched) < len(sb.market.leaders) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _finish(app: App, sb: Sandbox, *, interrupted: bool, keypair: Any, start_lamports: int) -> dict[str, Any]:
+    """The market stopped, the bot settled, the summary. Ctrl-C (`interrupted`): within seconds, whatever state the
+    database is in. Live: the chain's blocks go on (wall time), so the last swaps land or expire first."""
+    sb.stop_market(settle_s=2 if interrupted else 30)
+    result = _settled_summary(app, sb, timeout=3 if interrupted else 30)
+    if keypair is not None and "error" not in result:
+        drain_swaps(app, timeout=10 if interrupted else 120)
+        result = _settled_summary(app, sb, timeout=3 if interrupted else 30)
+        result["live"] = live_summary(app, str(keypair.pubkey()), start_lamports)
+    return result
 
 
 def _settled_summary(app: App, sb: Sandbox, timeout: float) -> dict[str, Any]:
