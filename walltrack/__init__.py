@@ -1,4 +1,15 @@
-"""WallTrack's composition root: settings, logging, the runtime bridge, the store, the CLI and `run`."""
+"""WallTrack's composition root: it wires the rooms together and starts them, and holds no domain.
+
+- `app`: `App`, every part started in order and stopped in reverse; `run()`, the foreground `walltrack run`.
+- the named services it starts: `watchlist` (LISTEN/NOTIFY, the slow poll, the database recovery hook),
+  `deliveries` (replay, inbox sweep), `serving` (the gateway, /health), `live_check` (the start-up reconcile);
+  `services` (the adapters and executors, built once).
+- plumbing the rooms share: `bridge` and `logs` (the runtimes and the log pipeline; the `walltrack.runtime`
+  node of tests/test_layout.py) and `settings`, `settings_trading`, `config`, `secrets` (`walltrack.config`).
+- `cli`, `trading_cli`, `ops_cli`; `demo`, `demo_live`; `panel` (the panel's backend); `cluster/` (distributed mode).
+
+May import: every room. Nothing imports the wiring back; the plumbing imports only what tests/test_layout.py allows.
+"""
 
 import warnings
 
