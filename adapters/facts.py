@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+
 @dataclass(frozen=True)
 class MintFacts:
     program: str  # "spl-token" | "spl-token-2022"

@@ -15,7 +15,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 
 from adapters.budget import BreakerState, CircuitBreaker, Policy, TokenBucket
-from adapters.errors import BadResponse, ProviderError, ProviderUnavailable, RateLimited, RequestRejected, TemporaryError
+from adapters.errors import (
+    BadResponse,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+    TemporaryError,
+)
 
 log = structlog.get_logger("adapters")
 

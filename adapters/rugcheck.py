@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.http import RequestRejected, ResilientClient
 from adapters.facts import RugcheckFacts
+from adapters.http import RequestRejected, ResilientClient
 
 
 class RugCheck:

@@ -16,8 +16,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.http import BadResponse, RequestRejected, ResilientClient
 from adapters.facts import Holder, MintFacts
+from adapters.http import BadResponse, RequestRejected, ResilientClient
 
 TOKEN_PROGRAMS = {"spl-token", "spl-token-2022"}
 TOKEN_PROGRAM_IDS = ("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA", "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")

@@ -35,7 +35,6 @@ from actors.ports import SignedSwap, SwapError
 from adapters.http import BadResponse, ProviderError, RequestRejected
 from adapters.jupiter import JupiterClient, JupiterQuote, NoRoute
 from adapters.solana_rpc import SolanaRpc, rpc_error
-from walltrack.bridge import TrioThread
 from execution.confirm import Confirmer
 from execution.keys import WalletKey
 from execution.verify import (
@@ -50,6 +49,7 @@ from execution.verify import (
     lookup_addresses,
     verify_swap,
 )
+from walltrack.bridge import TrioThread
 
 log = structlog.get_logger("live")
 

@@ -32,8 +32,8 @@ from actors.risk import to_lamports
 from actors.trades import WSOL_MINT
 from adapters import http
 from walltrack.bridge import ask, trio_await
-from walltrack.logs import add_tap, remove_tap
 from walltrack.config import risk_config
+from walltrack.logs import add_tap, remove_tap
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120)
 FILL_SIDES = {"entry_filled": "buy", "partial_exit": "sell", "exit_filled": "sell"}

@@ -20,18 +20,18 @@ import structlog
 
 from actors.messages import GetStats
 from actors.trades import InvalidTransaction, check_shape
-from gateway.app import Delivery, to_deliveries
 from adapters.helius import HeliusApi
 from adapters.http import Policy, Provider, ResilientClient
 from adapters.solana_rpc import SolanaRpc
+from gateway.app import Delivery, to_deliveries
 from operations.alerts import Alerts
-from walltrack.bridge import Service, ask, trio_await
-from storage.config_history import public_settings, record_settings
-from walltrack.logs import add_tap, remove_tap
 from operations.metrics import Metrics
-from walltrack.secrets import webhook_secret
 from operations.watchdog import Watchdog
 from operations.webhook_watch import HeliusSync, StallWatch
+from storage.config_history import public_settings, record_settings
+from walltrack.bridge import Service, ask, trio_await
+from walltrack.logs import add_tap, remove_tap
+from walltrack.secrets import webhook_secret
 
 log = structlog.get_logger("operations")
 

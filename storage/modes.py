@@ -8,7 +8,6 @@ import asyncpg
 
 from storage.rows import jsonable
 
-
 TRADING_MODE_CHANNEL = "walltrack_trading_mode"
 
 

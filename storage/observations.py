@@ -12,7 +12,6 @@ from actors.messages import JournalEvent, Observation, RecordResult
 from storage import positions
 from storage.rows import jsonable
 
-
 _MARK_PROCESSED = """
 UPDATE webhook_inbox SET processed_at = now()
  WHERE signature = $1 AND processed_at IS NULL

@@ -9,7 +9,6 @@ import asyncpg
 
 from storage.rows import jsonable
 
-
 BREAKERS_CHANNEL = "walltrack_breakers"
 
 

@@ -15,12 +15,12 @@ from typing import Any, Awaitable, Callable, TypeVar
 import asyncpg
 
 from actors.messages import JournalEvent, Observation, RecordResult
-from walltrack.bridge import AsyncioThread
+from storage import observations, positions, risk, wallets
 from storage.db import DatabaseUnavailable
 from storage.group_commit import GroupCommit
 from storage.inbox import Batch
 from storage.inbox import write as write_inbox
-from storage import observations, positions, risk, wallets
+from walltrack.bridge import AsyncioThread
 
 T = TypeVar("T")
 

@@ -10,7 +10,6 @@ import asyncpg
 from storage.observations import pending_deliveries
 from storage.rows import jsonable
 
-
 WATCHLIST_CHANNEL = "walltrack_watchlist"
 
 

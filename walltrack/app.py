@@ -33,8 +33,8 @@ from walltrack.deliveries import Deliveries, Pending
 from walltrack.live_check import LiveReconcile
 from walltrack.logs import Redactor, configure_logging
 from walltrack.secrets import webhook_secret
-from walltrack.serving import breaker_state, gateway_service
 from walltrack.services import Services
+from walltrack.serving import breaker_state, gateway_service
 from walltrack.settings import ConfigError, Settings
 from walltrack.watchlist import Watchlist
 

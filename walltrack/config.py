@@ -56,8 +56,9 @@ def from_settings(cls: type[C], s: Settings, prefixes: tuple[str, ...], keep: tu
 
 def copy_rules(s: Settings) -> "CopyRules":
     """The global copy defaults: each COPY_<NAME> setting is the rule <name> (mode follows TRADING_MODE)."""
-    from actors.rules import CopyRules, RulesError
     from pydantic import ValidationError
+
+    from actors.rules import CopyRules, RulesError
 
     values = {name: getattr(s, f"copy_{name}") for name in CopyRules.model_fields if hasattr(s, f"copy_{name}")}
     values["mode"] = s.copy_mode or s.trading_mode

@@ -34,12 +34,12 @@ from sandbox.helius import HeliusPoster
 from sandbox.market import LAMPORTS, USDC_UNITS, WSOL_MINT, Market, SimClock
 from sandbox.server import create_app, server_main
 from storage import repo
+from storage.db import DatabaseUnavailable, EmbeddedPostgres
 from walltrack.app import App
 from walltrack.bridge import Service, TrioThread
-from storage.db import DatabaseUnavailable, EmbeddedPostgres
+from walltrack.config import risk_config
 from walltrack.demo_live import drain_swaps, fund, live_settings, live_summary
 from walltrack.logs import Redactor, configure_logging
-from walltrack.config import risk_config
 from walltrack.settings import Settings
 
 log = structlog.get_logger("demo")

@@ -239,9 +239,9 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_helius(args: argparse.Namespace, settings: Settings) -> int:
     import trio
 
-    from storage import repo as store
     from adapters.helius import HeliusApi, sync_webhook
     from adapters.http import ProviderError
+    from storage import repo as store
     from walltrack.cli import _with_db
     from walltrack.secrets import webhook_secret
 

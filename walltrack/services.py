@@ -16,19 +16,19 @@ import trio
 from actors.messages import PriceTick, PriceTicks
 from actors.supervisor import Published
 from actors.trades import Trade, classify
-from storage import repo
 from adapters.dexscreener import DexScreenerClient
 from adapters.http import Policy, Provider, ResilientClient
 from adapters.jupiter import JupiterClient, NoRoute
 from adapters.rugcheck import RugCheck
 from adapters.solana_rpc import SolanaRpc
-from walltrack.bridge import TrioThread, trio_await
 from execution.confirm import Confirmer
-from execution.paper import PaperExecutor
 from execution.keys import WalletKey
 from execution.live import LiveExecutor
+from execution.paper import PaperExecutor
 from intelligence.prices import PriceService
 from intelligence.safety import PairFacts, RouteFacts, SafetyAnalyzer, SafetyReport
+from storage import repo
+from walltrack.bridge import TrioThread, trio_await
 from walltrack.config import live_config, safety_config
 from walltrack.settings import Settings
 

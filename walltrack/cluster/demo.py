@@ -31,9 +31,9 @@ import asyncpg
 import structlog
 
 from storage import repo
+from storage.db import EmbeddedPostgres
 from walltrack.bridge import AsyncioThread
 from walltrack.cluster.harness import ClusterHarness, Node, env_of
-from storage.db import EmbeddedPostgres
 from walltrack.demo import Sandbox, _fresh_database, bot_settings, summary
 from walltrack.logs import Redactor, configure_logging
 from walltrack.settings import Settings
