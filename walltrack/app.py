@@ -152,7 +152,7 @@ class App:
                                    on_change=lambda: self.ops.watchlist_changed() if self.ops is not None else None)
         wallets = self.watchlist.load()  # the trading mode in force first: before any wallet starts
         if self.cluster is None:
-            books = self.store.run(lambda c: repo.wallet_books(c, list(wallets)), timeout=120)
+            books = self.store.run(lambda c: repo.wallet_books(c, wallets), timeout=120)
             positions = self.store.run(repo.open_positions, timeout=120)
             self.root.proxy().adopt(books, positions).get(timeout=120)  # one message for every actor, not a round trip each
             replayed = self.deliveries.replay()

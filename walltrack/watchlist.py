@@ -35,11 +35,12 @@ class Watchlist:
         self._poll: asyncio.Task | None = None
         self._listening = asyncio.Lock()
 
-    def load(self) -> frozenset[str]:
-        """At start, before any wallet starts: the trading mode in force, and the active wallets."""
+    def load(self) -> list[str]:
+        """At start, before any wallet starts: the trading mode in force, and the active wallets (oldest first)."""
         self.apply_trading_mode(self._store.run(repo.trading_mode))
-        self.watched = frozenset(self._store.run(repo.active_wallets))
-        return self.watched
+        wallets = self._store.run(repo.active_wallets)
+        self.watched = frozenset(wallets)
+        return wallets
 
     async def start(self, url: str) -> None:
         self._url = url
