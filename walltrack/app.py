@@ -75,6 +75,11 @@ class App:
         return self.watchlist.watched if self.watchlist is not None else frozenset()
 
     @property
+    def watched_at(self) -> dict[str, float]:
+        """A wallet added while running -> when (the bot's clock) it was watched (the stall watch's backfill)."""
+        return self.watchlist.watched_at if self.watchlist is not None else {}
+
+    @property
     def trading_mode(self) -> str | None:
         """The global mode told to the root (runtime_settings, else TRADING_MODE)."""
         return self.watchlist.trading_mode if self.watchlist is not None else None
@@ -148,7 +153,7 @@ class App:
         in a cluster, what each partition whose lease this node takes holds."""
         s = self.settings
         self.deliveries = Deliveries(self.root, self.store, self.services.prefetch_safety, self.clock, s.inbox_sweep_s)
-        self.watchlist = Watchlist(self.store, self.root, s.trading_mode, self.deliveries,
+        self.watchlist = Watchlist(self.store, self.root, s.trading_mode, self.deliveries, self.clock,
                                    on_change=lambda: self.ops.watchlist_changed() if self.ops is not None else None)
         wallets = self.watchlist.load()  # the trading mode in force first: before any wallet starts
         if self.cluster is None:

@@ -25,10 +25,11 @@ RECONCILE_S = 15.0  # the slow poll behind LISTEN/NOTIFY: watchlist, trading mod
 
 class Watchlist:
     def __init__(self, store: repo.Store, root: Any, default_mode: str, deliveries: Deliveries,
-                 on_change: Callable[[], None]) -> None:
+                 clock: Callable[[], float], on_change: Callable[[], None]) -> None:
         self._store, self._root, self._default_mode = store, root, default_mode
-        self._deliveries, self._on_change = deliveries, on_change
+        self._deliveries, self._clock, self._on_change = deliveries, clock, on_change
         self.watched: frozenset[str] = frozenset()
+        self.watched_at: dict[str, float] = {}  # a wallet added while running -> when (the bot's clock) it was watched
         self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._url = ""
         self._listener: asyncpg.Connection | None = None
@@ -92,6 +93,8 @@ class Watchlist:
         async with self._store.pool.acquire() as conn:
             wallets = frozenset(await repo.active_wallets(conn))
         if wallets != self.watched:
+            now = self._clock()
+            self.watched_at.update({w: now for w in wallets - self.watched})  # deliveries for it are kept from now on
             self.watched = wallets
             self._root.tell(WatchlistChanged(wallets))
             self._on_change()
