@@ -12,7 +12,8 @@ from nicegui import ui
 from pydantic import SecretStr
 
 from ui import queries
-from ui.backend import Backend, PanelError, SetTradingMode
+from actors.messages import TradingModeChanged
+from ui.backend import Backend, PanelError
 from ui.common import REFRESH_S, ago, column, every, frame
 
 GROUPS = (
@@ -126,7 +127,7 @@ def register(backend: Backend, auth: bool) -> None:
                             async def go() -> None:
                                 dialog.close()
                                 try:
-                                    message = await backend.command(SetTradingMode(target))  # type: ignore[arg-type]
+                                    message = await backend.command(TradingModeChanged(target))  # type: ignore[arg-type]
                                 except PanelError as exc:  # refused (live), or the database did not answer
                                     refused.set_text(f"Not switched to {target}: {exc}")
                                     refused.set_visibility(True)

@@ -14,7 +14,8 @@ from typing import Any
 from nicegui import ui
 
 from ui import queries
-from ui.backend import Backend, ResetBreaker
+from actors.messages import BreakerReset
+from ui.backend import Backend
 from ui.common import REFRESH_S, act, age, ago, column, confirm, every, frame, num, pnl
 
 POSITION_COLUMNS = [
@@ -185,7 +186,7 @@ def register(backend: Backend, auth: bool) -> None:
 
                         async def reset(name: str = b["name"]) -> None:
                             async def go() -> None:
-                                if await act(backend, ResetBreaker(name)):
+                                if await act(backend, BreakerReset(name)):
                                     await refresh()
                             confirm(f"Reset breaker {name}? New entries resume at once.", go, yes="Reset")
 

@@ -11,7 +11,8 @@ from typing import Any
 from nicegui import ui
 
 from ui import queries
-from ui.backend import Backend, ClosePartial, ClosePosition, MoveStop
+from actors.messages import ClosePartial, ClosePosition, SetStop
+from ui.backend import Backend
 from ui.common import REFRESH_S, act, age, column, confirm, every, frame, num, pnl
 
 JOURNAL_COLUMNS = [
@@ -94,7 +95,7 @@ def register(backend: Backend, auth: bool) -> None:
                 if price <= 0:
                     ui.notify("The stop price must be positive", type="negative")
                     return
-                if await act(backend, MoveStop(position_id, price)):
+                if await act(backend, SetStop(position_id, price)):
                     await refresh()
 
             ui.button("Move stop", on_click=move_stop).props("data-testid=move-stop")

@@ -9,7 +9,8 @@ from nicegui import ui
 
 from actors.trades import is_base58_pubkey
 from ui import queries
-from ui.backend import AddWallet, Backend, CommandRefused, RemoveWallet, SetWalletRules, SetWalletStatus
+from actors.messages import WalletSettingsChanged
+from ui.backend import AddWallet, Backend, CommandRefused, RemoveWallet, SetWalletStatus
 from ui.common import REFRESH_S, act, column, confirm, every, frame
 
 COLUMNS = [
@@ -136,7 +137,7 @@ def rules_dialog(backend: Backend, row: dict[str, Any], refresh: Any) -> None:
                 error.set_text(str(exc))
                 return
             error.set_text("")
-            if await act(backend, SetWalletRules(row["address"], normalised)):
+            if await act(backend, WalletSettingsChanged(row["address"], normalised)):
                 dialog.close()
                 await refresh()
 
