@@ -27,7 +27,7 @@ def expected(s: PositionState) -> dict[str, Any]:
             "take_profits": tps}
 
 
-def shown(engine: Engine, pid: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def shown(engine: Engine, pid: int) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: F811
     """The position on its own page and in the dashboard's open positions (None there once closed)."""
     detail = engine.store.run(lambda c: queries.position_detail(c, pid))
     board = engine.store.run(queries.dashboard)
