@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from itertools import product
 from typing import Literal
 
-from sandbox.market import USDC_MINT, LeaderTrade, pubkey
+from sandbox.market import LeaderTrade
+from sandbox.pools import USDC_MINT, pubkey
 
 RELAYERS = tuple(pubkey(f"helius-sandbox:relayer:{i}") for i in range(3))  # keepers that pay fees for others
 

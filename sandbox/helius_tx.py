@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from sandbox.helius_shapes import Shape
-from sandbox.market import USDC_MINT, WSOL_MINT, LeaderTrade, pubkey
+from sandbox.market import LeaderTrade
+from sandbox.pools import USDC_MINT, WSOL_MINT, pubkey
 
 RENT_TOKEN_ACCOUNT = 2_039_280  # lamports: rent-exempt minimum of a 165-byte SPL token account
 BASE_FEE = 5_000  # lamports per signature
