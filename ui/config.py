@@ -11,8 +11,8 @@ from typing import Any
 from nicegui import ui
 from pydantic import SecretStr
 
-from ui import queries
 from actors.messages import TradingModeChanged
+from ui import queries
 from ui.backend import Backend, PanelError
 from ui.common import REFRESH_S, ago, column, every, frame
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from nicegui import ui
 
-from ui import queries
 from actors.messages import BreakerReset
+from ui import queries
 from ui.backend import Backend
 from ui.common import REFRESH_S, act, age, ago, column, confirm, every, frame, num, pnl
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from nicegui import ui
 
-from ui import queries
 from actors.messages import ClosePartial, ClosePosition, SetStop
+from ui import queries
 from ui.backend import Backend
 from ui.common import REFRESH_S, act, age, column, confirm, every, frame, num, pnl
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from nicegui import ui
 
+from actors.messages import WalletSettingsChanged
 from actors.trades import is_base58_pubkey
 from ui import queries
-from actors.messages import WalletSettingsChanged
 from ui.backend import AddWallet, Backend, CommandRefused, RemoveWallet, SetWalletStatus
 from ui.common import REFRESH_S, act, column, confirm, every, frame
 
