@@ -36,11 +36,10 @@ from __future__ import annotations
 import struct
 import threading
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from solders.account import Account
-from solders.instruction import AccountMeta, Instruction
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.message import Message
@@ -49,49 +48,42 @@ from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
 from sandbox.blocks import BLOCK_TIME_S, HEIGHT_BELOW_SLOT, BlockClock
-from sandbox.market import LAMPORTS, USDC_MINT, WSOL_MINT, LeaderTrade, Market, Pool, SimToken, pubkey
+from sandbox.market import LAMPORTS, USDC_MINT, LeaderTrade, Market, Pool, SimToken, pubkey
+from sandbox.spl import (
+    ACCOUNT_AMOUNT,
+    ACCOUNT_LEN,
+    ACCOUNT_MINT,
+    ACCOUNT_OWNER,
+    ACCOUNT_STATE,
+    ACCOUNT_TYPE,
+    ACCOUNT_TYPE_ACCOUNT,
+    MINT_LEN,
+    MINT_SUPPLY,
+    NATIVE_MINT,
+    NATIVE_RESERVE,
+    STATE_INITIALIZED,
+    SYSTEM_PROGRAM,
+    TOKEN_2022_PROGRAM,
+    TOKEN_PROGRAM,
+    TOKEN_PROGRAMS,
+    USDC,
+    USDC_DECIMALS,
+    account_space,
+    extension_init,
+    initialize_account3,
+    initialize_mint2,
+    mint_extensions,
+    mint_to,
+    set_authority,
+    space,
+    thaw_account,
+)
 
-TOKEN_PROGRAM = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
-TOKEN_2022_PROGRAM = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
-SYSTEM_PROGRAM = Pubkey.from_string("11111111111111111111111111111111")
-TOKEN_PROGRAMS = (TOKEN_PROGRAM, TOKEN_2022_PROGRAM)
-
-# SPL Token layouts (Token-2022 shares them, then adds the account type byte and TLV extensions)
-MINT_LEN = 82
-ACCOUNT_LEN = 165
-MINT_SUPPLY = slice(36, 44)
-ACCOUNT_MINT = slice(0, 32)
-ACCOUNT_OWNER = slice(32, 64)
-ACCOUNT_AMOUNT = slice(64, 72)
-ACCOUNT_STATE = 108  # 0 uninitialized, 1 initialized, 2 frozen
-NATIVE_RESERVE = 113  # is_native: COption<u64> at 109 (tag, 4 bytes), the rent-exempt reserve of a WSOL account
-ACCOUNT_TYPE = 165  # Token-2022: 1 mint, 2 account
-ACCOUNT_TYPE_MINT, ACCOUNT_TYPE_ACCOUNT = 1, 2
-TLV_START = 166
-STATE_INITIALIZED, STATE_FROZEN = 1, 2
-
-
-class Ext(IntEnum):
-    """Token-2022 `ExtensionType` values used by the sandbox."""
-
-    TRANSFER_FEE_CONFIG = 1
-    TRANSFER_FEE_AMOUNT = 2
-    DEFAULT_ACCOUNT_STATE = 6
-    IMMUTABLE_OWNER = 7
-    PERMANENT_DELEGATE = 12
-    TRANSFER_HOOK = 14
-    TRANSFER_HOOK_ACCOUNT = 15
-
-
-EXT_LEN = {Ext.TRANSFER_FEE_CONFIG: 108, Ext.TRANSFER_FEE_AMOUNT: 8, Ext.DEFAULT_ACCOUNT_STATE: 1,
-           Ext.IMMUTABLE_OWNER: 0, Ext.PERMANENT_DELEGATE: 32, Ext.TRANSFER_HOOK: 64, Ext.TRANSFER_HOOK_ACCOUNT: 1}
-ACCOUNT_EXT_FOR = {Ext.TRANSFER_FEE_CONFIG: Ext.TRANSFER_FEE_AMOUNT, Ext.TRANSFER_HOOK: Ext.TRANSFER_HOOK_ACCOUNT}
+__all__ = ["JITO_TIP_ACCOUNTS", "LEADER_LAMPORTS", "NATIVE_MINT", "TOKEN_2022_PROGRAM", "TOKEN_PROGRAM", "TOKEN_PROGRAMS",
+           "Chain", "Landed", "token_account_address"]
 
 LEADER_LAMPORTS = 100 * LAMPORTS
 SETUP_BATCH = 6  # token accounts per setup transaction (the 1232-byte limit)
-NATIVE_MINT = Pubkey.from_string(WSOL_MINT)
-USDC = Pubkey.from_string(USDC_MINT)
-USDC_DECIMALS = 6
 # Jito's mainnet tip accounts: a swap built with `jitoTipLamports` pays one of them.
 JITO_TIP_ACCOUNTS = tuple(Pubkey.from_string(a) for a in (
     "96gYZGLnJYVFmbjzopPSU6QiEV5fGqZNyN9nmNhvrZU5", "HFqU5x63VTqvQss8hp11i4wVV8bD44PvwucfZ2bU7gRe",
@@ -110,37 +102,9 @@ class Landed:
     visible_at: int = 0  # the RPC reports it from this height on (a late-confirmation fault sets it later)
 
 
-def space(base: int, extensions: Iterable[Ext]) -> int:
-    """Account size for a base layout (`MINT_LEN` or `ACCOUNT_LEN`) plus Token-2022 extensions."""
-    exts = list(extensions)
-    return base if not exts else ACCOUNT_LEN + 1 + sum(4 + EXT_LEN[e] for e in exts)
-
-
-def mint_extensions(token: SimToken) -> list[Ext]:
-    """The Token-2022 extensions a token's hazards call for, in the order they are initialised."""
-    hz = token.hazards
-    flags = [(hz.transfer_fee_bps > 0, Ext.TRANSFER_FEE_CONFIG), (hz.permanent_delegate, Ext.PERMANENT_DELEGATE),
-             (hz.transfer_hook, Ext.TRANSFER_HOOK), (hz.default_frozen, Ext.DEFAULT_ACCOUNT_STATE)]
-    return [ext for on, ext in flags if on]
-
-
 def token_account_address(owner: str, mint: str) -> str:
     """The sandbox's deterministic token account of `owner` for `mint` (as `LeaderTrade.token_account`)."""
     return pubkey(f"ata:{owner}:{mint}")
-
-
-# -- instructions (SPL Token / Token-2022 wire encoding) -------------------------------------------------
-def _opt(key: Pubkey | None) -> bytes:
-    """COption<Pubkey> as instruction data: a tag byte, then the key only when present."""
-    return b"\x00" if key is None else b"\x01" + bytes(key)
-
-
-def _ix(program: Pubkey, data: bytes, writable: Sequence[Pubkey], readonly: Sequence[Pubkey] = (),
-        signer: Pubkey | None = None) -> Instruction:
-    metas = [AccountMeta(k, False, True) for k in writable] + [AccountMeta(k, False, False) for k in readonly]
-    if signer is not None:
-        metas.append(AccountMeta(signer, True, False))
-    return Instruction(program, data, metas)
 
 
 class Chain:
@@ -296,70 +260,70 @@ class Chain:
                                                   TOKEN_PROGRAM))
         payer = self.payer.pubkey()
         self._allocate(USDC_MINT, MINT_LEN, TOKEN_PROGRAM)
-        self._send([_ix(TOKEN_PROGRAM, bytes([20, USDC_DECIMALS]) + bytes(payer) + _opt(payer), [USDC])])
+        self._send([initialize_mint2(TOKEN_PROGRAM, USDC, USDC_DECIMALS, payer, payer)])
 
     def _create_quote_vault(self, pool: Pool, address: str, mint: Pubkey, amount: int) -> None:
         """A pool's WSOL vault (a native account: its SOL is its lamports) or USDC vault (minted to)."""
         native = mint == NATIVE_MINT
         acc = self._allocate(address, ACCOUNT_LEN, TOKEN_PROGRAM, amount if native else 0)
-        ixs = [_ix(TOKEN_PROGRAM, bytes([18]) + bytes(Pubkey.from_string(pool.address)), [acc], [mint])]
+        ixs = [initialize_account3(TOKEN_PROGRAM, acc, mint, Pubkey.from_string(pool.address))]
         if not native and amount:
-            ixs.append(_ix(TOKEN_PROGRAM, bytes([7]) + struct.pack("<Q", amount), [mint, acc], signer=self.payer.pubkey()))
+            ixs.append(mint_to(TOKEN_PROGRAM, mint, acc, amount, self.payer.pubkey()))
         self._send(ixs)
 
     def _create_token(self, token: SimToken) -> None:
+        """A token's mint (its extensions, then InitializeMint2), its holders' accounts minted to, its authorities
+        handed to the creator or revoked, its pool's quote vault."""
+        mint = self._create_mint(token)
+        self._create_holders(token, mint)
         hz, program, payer = token.hazards, self._program(token), self.payer.pubkey()
         creator = Pubkey.from_string(token.creator)
-        exts = mint_extensions(token)
-        mint = self._allocate(token.mint, space(MINT_LEN, exts), program)
-        init = {
-            Ext.TRANSFER_FEE_CONFIG: bytes([26, 0]) + _opt(creator) + _opt(creator)
-            + struct.pack("<HQ", hz.transfer_fee_bps, token.supply),
-            Ext.PERMANENT_DELEGATE: bytes([35]) + bytes(creator),
-            Ext.TRANSFER_HOOK: bytes([36, 0]) + bytes(creator) + bytes(Pubkey.from_string(pubkey(f"hook:{token.mint}"))),
-            Ext.DEFAULT_ACCOUNT_STATE: bytes([28, 0, STATE_FROZEN]),
-        }
-        freezes = hz.freeze_authority or hz.default_frozen
-        ixs = [_ix(program, init[e], [mint]) for e in exts]
-        ixs.append(_ix(program, bytes([20, token.decimals]) + bytes(payer) + _opt(payer if freezes else None), [mint]))
-        self._send(ixs)
-
-        holdings = [(token.pool.base_vault, token.pool.address, token.pool.base_reserve)]
-        holdings += [(token_account_address(o, token.mint), o, a) for o, a in token.holders.items()]
-        holdings += [(token_account_address(ld.address, token.mint), ld.address, ld.holdings[token.mint])
-                     for ld in self.market.leaders if ld.holdings.get(token.mint)]
-        size = space(ACCOUNT_LEN, [ACCOUNT_EXT_FOR[e] for e in exts if e in ACCOUNT_EXT_FOR])
-        for i in range(0, len(holdings), SETUP_BATCH):
-            ixs = []
-            for address, owner, amount in holdings[i:i + SETUP_BATCH]:
-                acc = self._allocate(address, size, program)
-                ixs.append(_ix(program, bytes([18]) + bytes(Pubkey.from_string(owner)), [acc], [mint]))
-                if hz.default_frozen:
-                    ixs.append(_ix(program, bytes([11]), [acc], [mint], signer=payer))  # ThawAccount
-                if amount:
-                    ixs.append(_ix(program, bytes([7]) + struct.pack("<Q", amount), [mint, acc], signer=payer))
-            self._send(ixs)
-
-        def set_authority(kind: int, new: Pubkey | None) -> Instruction:
-            return _ix(program, bytes([6, kind]) + _opt(new), [mint], signer=payer)
-
-        last = [set_authority(0, creator if hz.mint_authority else None)]  # MintTokens
-        if freezes:
-            last.append(set_authority(1, creator))  # FreezeAccount
+        last = [set_authority(program, mint, 0, creator if hz.mint_authority else None, payer)]  # MintTokens
+        if hz.freeze_authority or hz.default_frozen:
+            last.append(set_authority(program, mint, 1, creator, payer))  # FreezeAccount
         self._send(last)
         self._set_supply(token.mint, token.supply)
         self._create_quote_vault(token.pool, token.pool.quote_vault, NATIVE_MINT if token.quote == "SOL" else USDC,
                                  token.pool.quote_reserve)
 
+    def _create_mint(self, token: SimToken) -> Pubkey:
+        hz, program, payer = token.hazards, self._program(token), self.payer.pubkey()
+        creator = Pubkey.from_string(token.creator)
+        hook = Pubkey.from_string(pubkey(f"hook:{token.mint}"))
+        exts = mint_extensions(token)
+        mint = self._allocate(token.mint, space(MINT_LEN, exts), program)
+        ixs = [extension_init(program, mint, e, token, creator, hook) for e in exts]
+        freeze = payer if hz.freeze_authority or hz.default_frozen else None
+        ixs.append(initialize_mint2(program, mint, token.decimals, payer, freeze))
+        self._send(ixs)
+        return mint
+
+    def _create_holders(self, token: SimToken, mint: Pubkey) -> None:
+        """The pool vault's, the holders' and the leaders' accounts, a few per transaction, thawed and minted to."""
+        program, payer = self._program(token), self.payer.pubkey()
+        holdings = [(token.pool.base_vault, token.pool.address, token.pool.base_reserve)]
+        holdings += [(token_account_address(o, token.mint), o, a) for o, a in token.holders.items()]
+        holdings += [(token_account_address(ld.address, token.mint), ld.address, ld.holdings[token.mint])
+                     for ld in self.market.leaders if ld.holdings.get(token.mint)]
+        size = account_space(token)
+        for i in range(0, len(holdings), SETUP_BATCH):
+            ixs: list[Instruction] = []
+            for address, owner, amount in holdings[i:i + SETUP_BATCH]:
+                acc = self._allocate(address, size, program)
+                ixs.append(initialize_account3(program, acc, mint, Pubkey.from_string(owner)))
+                if token.hazards.default_frozen:
+                    ixs.append(thaw_account(program, acc, mint, payer))
+                if amount:
+                    ixs.append(mint_to(program, mint, acc, amount, payer))
+            self._send(ixs)
+
     def _ensure_account(self, token: SimToken, address: str, owner: str) -> None:
         """Create and initialise a token account unless it exists; the sandbox thaws default-frozen ones."""
         if self.account(address) is not None:
             return
-        program, exts = self._program(token), mint_extensions(token)
-        size = space(ACCOUNT_LEN, [ACCOUNT_EXT_FOR[e] for e in exts if e in ACCOUNT_EXT_FOR])
-        acc = self._allocate(address, size, program)
-        mint = Pubkey.from_string(token.mint)
-        self._send([_ix(program, bytes([18]) + bytes(Pubkey.from_string(owner)), [acc], [mint])])
+        program = self._program(token)
+        acc = self._allocate(address, account_space(token), program)
+        self._send([initialize_account3(program, acc, Pubkey.from_string(token.mint), Pubkey.from_string(owner))])
         if token.hazards.default_frozen:
             self._patch(address, ACCOUNT_STATE, bytes([STATE_INITIALIZED]))
 

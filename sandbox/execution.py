@@ -39,8 +39,9 @@ from solders.token.state import TokenAccount
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
-from sandbox.chain import ACCOUNT_LEN, ACCOUNT_TYPE, ACCOUNT_TYPE_ACCOUNT, TOKEN_PROGRAMS, Chain
+from sandbox.chain import Chain
 from sandbox.faults import Faults
+from sandbox.spl import ACCOUNT_LEN, ACCOUNT_TYPE, ACCOUNT_TYPE_ACCOUNT, TOKEN_PROGRAMS
 from sandbox.swaps import LAMPORTS_PER_SIGNATURE, Build, message_key
 
 FRONT_RUN_DOUBLINGS = 64
@@ -151,7 +152,7 @@ class Executed:
 
 
 def token_balances(chain: Chain, keys: list[Pubkey], accounts: dict[Pubkey, Account | None]) -> list[dict[str, Any]]:
-    from sandbox.rpc import ui_amount
+    from sandbox.rpc_accounts import ui_amount
 
     out = []
     for i, key in enumerate(keys):

@@ -28,7 +28,8 @@ from solders.signature import Signature
 
 from sandbox.chain import Chain
 from sandbox.faults import Faults
-from sandbox.helius import choose_shape, enhanced_tx, shape_rng
+from sandbox.helius_shapes import choose_shape, shape_rng
+from sandbox.helius_tx import enhanced_tx
 from sandbox.server import faulty
 
 WEBHOOK_TYPES = ("enhanced", "raw", "discord", "enhancedDevnet", "rawDevnet", "discordDevnet")
@@ -119,6 +120,26 @@ def check_request(body: Any) -> dict[str, Any] | str:
     return fields
 
 
+def _found(hook: dict[str, Any] | None) -> Response:
+    return _json(200, hook) if hook is not None else _json(404, {"error": "webhook not found"})
+
+
+def parse_transactions(chain: Chain, body: Any, seed: int, symbols: dict[str, str]) -> Response:
+    """`/v0/transactions`: the chain's known trades among the signatures, as the poster delivers them (unknown
+    ones left out)."""
+    sigs = body.get("transactions") if isinstance(body, dict) else None
+    if not isinstance(sigs, list) or not sigs or len(sigs) > MAX_PARSE:
+        return _bad(f"transactions must be an array of 1 to {MAX_PARSE} signatures")
+    for sig in sigs:
+        try:
+            Signature.from_string(sig)
+        except (TypeError, ValueError):
+            return _bad(f"invalid signature {sig!r}")
+    with chain.lock:
+        trades = [chain.trades[s] for s in sigs if s in chain.trades]
+    return _json(200, [enhanced_tx(t, choose_shape(shape_rng(seed, t), t), symbol=symbols.get(t.mint)) for t in trades])
+
+
 def blueprint(chain: Chain, registry: WebhookRegistry, api_key: str, faults: Faults, *, seed: int = 0,
               symbols: dict[str, str] | None = None) -> Blueprint:
     bp = Blueprint("helius_api", __name__)
@@ -142,7 +163,7 @@ def blueprint(chain: Chain, registry: WebhookRegistry, api_key: str, faults: Fau
     @bp.get("/v0/webhooks/<webhook_id>")
     async def one(webhook_id: str) -> Response:
         hook = registry.get(webhook_id)
-        return _json(200, hook) if hook is not None else _json(404, {"error": "webhook not found"})
+        return _found(hook)
 
     @bp.put("/v0/webhooks/<webhook_id>")
     async def edit(webhook_id: str) -> Response:
@@ -150,7 +171,7 @@ def blueprint(chain: Chain, registry: WebhookRegistry, api_key: str, faults: Fau
         if isinstance(fields, str):
             return _bad(fields)
         hook = registry.put(webhook_id, fields)
-        return _json(200, hook) if hook is not None else _json(404, {"error": "webhook not found"})
+        return _found(hook)
 
     @bp.patch("/v0/webhooks/<webhook_id>")
     async def toggle(webhook_id: str) -> Response:
@@ -158,7 +179,7 @@ def blueprint(chain: Chain, registry: WebhookRegistry, api_key: str, faults: Fau
         if not isinstance(body, dict) or not isinstance(body.get("active"), bool):
             return _bad('the body must be {"active": true|false}')
         hook = registry.put(webhook_id, {"active": body["active"]})
-        return _json(200, hook) if hook is not None else _json(404, {"error": "webhook not found"})
+        return _found(hook)
 
     @bp.delete("/v0/webhooks/<webhook_id>")
     async def delete(webhook_id: str) -> Response:
@@ -166,18 +187,6 @@ def blueprint(chain: Chain, registry: WebhookRegistry, api_key: str, faults: Fau
 
     @bp.post("/v0/transactions")
     async def parse() -> Response:
-        body = await request.get_json(silent=True)
-        sigs = body.get("transactions") if isinstance(body, dict) else None
-        if not isinstance(sigs, list) or not sigs or len(sigs) > MAX_PARSE:
-            return _bad(f"transactions must be an array of 1 to {MAX_PARSE} signatures")
-        for sig in sigs:
-            try:
-                Signature.from_string(sig)
-            except (TypeError, ValueError):
-                return _bad(f"invalid signature {sig!r}")
-        with chain.lock:
-            trades = [chain.trades[s] for s in sigs if s in chain.trades]
-        names = symbols or {}
-        return _json(200, [enhanced_tx(t, choose_shape(shape_rng(seed, t), t), symbol=names.get(t.mint)) for t in trades])
+        return parse_transactions(chain, await request.get_json(silent=True), seed, symbols or {})
 
     return faulty(bp, faults)

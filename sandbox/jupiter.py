@@ -35,7 +35,7 @@ from sandbox.chain import Chain
 from sandbox.faults import Faults
 from sandbox.market import USDC_MINT, WSOL_MINT, Market
 from sandbox.server import faulty
-from sandbox.swaps import UNSUPPORTED, NoRoute, SwapBuilder, parse_priority
+from sandbox.swaps import UNSUPPORTED, NoRoute, Priority, SwapBuilder, parse_priority
 
 MAX_PRICE_IDS = 50
 
@@ -135,6 +135,133 @@ _QUOTE_FIELDS = ("inputMint", "inAmount", "outputMint", "outAmount", "otherAmoun
                  "slippageBps", "routePlan")
 
 
+class BadRequest(Exception):
+    """A request Jupiter answers 400 with `{"error": message, "errorCode": code}`."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+def prices(market: Market, hist: PriceHistory, faults: Faults, raw_ids: str) -> dict[str, Any]:
+    """`/price/v3?ids=…`: an entry per mint the market can price (the others omitted, as Jupiter does)."""
+    ids = list(dict.fromkeys(i.strip() for i in raw_ids.split(",") if i.strip()))
+    if not ids:
+        raise BadRequest("Query parameter ids is required", "")
+    if len(ids) > MAX_PRICE_IDS:
+        raise BadRequest(f"Too many ids: at most {MAX_PRICE_IDS} per request", "")
+    out: dict[str, Any] = {}
+    with market.lock:
+        for mint in ids:
+            if mint in faults.missing:
+                continue  # Jupiter omits mints it cannot price: no key, no null, no error
+            entry = price_entry(market, hist, mint)
+            if entry is not None:
+                out[mint] = entry
+    return out
+
+
+def _quote_args(args: Any) -> tuple[str, str, int, int, str]:
+    """(inputMint, outputMint, amount, slippageBps, swapMode) of a quote request, or BadRequest."""
+    input_mint, output_mint = args.get("inputMint", ""), args.get("outputMint", "")
+    if not input_mint or not output_mint:
+        raise BadRequest("inputMint and outputMint are required", "INVALID_REQUEST")
+    try:
+        amount = int(args.get("amount", ""))
+        slippage_bps = int(args.get("slippageBps", "50"))
+    except ValueError:
+        raise BadRequest("amount and slippageBps must be integers", "INVALID_REQUEST") from None
+    if amount <= 0 or not 0 <= slippage_bps <= 10_000:
+        raise BadRequest("amount must be > 0 and slippageBps within 0..10000", "INVALID_REQUEST")
+    swap_mode = args.get("swapMode", "ExactIn")
+    if swap_mode != "ExactIn":
+        raise BadRequest("the sandbox quotes swapMode=ExactIn only", "INVALID_REQUEST")
+    if input_mint == output_mint:
+        raise BadRequest("inputMint and outputMint must differ", "CIRCULAR_ARBITRAGE_IS_DISABLED")
+    return input_mint, output_mint, amount, slippage_bps, swap_mode
+
+
+def quote_body(market: Market, chain: Chain | None, args: Any, started: float) -> dict[str, Any]:
+    """`/swap/v1/quote`: the route through the market's pools, as Jupiter's quote response."""
+    input_mint, output_mint, amount, slippage_bps, swap_mode = _quote_args(args)
+    with market.lock:
+        routed = market.route(input_mint, output_mint, amount)
+        slot = chain.slot() if chain is not None else market.slot
+    if routed is None or routed[0][-1].out_amount <= 0:
+        raise BadRequest("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
+    legs, impact, _ = routed
+    out = legs[-1].out_amount
+    return {
+        "inputMint": input_mint,
+        "inAmount": str(amount),
+        "outputMint": output_mint,
+        "outAmount": str(out),
+        "otherAmountThreshold": str(out * (10_000 - slippage_bps) // 10_000),
+        "swapMode": swap_mode,
+        "slippageBps": slippage_bps,
+        "platformFee": None,
+        "priceImpactPct": f"{impact:.10f}".rstrip("0").rstrip(".") or "0",
+        "routePlan": [{
+            "swapInfo": {
+                "ammKey": leg.pool.address,
+                "label": DEX_LABELS.get(leg.pool.dex, leg.pool.dex),
+                "inputMint": leg.input_mint,
+                "outputMint": leg.output_mint,
+                "inAmount": str(leg.in_amount),
+                "outAmount": str(leg.out_amount),
+                "feeAmount": str(leg.fee_amount),
+                "feeMint": leg.input_mint,
+            },
+            "percent": 100,
+        } for leg in legs],
+        "contextSlot": slot,
+        "timeTaken": round(time.perf_counter() - started, 9),
+    }
+
+
+def swap_request(body: Any) -> tuple[str, dict[str, Any], dict[str, bool], Priority]:
+    """(userPublicKey, quoteResponse, flags, priority) of a `/swap/v1/swap` body, or BadRequest."""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object", "INVALID_REQUEST")
+    user, q = body.get("userPublicKey"), body.get("quoteResponse")
+    if not _valid_pubkey(user):
+        raise BadRequest("userPublicKey must be a base58 public key", "INVALID_REQUEST")
+    if not isinstance(q, dict) or any(k not in q for k in _QUOTE_FIELDS):
+        raise BadRequest(f"quoteResponse must be the quote object ({', '.join(_QUOTE_FIELDS)})", "INVALID_REQUEST")
+    if not all(isinstance(q[k], str) and q[k].isdigit() for k in ("inAmount", "outAmount", "otherAmountThreshold")):
+        raise BadRequest("quoteResponse amounts must be raw integer strings", "INVALID_REQUEST")
+    if not (_valid_pubkey(q["inputMint"]) and _valid_pubkey(q["outputMint"])) or not isinstance(q["routePlan"], list):
+        raise BadRequest("quoteResponse mints or routePlan are invalid", "INVALID_REQUEST")
+    if q["inputMint"] == q["outputMint"] or not isinstance(q.get("swapMode", "ExactIn"), str) or q["swapMode"] != "ExactIn":
+        raise BadRequest("the sandbox swaps swapMode=ExactIn quotes between two different mints", "INVALID_REQUEST")
+    refused = [k for k in UNSUPPORTED if body.get(k) is not None] + (["asLegacyTransaction"] if body.get("asLegacyTransaction") else [])
+    if refused:
+        raise BadRequest(f"not supported by the sandbox: {', '.join(refused)}", "INVALID_REQUEST")
+    flags = {k: body.get(k, default) for k, default in (("wrapAndUnwrapSol", True), ("dynamicComputeUnitLimit", False))}
+    if not all(isinstance(v, bool) for v in flags.values()):
+        raise BadRequest("wrapAndUnwrapSol and dynamicComputeUnitLimit must be booleans", "INVALID_REQUEST")
+    try:
+        priority = parse_priority(body.get("prioritizationFeeLamports"), body.get("computeUnitPriceMicroLamports"))
+    except ValueError as exc:
+        raise BadRequest(f"prioritizationFeeLamports is malformed: {exc}", "INVALID_REQUEST") from None
+    return user, q, flags, priority  # type: ignore[return-value]
+
+
+def swap_body(built: Any, priority: Priority) -> dict[str, Any]:
+    """Jupiter's swap response for what the sandbox built."""
+    kind = ({"jito": {"lamports": priority.jito_tip}} if priority.jito_tip else
+            {"computeBudget": {"microLamports": built.micro_lamports, "estimatedMicroLamports": built.micro_lamports}})
+    return {
+        "swapTransaction": base64.b64encode(bytes(built.transaction)).decode(),
+        "lastValidBlockHeight": built.build.last_valid,
+        "prioritizationFeeLamports": built.prioritization_fee_lamports,
+        "computeUnitLimit": built.compute_unit_limit,
+        "prioritizationType": kind,
+        "dynamicSlippageReport": None,
+        "simulationError": built.simulation_error,
+    }
+
+
 def blueprint(market: Market, faults: Faults, history: PriceHistory | None = None, chain: Chain | None = None) -> Blueprint:
     """The Jupiter blueprint, wrapped with the service's faults. Mount at `/jupiter`."""
     bp = Blueprint("jupiter", __name__)
@@ -148,118 +275,30 @@ def blueprint(market: Market, faults: Faults, history: PriceHistory | None = Non
 
     @bp.get("/price/v3")
     async def price_v3() -> Response:
-        raw = request.args.get("ids", "")
-        ids = list(dict.fromkeys(i.strip() for i in raw.split(",") if i.strip()))
-        if not ids:
-            return _json({"error": "Query parameter ids is required"}, 400)
-        if len(ids) > MAX_PRICE_IDS:
-            return _json({"error": f"Too many ids: at most {MAX_PRICE_IDS} per request"}, 400)
-        out: dict[str, Any] = {}
-        with market.lock:
-            for mint in ids:
-                if mint in faults.missing:
-                    continue  # Jupiter omits mints it cannot price: no key, no null, no error
-                entry = price_entry(market, hist, mint)
-                if entry is not None:
-                    out[mint] = entry
-        return _json(out)
+        try:
+            return _json(prices(market, hist, faults, request.args.get("ids", "")))
+        except BadRequest as e:
+            return _json({"error": e.message}, 400)
 
     @bp.get("/swap/v1/quote")
     async def quote() -> Response:
         started = time.perf_counter()
-        args = request.args
-        input_mint, output_mint = args.get("inputMint", ""), args.get("outputMint", "")
-        if not input_mint or not output_mint:
-            return _error("inputMint and outputMint are required", "INVALID_REQUEST")
         try:
-            amount = int(args.get("amount", ""))
-            slippage_bps = int(args.get("slippageBps", "50"))
-        except ValueError:
-            return _error("amount and slippageBps must be integers", "INVALID_REQUEST")
-        if amount <= 0 or not 0 <= slippage_bps <= 10_000:
-            return _error("amount must be > 0 and slippageBps within 0..10000", "INVALID_REQUEST")
-        swap_mode = args.get("swapMode", "ExactIn")
-        if swap_mode != "ExactIn":
-            return _error("the sandbox quotes swapMode=ExactIn only", "INVALID_REQUEST")
-        if input_mint == output_mint:
-            return _error("inputMint and outputMint must differ", "CIRCULAR_ARBITRAGE_IS_DISABLED")
-        with market.lock:
-            routed = market.route(input_mint, output_mint, amount)
-            slot = chain.slot() if chain is not None else market.slot
-        if routed is None or routed[0][-1].out_amount <= 0:
-            return _error("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
-        legs, impact, _ = routed
-        out = legs[-1].out_amount
-        body = {
-            "inputMint": input_mint,
-            "inAmount": str(amount),
-            "outputMint": output_mint,
-            "outAmount": str(out),
-            "otherAmountThreshold": str(out * (10_000 - slippage_bps) // 10_000),
-            "swapMode": swap_mode,
-            "slippageBps": slippage_bps,
-            "platformFee": None,
-            "priceImpactPct": f"{impact:.10f}".rstrip("0").rstrip(".") or "0",
-            "routePlan": [{
-                "swapInfo": {
-                    "ammKey": leg.pool.address,
-                    "label": DEX_LABELS.get(leg.pool.dex, leg.pool.dex),
-                    "inputMint": leg.input_mint,
-                    "outputMint": leg.output_mint,
-                    "inAmount": str(leg.in_amount),
-                    "outAmount": str(leg.out_amount),
-                    "feeAmount": str(leg.fee_amount),
-                    "feeMint": leg.input_mint,
-                },
-                "percent": 100,
-            } for leg in legs],
-            "contextSlot": slot,
-            "timeTaken": round(time.perf_counter() - started, 9),
-        }
-        return _json(body)
+            return _json(quote_body(market, chain, request.args, started))
+        except BadRequest as e:
+            return _error(e.message, e.code)
 
     @bp.post("/swap/v1/swap")
     async def swap() -> Response:
-        body = await request.get_json(force=True, silent=True)
-        if not isinstance(body, dict):
-            return _error("request body must be a JSON object", "INVALID_REQUEST")
-        user, q = body.get("userPublicKey"), body.get("quoteResponse")
-        if not _valid_pubkey(user):
-            return _error("userPublicKey must be a base58 public key", "INVALID_REQUEST")
-        if not isinstance(q, dict) or any(k not in q for k in _QUOTE_FIELDS):
-            return _error(f"quoteResponse must be the quote object ({', '.join(_QUOTE_FIELDS)})", "INVALID_REQUEST")
-        if not all(isinstance(q[k], str) and q[k].isdigit() for k in ("inAmount", "outAmount", "otherAmountThreshold")):
-            return _error("quoteResponse amounts must be raw integer strings", "INVALID_REQUEST")
-        if not (_valid_pubkey(q["inputMint"]) and _valid_pubkey(q["outputMint"])) or not isinstance(q["routePlan"], list):
-            return _error("quoteResponse mints or routePlan are invalid", "INVALID_REQUEST")
-        if q["inputMint"] == q["outputMint"] or not isinstance(q.get("swapMode", "ExactIn"), str) or q["swapMode"] != "ExactIn":
-            return _error("the sandbox swaps swapMode=ExactIn quotes between two different mints", "INVALID_REQUEST")
-        refused = [k for k in UNSUPPORTED if body.get(k) is not None] + (["asLegacyTransaction"] if body.get("asLegacyTransaction") else [])
-        if refused:
-            return _error(f"not supported by the sandbox: {', '.join(refused)}", "INVALID_REQUEST")
-        flags = {k: body.get(k, default) for k, default in (("wrapAndUnwrapSol", True), ("dynamicComputeUnitLimit", False))}
-        if not all(isinstance(v, bool) for v in flags.values()):
-            return _error("wrapAndUnwrapSol and dynamicComputeUnitLimit must be booleans", "INVALID_REQUEST")
         try:
-            priority = parse_priority(body.get("prioritizationFeeLamports"), body.get("computeUnitPriceMicroLamports"))
-        except ValueError as exc:
-            return _error(f"prioritizationFeeLamports is malformed: {exc}", "INVALID_REQUEST")
-        try:
+            user, q, flags, priority = swap_request(await request.get_json(force=True, silent=True))
             built = builder().build(user, q, wrap=flags["wrapAndUnwrapSol"], dynamic_cu=flags["dynamicComputeUnitLimit"],
                                     priority=priority, faults=faults)
         except NoRoute:
             return _error("Could not find any route", "COULD_NOT_FIND_ANY_ROUTE")
-        kind = ({"jito": {"lamports": priority.jito_tip}} if priority.jito_tip else
-                {"computeBudget": {"microLamports": built.micro_lamports, "estimatedMicroLamports": built.micro_lamports}})
-        return _json({
-            "swapTransaction": base64.b64encode(bytes(built.transaction)).decode(),
-            "lastValidBlockHeight": built.build.last_valid,
-            "prioritizationFeeLamports": built.prioritization_fee_lamports,
-            "computeUnitLimit": built.compute_unit_limit,
-            "prioritizationType": kind,
-            "dynamicSlippageReport": None,
-            "simulationError": built.simulation_error,
-        })
+        except BadRequest as e:
+            return _error(e.message, e.code)
+        return _json(swap_body(built, priority))
 
     return faulty(bp, faults)
 

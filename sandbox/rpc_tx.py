@@ -42,10 +42,12 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from sandbox import execution
-from sandbox.chain import TOKEN_PROGRAMS, Chain
+from sandbox.chain import Chain
 from sandbox.faults import Faults
-from sandbox.rpc import (FINALIZED_AFTER, Json, RpcError, _config, _context, _encoding, _param, _pubkey, invalid,
-                         ui_account, ui_amount)
+from sandbox.jsonrpc import Json, RpcError, config_arg, encoding_arg, invalid, param, pubkey_arg, with_context
+from sandbox.rpc import FINALIZED_AFTER
+from sandbox.rpc_accounts import ui_account, ui_amount
+from sandbox.spl import TOKEN_PROGRAMS
 
 PACKET_DATA_SIZE = 1232
 MAX_BASE58_SIZE, MAX_BASE64_SIZE = 1683, 1644
@@ -103,8 +105,8 @@ def _flag(config: dict[str, Json], name: str) -> bool:
 
 # -- methods ------------------------------------------------------------------------------------------------
 def send_transaction(chain: Chain, faults: Faults, params: list[Json]) -> Json:
-    config = _config(params, 1)
-    tx = decode_transaction(_param(params, 0), str(config.get("encoding", "base58")))
+    config = config_arg(params, 1)
+    tx = decode_transaction(param(params, 0), str(config.get("encoding", "base58")))
     retries = config.get("maxRetries")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
         raise invalid("Invalid params: maxRetries must be a non-negative integer")
@@ -116,8 +118,8 @@ def send_transaction(chain: Chain, faults: Faults, params: list[Json]) -> Json:
 
 
 def simulate_transaction(chain: Chain, faults: Faults, params: list[Json]) -> Json:
-    config = _config(params, 1)
-    tx = decode_transaction(_param(params, 0), str(config.get("encoding", "base58")))
+    config = config_arg(params, 1)
+    tx = decode_transaction(param(params, 0), str(config.get("encoding", "base58")))
     sig_verify, replace = _flag(config, "sigVerify"), _flag(config, "replaceRecentBlockhash")
     if sig_verify and replace:
         raise invalid("sigVerify may not be used with replaceRecentBlockhash")
@@ -130,8 +132,8 @@ def simulate_transaction(chain: Chain, faults: Faults, params: list[Json]) -> Js
     if accounts_cfg is not None:
         if not isinstance(accounts_cfg, dict) or not isinstance(accounts_cfg.get("addresses"), list):
             raise invalid("Invalid params: accounts must be {\"addresses\": [...], \"encoding\": ...}")
-        addresses = [_pubkey(a) for a in accounts_cfg["addresses"]]
-        acc_encoding = _encoding(accounts_cfg, default="base64")
+        addresses = [pubkey_arg(a) for a in accounts_cfg["addresses"]]
+        acc_encoding = encoding_arg(accounts_cfg, default="base64")
         if acc_encoding in ("binary", "base58"):
             raise invalid("base58 encoding not supported")
     build = execution.build_of(chain, tx)
@@ -148,24 +150,24 @@ def simulate_transaction(chain: Chain, faults: Faults, params: list[Json]) -> Js
                 tx.signatures)
             replacement = {"blockhash": str(blockhash), "lastValidBlockHeight": last_valid}
         elif not chain.blocks.valid(tx.message.recent_blockhash):
-            return _context(chain, execution.simulation_value(None, "BlockhashNotFound"))
+            return with_context(chain, execution.simulation_value(None, "BlockhashNotFound"))
         outcome = execution.run(chain, tx, build=build, land=False, sig_verify=False)
         shown = None
         if accounts_cfg is not None:
             shown = [ui_account(chain, a, acc_encoding) if (a := outcome.post_accounts.get(k, chain.account(k)))
                      else None for k in addresses]
-    return _context(chain, execution.simulation_value(outcome, inner=_flag(config, "innerInstructions"),
+    return with_context(chain, execution.simulation_value(outcome, inner=_flag(config, "innerInstructions"),
                                                       accounts=shown, replacement=replacement))
 
 
 def get_transaction(chain: Chain, faults: Faults, params: list[Json]) -> Json:
-    sig = _param(params, 0)
+    sig = param(params, 0)
     try:
         Signature.from_string(sig)
     except (TypeError, ValueError):
         raise invalid(f"Invalid param: Invalid signature {sig!r}") from None
-    raw_config = _param(params, 1, required=False)
-    config = {"encoding": raw_config} if isinstance(raw_config, str) else _config(params, 1)
+    raw_config = param(params, 1, required=False)
+    config = {"encoding": raw_config} if isinstance(raw_config, str) else config_arg(params, 1)
     encoding = str(config.get("encoding", "json"))
     if encoding not in ("json", "jsonParsed", "base58", "base64"):
         raise invalid(f"Invalid params: unknown variant `{encoding}`, expected one of json, jsonParsed, base58, base64")
@@ -189,23 +191,23 @@ def get_transaction(chain: Chain, faults: Faults, params: list[Json]) -> Json:
 
 
 def get_block_height(chain: Chain, faults: Faults, params: list[Json]) -> Json:
-    _config(params, 0)
+    config_arg(params, 0)
     return chain.height()
 
 
 def is_blockhash_valid(chain: Chain, faults: Faults, params: list[Json]) -> Json:
-    value = _param(params, 0)
-    _config(params, 1)
+    value = param(params, 0)
+    config_arg(params, 1)
     try:
         blockhash = Hash.from_string(value)
     except (TypeError, ValueError, ParseHashError):
         raise invalid(f"Invalid param: Invalid blockhash {value!r}") from None
-    return _context(chain, chain.blocks.valid(blockhash))
+    return with_context(chain, chain.blocks.valid(blockhash))
 
 
 def request_airdrop(chain: Chain, faults: Faults, params: list[Json]) -> Json:
-    key, lamports = _pubkey(_param(params, 0)), _param(params, 1)
-    _config(params, 2)
+    key, lamports = pubkey_arg(param(params, 0)), param(params, 1)
+    config_arg(params, 2)
     if isinstance(lamports, bool) or not isinstance(lamports, int) or lamports <= 0:
         raise invalid("Invalid params: lamports must be a positive integer")
     return chain.airdrop(key, lamports)

@@ -72,9 +72,10 @@ from solders.transaction import VersionedTransaction
 from spl.token import instructions as spl
 from spl.token.models import CloseAccountParams, SyncNativeParams, TransferCheckedParams
 
-from sandbox.chain import JITO_TIP_ACCOUNTS, NATIVE_MINT, TOKEN_2022_PROGRAM, TOKEN_PROGRAM, Chain
+from sandbox.chain import JITO_TIP_ACCOUNTS, Chain
 from sandbox.faults import Faults
 from sandbox.market import SOL_POOL, USDC_MINT, WSOL_MINT, Leg, Market, associated, pool_keypair, pubkey
+from sandbox.spl import NATIVE_MINT, TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 
 MAX_COMPUTE_UNITS = 1_400_000
 CU_MARGIN = (1.2, 5_000)  # a dynamic limit is the simulated units × 1.2 + 5,000

@@ -199,7 +199,7 @@ def test_a_delivery_is_acked_only_after_its_observation_is_committed(solo: App, 
 def test_a_position_command_goes_by_key_and_says_why_it_was_not_sent(solo: App) -> None:
     backend = PanelBackend(solo)
     with pytest.raises(ui.CommandRefused, match="no position #999"):
-        asyncio.run(backend.command(ui.MoveStop(999, Decimal("1"))))
+        asyncio.run(backend.command(m.SetStop(999, Decimal("1"))))
 
 
 def test_a_cluster_demo_asked_for_nonsense_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -18,7 +18,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.token.associated import get_associated_token_address
 
-import ui
+from actors import messages as m
 from sandbox.chain import TOKEN_PROGRAM
 from sandbox.market import LAMPORTS
 from tests.conftest import SECRET, sql, wait_until
@@ -109,14 +109,14 @@ def test_two_deliveries_of_one_leader_buy_make_one_transaction_on_chain(make_set
         assert app.store.run(lambda c: c.fetchval(
             "SELECT count(*) FROM positions WHERE mode = 'live' AND token_mint = $1", mint)) == 1
         # the kill switch from the panel: the next leader buy is not copied; live again is allowed (a key is set)
-        assert "off" in asyncio.run(PanelBackend(app).command(ui.SetTradingMode("off")))
+        assert "off" in asyncio.run(PanelBackend(app).command(m.TradingModeChanged("off")))
         wait_until(lambda: app.trading_mode == "off")
         off = plain(sb, 2)
         assert deliver(url, sig("after-off"), off).status_code == 200
         assert wait_until(lambda: app.store.run(lambda c: c.fetchval(
             "SELECT reason FROM signals WHERE signature = $1", sig("after-off")))) == "mode:off"
         assert our_swaps(sb, funded.pubkey(), off) == []
-        assert "live" in asyncio.run(PanelBackend(app).command(ui.SetTradingMode("live")))
+        assert "live" in asyncio.run(PanelBackend(app).command(m.TradingModeChanged("live")))
     finally:
         app.stop()
         pykka.ActorRegistry.stop_all()

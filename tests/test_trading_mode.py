@@ -121,7 +121,7 @@ def test_the_operator_pauses_every_entry_from_the_panel_and_resumes_from_the_cli
         assert (held["decision"], held["reason"], held["mode"]) == ("taken", "copy_buy", "paper")
 
         with capture_logs() as logs:
-            done = command(app, ui.SetTradingMode("off"))
+            done = command(app, TradingModeChanged("off"))
             skipped = until_reason(app, GLOBAL_OFF)
         assert "set to off" in done
         assert (skipped["decision"], skipped["mode"]) == ("skipped", "shadow")
@@ -133,7 +133,7 @@ def test_the_operator_pauses_every_entry_from_the_panel_and_resumes_from_the_cli
         assert (sold["decision"], sold["reason"]) == ("taken", "mirror_sell")
 
         with pytest.raises(ui.CommandRefused, match=LIVE_NOT_AVAILABLE):
-            command(app, ui.SetTradingMode("live"))
+            command(app, TradingModeChanged("live"))
         assert app.trading_mode == "off"
         health = httpx.get(f"http://127.0.0.1:{app.gateway_port}/health", timeout=5).json()
         assert health["trading_mode"] == "off"

@@ -1,4 +1,5 @@
-"""The operator panel (NiceGUI). It reads projections from PostgreSQL and sends commands to the actors.
+"""The operator panel (NiceGUI). It reads projections from PostgreSQL and sends the actors' own command
+messages (`actors.messages`) through the backend.
 
 The composition root hands it a `Backend` (queries, commands, status, settings) and calls `serve`, in the
 main thread; `check_binding` refuses a non-loopback address without a password.
@@ -8,25 +9,18 @@ from ui.access import AccessRefused, check_binding, is_loopback
 from ui.backend import (
     AddWallet,
     Backend,
-    ClosePartial,
-    ClosePosition,
     Command,
     CommandRefused,
     CommandTimeout,
-    MoveStop,
     NotAvailable,
     PanelError,
     RemoveWallet,
-    ResetBreaker,
-    SetTradingMode,
-    SetWalletRules,
     SetWalletStatus,
 )
 
 __all__ = [
-    "AccessRefused", "AddWallet", "Backend", "ClosePartial", "ClosePosition", "Command", "CommandRefused",
-    "CommandTimeout", "MoveStop", "NotAvailable", "PanelError", "RemoveWallet", "ResetBreaker", "SetTradingMode",
-    "SetWalletRules", "SetWalletStatus", "check_binding", "is_loopback", "serve",
+    "AccessRefused", "AddWallet", "Backend", "Command", "CommandRefused", "CommandTimeout", "NotAvailable",
+    "PanelError", "RemoveWallet", "SetWalletStatus", "check_binding", "is_loopback", "serve",
 ]
 
 

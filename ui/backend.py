@@ -1,8 +1,9 @@
 """What the panel needs from the running bot, as a Protocol: the composition root implements it
 (`walltrack/panel.py`), the panel never imports `walltrack` (dependencies point walltrack → ui → actors).
 
-Reads go to the database (`query`); every change is a command (`command`) that the backend turns into a
-message to an actor or a watchlist write, answered within a timeout. Errors say what the operator sees:
+Reads go to the database (`query`); every change is a command (`command`): the actors' own message
+(`actors.messages`), which the backend stores or sends to the actor that decides it, or a watchlist write,
+answered within the backend's timeout. Errors say what the operator sees:
 
     PanelError                 the command was not carried out; the message is shown as is
     ├── NotAvailable           the bot has no such command yet (never faked)
@@ -13,10 +14,11 @@ message to an actor or a watchlist write, answered within a timeout. Errors say 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Awaitable, Callable, Literal, Protocol, TypeVar, Union
 
 import asyncpg
+
+from actors import messages as m
 
 T = TypeVar("T")
 
@@ -38,6 +40,10 @@ class CommandRefused(PanelError):
 
 
 # -- operator commands (what a button asks for) -----------------------------------------------------------
+# A change to a position, a breaker, the trading mode or a wallet's copy rules is the actors' own message
+# (`actors.messages`): ClosePosition, ClosePartial, SetStop, BreakerReset, TradingModeChanged,
+# WalletSettingsChanged. The watchlist's own edits below are store writes: the actors only ever hear the whole
+# watchlist again (`WatchlistChanged`), so they have no message of their own.
 @dataclass(frozen=True, slots=True)
 class AddWallet:
     address: str
@@ -58,52 +64,8 @@ class RemoveWallet:
     kind: Literal["remove_wallet"] = "remove_wallet"
 
 
-@dataclass(frozen=True, slots=True)
-class SetWalletRules:
-    """Replace a wallet's copy-rule overrides (field -> value; validated by the backend like the settings)."""
-
-    address: str
-    overrides: dict[str, Any]
-    kind: Literal["set_wallet_rules"] = "set_wallet_rules"
-
-
-@dataclass(frozen=True, slots=True)
-class ClosePosition:
-    position_id: int
-    kind: Literal["close_position"] = "close_position"
-
-
-@dataclass(frozen=True, slots=True)
-class ClosePartial:
-    position_id: int
-    fraction: Decimal
-    kind: Literal["close_partial"] = "close_partial"
-
-
-@dataclass(frozen=True, slots=True)
-class MoveStop:
-    position_id: int
-    stop_price: Decimal  # whole quote units per whole token
-    kind: Literal["move_stop"] = "move_stop"
-
-
-@dataclass(frozen=True, slots=True)
-class ResetBreaker:
-    name: str
-    kind: Literal["reset_breaker"] = "reset_breaker"
-
-
-@dataclass(frozen=True, slots=True)
-class SetTradingMode:
-    """The global mode: off (no new entries for any wallet; exits go on), paper, or live (refused while live
-    execution does not exist, with the reason)."""
-
-    mode: Literal["off", "paper", "live"]
-    kind: Literal["set_trading_mode"] = "set_trading_mode"
-
-
-Command = Union[AddWallet, SetWalletStatus, RemoveWallet, SetWalletRules, ClosePosition, ClosePartial, MoveStop,
-                ResetBreaker, SetTradingMode]
+Command = Union[AddWallet, SetWalletStatus, RemoveWallet, m.WalletSettingsChanged, m.ClosePosition, m.ClosePartial,
+                m.SetStop, m.BreakerReset, m.TradingModeChanged]
 
 
 class Backend(Protocol):

@@ -4,7 +4,7 @@ visible outcome, and a periodic refresh that never overlaps itself nor blocks th
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from nicegui import ui
 
@@ -74,6 +74,25 @@ async def every(interval: float, fn: Callable[[], Awaitable[None]], banner: ui.l
     await tick()  # the page's first HTML: before the browser connects
     timer = ui.timer(interval, tick, immediate=False)
     return timer
+
+
+class Page(Protocol):
+    """A page of one browser tab: its sections, built once in page order, and its periodic read."""
+
+    def build(self) -> None: ...
+
+    async def refresh(self) -> None: ...
+
+
+async def open_page(title: str, backend: Backend, auth: bool, page: Page,
+                    connected: Callable[[], Awaitable[None] | None] | None = None) -> None:
+    """The frame, the page's sections, its first read (into the first HTML) and then its refresh every
+    `REFRESH_S`; `connected` runs once the browser is connected (what costs more than it shows at first sight)."""
+    banner = frame(title, backend, auth=auth)
+    page.build()
+    await every(REFRESH_S, page.refresh, banner)
+    if connected is not None:
+        ui.timer(0, connected, once=True)
 
 
 async def act(backend: Backend, cmd: Command) -> bool:

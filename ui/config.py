@@ -11,9 +11,10 @@ from typing import Any
 from nicegui import ui
 from pydantic import SecretStr
 
+from actors.messages import TradingModeChanged
 from ui import queries
-from ui.backend import Backend, PanelError, SetTradingMode
-from ui.common import REFRESH_S, ago, column, every, frame
+from ui.backend import Backend, PanelError
+from ui.common import ago, column, open_page
 
 GROUPS = (
     ("Trading and copy defaults", ("trading_mode", "copy_", "stats_", "trade_")),
@@ -78,73 +79,20 @@ SWITCH = {
 COLUMNS = [column("name", "Setting"), column("value", "Value", style="white-space: normal; word-break: break-all")]
 
 
-def register(backend: Backend, auth: bool) -> None:
-    @ui.page("/config")
-    async def config() -> None:
-        banner = frame("Config", backend, auth=auth)
-        s = backend.settings
-        groups, secrets = settings_rows(s)
+class ConfigPage:
+    """The Config page of one browser tab: the trading mode (with its switch dialog), the webhook, the masked
+    secrets and every setting by group."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend, self.s = backend, backend.settings
+        self.shown_mode: str | None = None
+
+    # -- sections -----------------------------------------------------------------------------------------
+    def build(self) -> None:
+        groups, secrets = settings_rows(self.s)
         with ui.row().classes("w-full q-gutter-md items-stretch"):
-            with ui.card().classes("col").props("data-testid=mode-card"):
-                ui.label("Trading mode").classes("text-subtitle1")
-                current = ui.label("").classes("text-weight-bold").props("data-testid=mode-current")
-                source = ui.label("").classes("text-caption text-grey-7").props("data-testid=mode-source")
-                meaning = ui.label("").classes("text-caption")
-                refused = ui.label("").classes("text-negative text-weight-medium").props(
-                    "role=alert data-testid=mode-refused")
-                refused.set_visibility(False)
-                switches = ui.row().classes("q-gutter-sm")
-                shown: list[str | None] = [None]
-
-                async def show_mode() -> None:
-                    stored = await backend.query(queries.trading_mode)
-                    mode = stored["mode"] if stored else getattr(s, "trading_mode", "paper")
-                    current.set_text(f"Running in {mode} mode.")
-                    source.set_text(f"Set to {mode} by the {stored['by']} at {stored['at']} UTC." if stored else
-                                    "From TRADING_MODE (the environment); no change from the panel or CLI stored.")
-                    meaning.set_text(MEANING.get(mode, ""))
-                    if mode != shown[0]:  # rebuilt only on a change: never under the operator's mouse
-                        shown[0] = mode
-                        switches.clear()
-                        with switches:
-                            for target in MODES:
-                                if target != mode:
-                                    ui.button(f"Switch to {target}…", on_click=lambda t=target: ask_switch(t),
-                                              color="negative" if target == "live" else "primary").props(
-                                        f"data-testid=mode-set-{target}")
-
-                def ask_switch(target: str) -> None:
-                    with ui.dialog() as dialog, ui.card().props("data-testid=mode-dialog"):
-                        ui.label(f"Switch to {target} mode?").classes("text-h6")
-                        ui.label(SWITCH[target])
-                        with ui.column().classes("gap-0 q-ml-md").props("data-testid=mode-caps"):
-                            for line in backend.caps_in_force():
-                                ui.label(line).classes("text-caption font-mono")
-                        with ui.row():
-                            ui.button("Cancel", on_click=dialog.close).props("flat")
-
-                            async def go() -> None:
-                                dialog.close()
-                                try:
-                                    message = await backend.command(SetTradingMode(target))  # type: ignore[arg-type]
-                                except PanelError as exc:  # refused (live), or the database did not answer
-                                    refused.set_text(f"Not switched to {target}: {exc}")
-                                    refused.set_visibility(True)
-                                    ui.notify(str(exc), type="negative", close_button=True, timeout=15000, multi_line=True)
-                                    return
-                                refused.set_visibility(False)
-                                ui.notify(message, type="positive")
-                                await show_mode()
-
-                            ui.button(f"Switch to {target}", on_click=go, color="negative").props("data-testid=mode-confirm")
-                    dialog.open()
-
-            with ui.card().classes("col").props("data-testid=webhook-card"):
-                ui.label("Webhook").classes("text-subtitle1")
-                ui.label(f"Listening on {getattr(s, 'gateway_host', '?')}:{getattr(s, 'gateway_port', '?')}"
-                         " — POST /webhooks/helius")
-                webhook = ui.label("").props("data-testid=webhook-status")
-                inbox = ui.label("")
+            self.mode_card()
+            self.webhook_card()
             with ui.card().classes("col").props("data-testid=secrets"):
                 ui.label("Secrets (masked)").classes("text-subtitle1")
                 ui.table(columns=COLUMNS, rows=secrets, row_key="name").props("dense flat").classes("w-full")
@@ -156,10 +104,81 @@ def register(backend: Backend, auth: bool) -> None:
                     ui.label(group).classes("text-subtitle1")
                     ui.table(columns=COLUMNS, rows=groups[group], row_key="name").props("dense flat").classes("w-full")
 
-        async def refresh() -> None:
-            await show_mode()  # a change from the CLI shows here too
-            h = await backend.query(queries.health)
-            webhook.set_text(f"Last delivery {ago(h['last_webhook'], time.time())}; {h['deliveries']} stored")
-            inbox.set_text(f"Inbox pending: {h['inbox_pending']}")
+    def mode_card(self) -> None:
+        with ui.card().classes("col").props("data-testid=mode-card"):
+            ui.label("Trading mode").classes("text-subtitle1")
+            self.current = ui.label("").classes("text-weight-bold").props("data-testid=mode-current")
+            self.source = ui.label("").classes("text-caption text-grey-7").props("data-testid=mode-source")
+            self.meaning = ui.label("").classes("text-caption")
+            self.refused = ui.label("").classes("text-negative text-weight-medium").props(
+                "role=alert data-testid=mode-refused")
+            self.refused.set_visibility(False)
+            self.switches = ui.row().classes("q-gutter-sm")
 
-        await every(REFRESH_S, refresh, banner)
+    def webhook_card(self) -> None:
+        with ui.card().classes("col").props("data-testid=webhook-card"):
+            ui.label("Webhook").classes("text-subtitle1")
+            ui.label(f"Listening on {getattr(self.s, 'gateway_host', '?')}:{getattr(self.s, 'gateway_port', '?')}"
+                     " — POST /webhooks/helius")
+            self.webhook = ui.label("").props("data-testid=webhook-status")
+            self.inbox = ui.label("")
+
+    def switch_dialog(self, target: str) -> None:
+        """Confirm a mode switch, stating the caps every new entry must pass."""
+        with ui.dialog() as dialog, ui.card().props("data-testid=mode-dialog"):
+            ui.label(f"Switch to {target} mode?").classes("text-h6")
+            ui.label(SWITCH[target])
+            with ui.column().classes("gap-0 q-ml-md").props("data-testid=mode-caps"):
+                for line in self.backend.caps_in_force():
+                    ui.label(line).classes("text-caption font-mono")
+            with ui.row():
+                ui.button("Cancel", on_click=dialog.close).props("flat")
+
+                async def go() -> None:
+                    dialog.close()
+                    await self.switch(target)
+
+                ui.button(f"Switch to {target}", on_click=go, color="negative").props("data-testid=mode-confirm")
+        dialog.open()
+
+    # -- commands and data ----------------------------------------------------------------------------------
+    async def switch(self, target: str) -> None:
+        try:
+            message = await self.backend.command(TradingModeChanged(target))  # type: ignore[arg-type]
+        except PanelError as exc:  # refused (live), or the database did not answer
+            self.refused.set_text(f"Not switched to {target}: {exc}")
+            self.refused.set_visibility(True)
+            ui.notify(str(exc), type="negative", close_button=True, timeout=15000, multi_line=True)
+            return
+        self.refused.set_visibility(False)
+        ui.notify(message, type="positive")
+        await self.show_mode()
+
+    async def show_mode(self) -> None:
+        stored = await self.backend.query(queries.trading_mode)
+        mode = stored["mode"] if stored else getattr(self.s, "trading_mode", "paper")
+        self.current.set_text(f"Running in {mode} mode.")
+        self.source.set_text(f"Set to {mode} by the {stored['by']} at {stored['at']} UTC." if stored else
+                             "From TRADING_MODE (the environment); no change from the panel or CLI stored.")
+        self.meaning.set_text(MEANING.get(mode, ""))
+        if mode == self.shown_mode:
+            return  # rebuilt only on a change: never under the operator's mouse
+        self.shown_mode = mode
+        self.switches.clear()
+        with self.switches:
+            for target in MODES:
+                if target != mode:
+                    ui.button(f"Switch to {target}…", on_click=lambda t=target: self.switch_dialog(t),
+                              color="negative" if target == "live" else "primary").props(f"data-testid=mode-set-{target}")
+
+    async def refresh(self) -> None:
+        await self.show_mode()  # a change from the CLI shows here too
+        h = await self.backend.query(queries.health)
+        self.webhook.set_text(f"Last delivery {ago(h['last_webhook'], time.time())}; {h['deliveries']} stored")
+        self.inbox.set_text(f"Inbox pending: {h['inbox_pending']}")
+
+
+def register(backend: Backend, auth: bool) -> None:
+    @ui.page("/config")
+    async def config() -> None:
+        await open_page("Config", backend, auth, ConfigPage(backend))

@@ -13,9 +13,10 @@ from typing import Any
 
 from nicegui import ui
 
+from actors.messages import BreakerReset
 from ui import queries
-from ui.backend import Backend, ResetBreaker
-from ui.common import REFRESH_S, act, age, ago, column, confirm, every, frame, num, pnl
+from ui.backend import Backend
+from ui.common import act, age, ago, column, confirm, num, open_page, pnl
 
 POSITION_COLUMNS = [
     column("id", "#"),  # newest first, as opened
@@ -103,29 +104,61 @@ CHART = {
 }
 
 
-def register(backend: Backend, auth: bool) -> None:
-    @ui.page("/")
-    async def dashboard() -> None:
-        banner = frame("Dashboard", backend, auth=auth)
+def wallet_rows(per_wallet: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"label": w["label"], "open": w["open"], "closed": w["closed"],
+             "win": f"{100 * w['wins'] / w['closed']:.0f}%" if w["closed"] else "—",
+             "realized": "  ".join(pnl(v, q) for q, v in w["realized"].items()) or "—",
+             "unrealized": "  ".join(pnl(v, q) for q, v in w["unrealized"].items()) or "—"}
+            for w in per_wallet]
+
+
+def provider_rows(status: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    return [{"name": name, "breaker": p.get("breaker"), "requests": p.get("requests"), "failures": p.get("failures"),
+             "last_ok": ago(p.get("last_success_at"), now), "last_error": (p.get("last_error") or "")[:60]}
+            for name, p in sorted((status.get("providers") or {}).items())]
+
+
+def _stat_card(title: str, testid: str) -> ui.label:
+    with ui.card().classes("col"):
+        ui.label(title).classes("text-caption text-grey-7")
+        return ui.label("—").classes("text-h6").props(f"data-testid={testid}")
+
+
+class Dashboard:
+    """The dashboard of one browser tab: its sections (built in page order), and how each shows its data."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.series: list[dict[str, Any]] = []
+        self.charts: list[Any] = []
+        self.shown_breakers: Any = None
+        self.shown_alerts: Any = None
+        self.first = True
+
+    # -- sections -----------------------------------------------------------------------------------------
+    def build(self) -> None:
         with ui.row().classes("w-full q-gutter-md items-stretch"):
-            with ui.card().classes("col"):
-                ui.label("Realized PnL").classes("text-caption text-grey-7")
-                realized = ui.label("—").classes("text-h6").props("data-testid=realized-total")
-            with ui.card().classes("col"):
-                ui.label("Unrealized PnL").classes("text-caption text-grey-7")
-                unrealized = ui.label("—").classes("text-h6").props("data-testid=unrealized-total")
-            with ui.card().classes("col"):
-                ui.label("Open positions").classes("text-caption text-grey-7")
-                open_count = ui.label("—").classes("text-h6").props("data-testid=open-count")
-            with ui.card().classes("col"):
-                ui.label("Breakers").classes("text-caption text-grey-7")
-                breaker_summary = ui.label("—").classes("text-h6").props("data-testid=breaker-summary")
+            self.realized = _stat_card("Realized PnL", "realized-total")
+            self.unrealized = _stat_card("Unrealized PnL", "unrealized-total")
+            self.open_count = _stat_card("Open positions", "open-count")
+            self.breaker_summary = _stat_card("Breakers", "breaker-summary")
+        self.alerts_card()
+        self.positions_table()
+        with ui.row().classes("w-full q-gutter-md"):
+            self.equity_and_wallets()
+        with ui.row().classes("w-full q-gutter-md"):
+            self.signals_card()
+            with ui.column().classes("col"):
+                self.breakers_card()
+                self.health_card()
 
-        with ui.card().classes("w-full bg-red-1").props("role=alert data-testid=live-alerts") as alert_card:
+    def alerts_card(self) -> None:
+        with ui.card().classes("w-full bg-red-1").props("role=alert data-testid=live-alerts") as self.alert_card:
             ui.label("Needs attention").classes("text-subtitle1 text-negative")
-            alert_box = ui.column().classes("w-full gap-0")
-        alert_card.set_visibility(False)
+            self.alert_box = ui.column().classes("w-full gap-0")
+        self.alert_card.set_visibility(False)
 
+    def positions_table(self) -> None:
         ui.label("Open positions").classes("text-h6 q-mt-md")
         # Virtual scroll: the browser renders the rows in view (a few dozen), however many positions are open; no
         # pagination controls (nor the icon font they need) on the page's first paint.
@@ -133,154 +166,150 @@ def register(backend: Backend, auth: bool) -> None:
         table.classes("w-full sticky-head").style("max-height: 32rem").props(
             "dense flat bordered virtual-scroll hide-bottom hide-no-data :virtual-scroll-item-size=28"
             " :virtual-scroll-slice-ratio-before=0.2 :virtual-scroll-slice-ratio-after=0.5 data-testid=positions")
-        no_positions = ui.label("No open position.").classes("text-caption text-grey-7").props("data-testid=no-positions")
+        self.no_positions = ui.label("No open position.").classes("text-caption text-grey-7").props(
+            "data-testid=no-positions")
         table.add_slot("body-cell-id", r"""<q-td :props="props"><a :href="'/position/' + props.value"
             class="text-primary text-weight-bold">#{{ props.value }}</a></q-td>""")
+        self.table = table
 
-        with ui.row().classes("w-full q-gutter-md"):
-            with ui.card().classes("col-7"):
-                ui.label("Equity curve (cumulative realized PnL)").classes("text-subtitle1")
-                chart_box = ui.element("div").classes("w-full h-64")  # the chart comes once the browser is connected
-            with ui.card().classes("col"):
-                ui.label("PnL per wallet").classes("text-subtitle1")
-                wallets = ui.table(columns=WALLET_COLUMNS, rows=[], row_key="label").classes("w-full")
-                wallets.props("dense flat hide-no-data data-testid=wallet-pnl")  # no "no data" icon (an icon font)
+    def equity_and_wallets(self) -> None:
+        with ui.card().classes("col-7"):
+            ui.label("Equity curve (cumulative realized PnL)").classes("text-subtitle1")
+            self.chart_box = ui.element("div").classes("w-full h-64")  # the chart comes once the browser is connected
+        with ui.card().classes("col"):
+            ui.label("PnL per wallet").classes("text-subtitle1")
+            self.wallets = ui.table(columns=WALLET_COLUMNS, rows=[], row_key="label").classes("w-full")
+            self.wallets.props("dense flat hide-no-data data-testid=wallet-pnl")  # no "no data" icon (an icon font)
 
-        with ui.row().classes("w-full q-gutter-md"):
-            with ui.card().classes("col-7"):
-                ui.label("Recent signals").classes("text-subtitle1")
-                signals = ui.table(columns=SIGNAL_COLUMNS, rows=[], row_key="id").classes("w-full")
-                signals.props("dense flat hide-no-data data-testid=recent-signals")
-                signals.add_slot("body-cell-decision", DECISION_SLOT)
-            with ui.column().classes("col"):
-                with ui.card().classes("w-full").props("data-testid=breakers"):
-                    ui.label("Breakers").classes("text-subtitle1")
-                    breakers_box = ui.column().classes("w-full")
-                with ui.card().classes("w-full").props("data-testid=health"):
-                    ui.label("Health").classes("text-subtitle1")
-                    health_lines = {k: ui.label("").props(f"data-testid=health-{k}")
-                                    for k in ("database", "webhook", "inbox", "actors", "global_breaker")}
-                    health_lines["actors"].set_text("Actors: asking…")
-                    providers = ui.table(columns=PROVIDER_COLUMNS, rows=[], row_key="name").classes("w-full")
-                    providers.props("dense flat hide-no-data data-testid=providers")
+    def signals_card(self) -> None:
+        with ui.card().classes("col-7"):
+            ui.label("Recent signals").classes("text-subtitle1")
+            self.signals = ui.table(columns=SIGNAL_COLUMNS, rows=[], row_key="id").classes("w-full")
+            self.signals.props("dense flat hide-no-data data-testid=recent-signals")
+            self.signals.add_slot("body-cell-decision", DECISION_SLOT)
 
-        shown_breakers: list[Any] = [None]
+    def breakers_card(self) -> None:
+        with ui.card().classes("w-full").props("data-testid=breakers"):
+            ui.label("Breakers").classes("text-subtitle1")
+            self.breakers_box = ui.column().classes("w-full")
 
-        def render_breakers(items: list[dict[str, Any]]) -> None:
-            if items == shown_breakers[0]:
-                return  # unchanged: keep the buttons under the operator's mouse
-            shown_breakers[0] = items
-            breakers_box.clear()
-            tripped = [b for b in items if b["state"] == "tripped"]
-            with breakers_box:
-                if not tripped:
-                    ui.label("No breaker tripped: entries allowed.").classes("text-positive").props("data-testid=breakers-clear")
-                for b in tripped:
-                    with ui.row().classes("items-center w-full no-wrap").props(f"data-testid=breaker-{b['name']}"):
-                        with ui.column().classes("col gap-0"):
-                            ui.label(b["name"]).classes("text-weight-bold text-negative")
-                            ui.label(b["reason"]).classes("text-caption")
-                            ui.label(f"tripped {b['tripped_at']} UTC" + (f", until {b['until']} UTC" if b["until"] else
-                                                                          ", until reset")).classes("text-caption text-grey-7")
+    def health_card(self) -> None:
+        with ui.card().classes("w-full").props("data-testid=health"):
+            ui.label("Health").classes("text-subtitle1")
+            self.health = {k: ui.label("").props(f"data-testid=health-{k}")
+                           for k in ("database", "webhook", "inbox", "actors", "global_breaker")}
+            self.health["actors"].set_text("Actors: asking…")
+            self.providers = ui.table(columns=PROVIDER_COLUMNS, rows=[], row_key="name").classes("w-full")
+            self.providers.props("dense flat hide-no-data data-testid=providers")
 
-                        async def reset(name: str = b["name"]) -> None:
-                            async def go() -> None:
-                                if await act(backend, ResetBreaker(name)):
-                                    await refresh()
-                            confirm(f"Reset breaker {name}? New entries resume at once.", go, yes="Reset")
+    # -- data -----------------------------------------------------------------------------------------------
+    def show_breakers(self, items: list[dict[str, Any]]) -> None:
+        tripped = [b for b in items if b["state"] == "tripped"]
+        self.breaker_summary.set_text(f"{len(tripped)} tripped" if tripped else "all clear")
+        self.breaker_summary.classes(replace="text-h6 " + ("text-negative" if tripped else "text-positive"))
+        if items == self.shown_breakers:
+            return  # unchanged: keep the buttons under the operator's mouse
+        self.shown_breakers = items
+        self.breakers_box.clear()
+        with self.breakers_box:
+            if not tripped:
+                ui.label("No breaker tripped: entries allowed.").classes("text-positive").props("data-testid=breakers-clear")
+            for b in tripped:
+                self.tripped_breaker(b)
 
-                        ui.button("Reset", on_click=reset, color="warning").props(f"dense data-testid=reset-{b['name']}")
+    def tripped_breaker(self, b: dict[str, Any]) -> None:
+        """One tripped breaker: why and since when, with its reset button (confirmed first)."""
+        with ui.row().classes("items-center w-full no-wrap").props(f"data-testid=breaker-{b['name']}"):
+            with ui.column().classes("col gap-0"):
+                ui.label(b["name"]).classes("text-weight-bold text-negative")
+                ui.label(b["reason"]).classes("text-caption")
+                ui.label(f"tripped {b['tripped_at']} UTC" + (f", until {b['until']} UTC" if b["until"] else
+                                                              ", until reset")).classes("text-caption text-grey-7")
 
-        series: list[list[dict[str, Any]]] = [[]]
-        charts: list[Any] = []
+            async def reset(name: str = b["name"]) -> None:
+                async def go() -> None:
+                    if await act(self.backend, BreakerReset(name)):
+                        await self.update()
+                confirm(f"Reset breaker {name}? New entries resume at once.", go, yes="Reset")
 
-        shown_alerts: list[Any] = [None]
+            ui.button("Reset", on_click=reset, color="warning").props(f"dense data-testid=reset-{b['name']}")
 
-        def show_alerts(alerts: dict[str, Any]) -> None:
-            lines = alert_lines(alerts)
-            if lines == shown_alerts[0]:
-                return
-            shown_alerts[0] = lines
-            alert_box.clear()
-            with alert_box:
-                for line in lines:
-                    ui.label(line).classes("text-negative")
-            alert_card.set_visibility(bool(lines))
+    def show_alerts(self, alerts: dict[str, Any]) -> None:
+        lines = alert_lines(alerts)
+        if lines == self.shown_alerts:
+            return
+        self.shown_alerts = lines
+        self.alert_box.clear()
+        with self.alert_box:
+            for line in lines:
+                ui.label(line).classes("text-negative")
+        self.alert_card.set_visibility(bool(lines))
 
-        def show_data(now: float, data: dict[str, Any], h: dict[str, Any], items: list[dict[str, Any]],
-                      alerts: dict[str, Any]) -> None:
-            show_alerts(alerts)
-            table.rows = position_rows(data["positions"])
-            table.update()
-            open_count.set_text(str(len(data["positions"])))
-            no_positions.set_visibility(not data["positions"])
-            realized.set_text("  ".join(pnl(t["realized"], q) for q, t in sorted(data["totals"].items())) or "0")
-            unrealized.set_text("  ".join(pnl(t["unrealized"], q) for q, t in sorted(data["totals"].items())) or "0")
-            series[0] = curve_series(data["curve"])
-            if charts and charts[0].options["series"] != series[0]:
-                charts[0].options["series"] = series[0]
-                charts[0].update()
-            wallets.rows = [{"label": w["label"], "open": w["open"], "closed": w["closed"],
-                             "win": f"{100 * w['wins'] / w['closed']:.0f}%" if w["closed"] else "—",
-                             "realized": "  ".join(pnl(v, q) for q, v in w["realized"].items()) or "—",
-                             "unrealized": "  ".join(pnl(v, q) for q, v in w["unrealized"].items()) or "—"}
-                            for w in data["per_wallet"]]
-            wallets.update()
-            signals.rows = data["signals"]
-            signals.update()
-            tripped = [b for b in items if b["state"] == "tripped"]
-            breaker_summary.set_text(f"{len(tripped)} tripped" if tripped else "all clear")
-            breaker_summary.classes(replace="text-h6 " + ("text-negative" if tripped else "text-positive"))
-            render_breakers(items)
-            health_lines["database"].set_text("Database: connected")
-            health_lines["webhook"].set_text(f"Last webhook: {ago(h['last_webhook'], now)} ({h['deliveries']} deliveries)")
-            health_lines["inbox"].set_text(f"Inbox pending: {h['inbox_pending']}")
+    def show_data(self, now: float, data: dict[str, Any], h: dict[str, Any], items: list[dict[str, Any]],
+                  alerts: dict[str, Any]) -> None:
+        self.show_alerts(alerts)
+        self.table.rows = position_rows(data["positions"])
+        self.table.update()
+        self.open_count.set_text(str(len(data["positions"])))
+        self.no_positions.set_visibility(not data["positions"])
+        totals = sorted(data["totals"].items())
+        self.realized.set_text("  ".join(pnl(t["realized"], q) for q, t in totals) or "0")
+        self.unrealized.set_text("  ".join(pnl(t["unrealized"], q) for q, t in totals) or "0")
+        self.series = curve_series(data["curve"])
+        if self.charts and self.charts[0].options["series"] != self.series:
+            self.charts[0].options["series"] = self.series
+            self.charts[0].update()
+        self.wallets.rows = wallet_rows(data["per_wallet"])
+        self.wallets.update()
+        self.signals.rows = data["signals"]
+        self.signals.update()
+        self.show_breakers(items)
+        self.health["database"].set_text("Database: connected")
+        self.health["webhook"].set_text(f"Last webhook: {ago(h['last_webhook'], now)} ({h['deliveries']} deliveries)")
+        self.health["inbox"].set_text(f"Inbox pending: {h['inbox_pending']}")
 
-        def show_status(now: float, status: dict[str, Any]) -> None:
-            actors = status.get("actors")
-            health_lines["actors"].set_text(
-                f"Actors: {actors.get('wallets', 0)} wallets, {actors.get('positions', 0)} positions, "
-                f"{actors.get('restarts', 0)} restarts" if isinstance(actors, dict) else
-                f"Actors: not answering ({status.get('actors_error', 'no reply')})")
-            gb = status.get("breaker") or {}
-            health_lines["global_breaker"].set_text(f"Supervisor breaker: {gb.get('state', 'closed')}"
-                                                    + (f" — {gb['reason']}" if gb.get("reason") else ""))
-            providers.rows = [{"name": name, "breaker": p.get("breaker"), "requests": p.get("requests"),
-                               "failures": p.get("failures"), "last_ok": ago(p.get("last_success_at"), now),
-                               "last_error": (p.get("last_error") or "")[:60]}
-                              for name, p in sorted((status.get("providers") or {}).items())]
-            providers.update()
+    def show_status(self, now: float, status: dict[str, Any]) -> None:
+        actors = status.get("actors")
+        self.health["actors"].set_text(
+            f"Actors: {actors.get('wallets', 0)} wallets, {actors.get('positions', 0)} positions, "
+            f"{actors.get('restarts', 0)} restarts" if isinstance(actors, dict) else
+            f"Actors: not answering ({status.get('actors_error', 'no reply')})")
+        gb = status.get("breaker") or {}
+        self.health["global_breaker"].set_text(f"Supervisor breaker: {gb.get('state', 'closed')}"
+                                               + (f" — {gb['reason']}" if gb.get("reason") else ""))
+        self.providers.rows = provider_rows(status, now)
+        self.providers.update()
 
-        first = [True]
+    # -- refresh ----------------------------------------------------------------------------------------------
+    async def update(self) -> None:
+        now = time.time()
+        if self.first:  # the page's first HTML: the database's projections only (see `secondary`)
+            self.first = False
+            self.show_data(now, *await self.backend.query(lambda c: reads(c, now)))
+            return
+        status = asyncio.ensure_future(self.backend.status())  # concurrent: the store has a pool, the ask a thread
+        try:
+            self.show_data(now, *await self.backend.query(lambda c: reads(c, now)))
+        finally:
+            self.show_status(now, await status)
 
-        async def refresh() -> None:
-            now = time.time()
-            if first[0]:  # the page's first HTML: the database's projections only (see `secondary`)
-                first[0] = False
-                show_data(now, *await backend.query(lambda c: reads(c, now)))
-                return
-            status = asyncio.ensure_future(backend.status())  # concurrent: the store has a pool, the ask a thread
-            try:
-                show_data(now, *await backend.query(lambda c: reads(c, now)))
-            finally:
-                show_status(now, await status)
+    async def refresh(self) -> None:
+        try:
+            await self.update()
+        except Exception:
+            self.health["database"].set_text("Database: unreachable")
+            raise
 
-        async def secondary() -> None:
-            """Once connected: the equity chart (its library loads now, off the first paint) and the bot's health."""
-            with chart_box:
-                charts.append(ui.echart({**CHART, "series": series[0]}).classes("w-full h-64")
-                              .props("data-testid=equity-chart"))
-            show_status(time.time(), await backend.status())
+    async def secondary(self) -> None:
+        """Once connected: the equity chart (its library loads now, off the first paint) and the bot's health."""
+        with self.chart_box:
+            self.charts.append(ui.echart({**CHART, "series": self.series}).classes("w-full h-64")
+                               .props("data-testid=equity-chart"))
+        self.show_status(time.time(), await self.backend.status())
 
-        def db_down(banner_text: str) -> None:
-            health_lines["database"].set_text("Database: unreachable")
 
-        async def guarded() -> None:
-            try:
-                await refresh()
-            except Exception:
-                db_down("")
-                raise
-
-        await every(REFRESH_S, guarded, banner)
-        ui.timer(0, secondary, once=True)
+def register(backend: Backend, auth: bool) -> None:
+    @ui.page("/")
+    async def dashboard() -> None:
+        page = Dashboard(backend)
+        await open_page("Dashboard", backend, auth, page, page.secondary)

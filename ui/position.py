@@ -10,9 +10,10 @@ from typing import Any
 
 from nicegui import ui
 
+from actors.messages import ClosePartial, ClosePosition, SetStop
 from ui import queries
-from ui.backend import Backend, ClosePartial, ClosePosition, MoveStop
-from ui.common import REFRESH_S, act, age, column, confirm, every, frame, num, pnl
+from ui.backend import Backend
+from ui.common import act, age, column, confirm, num, open_page, pnl
 
 JOURNAL_COLUMNS = [
     column("seq", "#", "right"),
@@ -51,91 +52,108 @@ def chart_options(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def summary_text(p: dict[str, Any]) -> str:
+    q = p["quote"]
+    return (f"Wallet {p['wallet_label']} · entry {num(p['entry_price'])} {q} · size {num(p['entry_quote'])} {q} · "
+            f"open {num(p['open_tokens'])} tokens · price {num(p['price'])} {q} ({age(p['price_age_s'])} old) · "
+            f"unrealized {pnl(p['unrealized'], q)} · realized {pnl(p['realized'], q)} · held {age(p['held_s'])}"
+            + (f" · exit: {p['exit_reason']}" if p["exit_reason"] else ""))
+
+
+def levels_text(p: dict[str, Any]) -> str:
+    tps = ", ".join(f"TP{i + 1} {num(px)} ×{f:g}{' (done)' if d else ''}" for i, (px, f, d) in enumerate(p["take_profits"]))
+    return f"Stop {num(p['stop'])} {p['quote']} ({p['stop_reason'] or '—'})" + (f" · {tps}" if tps else "")
+
+
+class PositionPage:
+    """One position's page in one browser tab: its sections, its commands, and its refresh."""
+
+    def __init__(self, backend: Backend, position_id: int) -> None:
+        self.backend, self.pid = backend, position_id
+        self.charts: list[Any] = []
+        self.options: dict[str, Any] = {"series": []}
+
+    # -- sections -----------------------------------------------------------------------------------------
+    def build(self) -> None:
+        ui.link("← Dashboard", "/")
+        self.title = ui.label(f"Position #{self.pid}").classes("text-h5").props("data-testid=position-title")
+        self.summary = ui.label("").classes("text-body1").props("data-testid=position-summary")
+        self.levels = ui.label("").classes("text-body2 text-grey-8").props("data-testid=position-levels")
+        with ui.row().classes("items-end q-gutter-md").props("data-testid=position-commands") as self.commands:
+            self.command_buttons()
+        self.chart_box = ui.element("div").classes("w-full h-80")  # the chart comes once the browser is connected
+        ui.label("Journal").classes("text-h6")
+        self.journal = ui.table(columns=JOURNAL_COLUMNS, rows=[], row_key="seq").classes("w-full")
+        self.journal.props("dense flat bordered wrap-cells data-testid=journal")
+
+    def command_buttons(self) -> None:
+        ui.button("Close now", on_click=self.close_now, color="negative").props("data-testid=close-now")
+        self.fraction = ui.number("Fraction to sell (%)", value=50, min=1, max=100, step=5).props(
+            "dense data-testid=close-fraction-pct").classes("w-40")
+        ui.button("Close fraction", on_click=self.close_fraction, color="warning").props("data-testid=close-fraction")
+        self.stop = ui.input("New stop price").props("dense data-testid=stop-price").classes("w-48")
+        ui.button("Move stop", on_click=self.move_stop).props("data-testid=move-stop")
+
+    # -- commands -----------------------------------------------------------------------------------------
+    async def send(self, command: ClosePosition | ClosePartial | SetStop) -> None:
+        if await act(self.backend, command):
+            await self.refresh()
+
+    async def close_now(self) -> None:
+        confirm(f"Sell all of position #{self.pid} now, at market?", lambda: self.send(ClosePosition(self.pid)),
+                yes="Close now")
+
+    async def close_fraction(self) -> None:
+        try:
+            pct = Decimal(str(self.fraction.value))
+        except (InvalidOperation, TypeError):
+            ui.notify("Enter a percentage between 1 and 100", type="negative")
+            return
+        if not 0 < pct <= 100:
+            ui.notify("Enter a percentage between 1 and 100", type="negative")
+            return
+        await self.send(ClosePartial(self.pid, pct / 100))
+
+    async def move_stop(self) -> None:
+        try:
+            price = Decimal(str(self.stop.value).strip())
+        except (InvalidOperation, TypeError):
+            ui.notify("Enter a stop price (quote units per token)", type="negative")
+            return
+        if price <= 0:
+            ui.notify("The stop price must be positive", type="negative")
+            return
+        await self.send(SetStop(self.pid, price))
+
+    # -- data ---------------------------------------------------------------------------------------------
+    async def refresh(self) -> None:
+        p = await self.backend.query(lambda c: queries.position_detail(c, self.pid, time.time()))
+        if p is None:
+            self.title.set_text(f"Position #{self.pid} does not exist")
+            self.commands.set_visibility(False)
+            return
+        self.title.set_text(f"Position #{p['id']} — {p['token_short']} ({p['mode']}, {p['status']})")
+        self.summary.set_text(summary_text(p))
+        self.levels.set_text(levels_text(p))
+        self.commands.set_visibility(p["status"] not in ("closed", "entry_failed"))
+        if p["stop"] is not None and not self.stop.value:
+            self.stop.props(f'placeholder="{num(p["stop"])}"')
+        self.options = chart_options(p)
+        if self.charts:
+            self.charts[0].options.clear()
+            self.charts[0].options.update(self.options)
+            self.charts[0].update()
+        self.journal.rows = [{**e, "data": json.dumps(e["data"], separators=(",", ":"))[:400]} for e in p["journal"]]
+        self.journal.update()
+
+    def show_chart(self) -> None:
+        """Once connected: the price chart (the charting library is large: it loads off the first paint)."""
+        with self.chart_box:
+            self.charts.append(ui.echart(self.options).classes("w-full h-80").props("data-testid=price-chart"))
+
+
 def register(backend: Backend, auth: bool) -> None:
     @ui.page("/position/{position_id}")
     async def position(position_id: int) -> None:
-        banner = frame("Position", backend, auth=auth)
-        ui.link("← Dashboard", "/")
-        title = ui.label(f"Position #{position_id}").classes("text-h5").props("data-testid=position-title")
-        summary = ui.label("").classes("text-body1").props("data-testid=position-summary")
-        levels = ui.label("").classes("text-body2 text-grey-8").props("data-testid=position-levels")
-        with ui.row().classes("items-end q-gutter-md").props("data-testid=position-commands") as commands:
-            async def close_now() -> None:
-                async def go() -> None:
-                    if await act(backend, ClosePosition(position_id)):
-                        await refresh()
-                confirm(f"Sell all of position #{position_id} now, at market?", go, yes="Close now")
-
-            ui.button("Close now", on_click=close_now, color="negative").props("data-testid=close-now")
-            fraction = ui.number("Fraction to sell (%)", value=50, min=1, max=100, step=5).props(
-                "dense data-testid=close-fraction-pct").classes("w-40")
-
-            async def close_fraction() -> None:
-                try:
-                    pct = Decimal(str(fraction.value))
-                except (InvalidOperation, TypeError):
-                    ui.notify("Enter a percentage between 1 and 100", type="negative")
-                    return
-                if not 0 < pct <= 100:
-                    ui.notify("Enter a percentage between 1 and 100", type="negative")
-                    return
-                if await act(backend, ClosePartial(position_id, pct / 100)):
-                    await refresh()
-
-            ui.button("Close fraction", on_click=close_fraction, color="warning").props("data-testid=close-fraction")
-            stop = ui.input("New stop price").props("dense data-testid=stop-price").classes("w-48")
-
-            async def move_stop() -> None:
-                try:
-                    price = Decimal(str(stop.value).strip())
-                except (InvalidOperation, TypeError):
-                    ui.notify("Enter a stop price (quote units per token)", type="negative")
-                    return
-                if price <= 0:
-                    ui.notify("The stop price must be positive", type="negative")
-                    return
-                if await act(backend, MoveStop(position_id, price)):
-                    await refresh()
-
-            ui.button("Move stop", on_click=move_stop).props("data-testid=move-stop")
-        chart_box = ui.element("div").classes("w-full h-80")  # the chart comes once the browser is connected
-        charts: list[Any] = []
-        options: list[dict[str, Any]] = [{"series": []}]
-        ui.label("Journal").classes("text-h6")
-        journal = ui.table(columns=JOURNAL_COLUMNS, rows=[], row_key="seq").classes("w-full")
-        journal.props("dense flat bordered wrap-cells data-testid=journal")
-
-        async def refresh() -> None:
-            p = await backend.query(lambda c: queries.position_detail(c, position_id, time.time()))
-            if p is None:
-                title.set_text(f"Position #{position_id} does not exist")
-                commands.set_visibility(False)
-                return
-            q = p["quote"]
-            title.set_text(f"Position #{p['id']} — {p['token_short']} ({p['mode']}, {p['status']})")
-            summary.set_text(
-                f"Wallet {p['wallet_label']} · entry {num(p['entry_price'])} {q} · size {num(p['entry_quote'])} {q} · "
-                f"open {num(p['open_tokens'])} tokens · price {num(p['price'])} {q} ({age(p['price_age_s'])} old) · "
-                f"unrealized {pnl(p['unrealized'], q)} · realized {pnl(p['realized'], q)} · held {age(p['held_s'])}"
-                + (f" · exit: {p['exit_reason']}" if p["exit_reason"] else ""))
-            tps = ", ".join(f"TP{i + 1} {num(px)} ×{f:g}{' (done)' if d else ''}" for i, (px, f, d) in enumerate(p["take_profits"]))
-            levels.set_text(f"Stop {num(p['stop'])} {q} ({p['stop_reason'] or '—'})" + (f" · {tps}" if tps else ""))
-            commands.set_visibility(p["status"] not in ("closed", "entry_failed"))
-            if p["stop"] is not None and not stop.value:
-                stop.props(f'placeholder="{num(p["stop"])}"')
-            options[0] = chart_options(p)
-            if charts:
-                charts[0].options.clear()
-                charts[0].options.update(options[0])
-                charts[0].update()
-            journal.rows = [{**e, "data": json.dumps(e["data"], separators=(",", ":"))[:400]} for e in p["journal"]]
-            journal.update()
-
-        await every(REFRESH_S, refresh, banner)
-
-        def show_chart() -> None:
-            """Once connected: the price chart (the charting library is large: it loads off the first paint)."""
-            with chart_box:
-                charts.append(ui.echart(options[0]).classes("w-full h-80").props("data-testid=price-chart"))
-
-        ui.timer(0, show_chart, once=True)
+        page = PositionPage(backend, position_id)
+        await open_page("Position", backend, auth, page, page.show_chart)

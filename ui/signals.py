@@ -33,6 +33,25 @@ CHECK_COLUMNS = [
 ]
 
 
+def signal_dialog(row: dict[str, Any]) -> None:
+    """A signal's decision and the safety checks behind it."""
+    with ui.dialog() as dialog, ui.card().classes("w-[56rem] max-w-full").props("data-testid=signal-detail"):
+        ui.label(f"Signal #{row['id']} — {row['side']} {row['token']}").classes("text-h6")
+        ui.label(f"{row['decision']}: {row['reason']}").classes(
+            "text-subtitle1 " + ("text-positive" if row["decision"] == "taken" else "text-negative"))
+        ui.label(f"wallet {row['wallet']} · signature {row['signature']}").classes("text-caption")
+        safety = row["safety"]
+        if safety:
+            ui.label(f"Safety score {safety.get('score')} (passed: {safety.get('passed')}); "
+                     f"reason: {safety.get('reason') or '—'}").classes("text-body2")
+            ui.table(columns=CHECK_COLUMNS, rows=queries.safety_checks(safety), row_key="check").classes(
+                "w-full").props("dense flat data-testid=safety-checks")
+        else:
+            ui.label("No safety verdict for this signal (a sell, or a buy decided before screening).")
+        ui.button("Close", on_click=dialog.close)
+    dialog.open()
+
+
 def register(backend: Backend, auth: bool) -> None:
     @ui.page("/signals")
     async def signals() -> None:
@@ -53,23 +72,8 @@ def register(backend: Backend, auth: bool) -> None:
 
         def details(e: Any) -> None:
             row = view["rows"].get(e.args[1]["id"]) if isinstance(e.args, list) else None
-            if row is None:
-                return
-            with ui.dialog() as dialog, ui.card().classes("w-[56rem] max-w-full").props("data-testid=signal-detail"):
-                ui.label(f"Signal #{row['id']} — {row['side']} {row['token']}").classes("text-h6")
-                ui.label(f"{row['decision']}: {row['reason']}").classes(
-                    "text-subtitle1 " + ("text-positive" if row["decision"] == "taken" else "text-negative"))
-                ui.label(f"wallet {row['wallet']} · signature {row['signature']}").classes("text-caption")
-                safety = row["safety"]
-                if safety:
-                    ui.label(f"Safety score {safety.get('score')} (passed: {safety.get('passed')}); "
-                             f"reason: {safety.get('reason') or '—'}").classes("text-body2")
-                    ui.table(columns=CHECK_COLUMNS, rows=queries.safety_checks(safety), row_key="check").classes(
-                        "w-full").props("dense flat data-testid=safety-checks")
-                else:
-                    ui.label("No safety verdict for this signal (a sell, or a buy decided before screening).")
-                ui.button("Close", on_click=dialog.close)
-            dialog.open()
+            if row is not None:
+                signal_dialog(row)
 
         table.on("rowClick", details)
 

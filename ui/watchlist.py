@@ -3,13 +3,14 @@ rules in a form validated like the settings are; per-wallet performance."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from nicegui import ui
 
+from actors.messages import WalletSettingsChanged
 from actors.trades import is_base58_pubkey
 from ui import queries
-from ui.backend import AddWallet, Backend, CommandRefused, RemoveWallet, SetWalletRules, SetWalletStatus
+from ui.backend import AddWallet, Backend, CommandRefused, RemoveWallet, SetWalletStatus
 from ui.common import REFRESH_S, act, column, confirm, every, frame
 
 COLUMNS = [
@@ -46,28 +47,33 @@ def address_error(value: str) -> str | None:
     return None
 
 
+def add_wallet_card(backend: Backend, added: Callable[[], Awaitable[None]]) -> None:
+    """Add a wallet: a validated base58 address and an optional label."""
+    with ui.card().classes("w-full"):
+        ui.label("Add a wallet").classes("text-subtitle1")
+        with ui.row().classes("w-full items-start"):
+            address = ui.input("Address", validation=address_error).classes("col-6").props("data-testid=add-address")
+            label = ui.input("Label").classes("col-3").props("data-testid=add-label")
+
+            async def add() -> None:
+                if not address.validate():
+                    return
+                if await act(backend, AddWallet(address.value.strip(), label.value.strip() or None)):
+                    address.set_value("")
+                    label.set_value("")
+                    address.props(remove="error")
+                    await added()
+
+            ui.button("Add", on_click=add).props("data-testid=add-wallet").classes("q-mt-md")
+
+
 def register(backend: Backend, auth: bool) -> None:
     @ui.page("/watchlist")
     async def watchlist() -> None:
         banner = frame("Watchlist", backend, auth=auth)
         state: dict[str, Any] = {"rows": []}
 
-        with ui.card().classes("w-full"):
-            ui.label("Add a wallet").classes("text-subtitle1")
-            with ui.row().classes("w-full items-start"):
-                address = ui.input("Address", validation=address_error).classes("col-6").props("data-testid=add-address")
-                label = ui.input("Label").classes("col-3").props("data-testid=add-label")
-
-                async def add() -> None:
-                    if not address.validate():
-                        return
-                    if await act(backend, AddWallet(address.value.strip(), label.value.strip() or None)):
-                        address.set_value("")
-                        label.set_value("")
-                        address.props(remove="error")
-                        await refresh()
-
-                ui.button("Add", on_click=add).props("data-testid=add-wallet").classes("q-mt-md")
+        add_wallet_card(backend, lambda: refresh())
 
         table = ui.table(columns=COLUMNS, rows=[], row_key="address").classes("w-full q-mt-md")
         table.props("dense flat bordered data-testid=wallets")
@@ -136,7 +142,7 @@ def rules_dialog(backend: Backend, row: dict[str, Any], refresh: Any) -> None:
                 error.set_text(str(exc))
                 return
             error.set_text("")
-            if await act(backend, SetWalletRules(row["address"], normalised)):
+            if await act(backend, WalletSettingsChanged(row["address"], normalised)):
                 dialog.close()
                 await refresh()
 

@@ -1,10 +1,12 @@
 """The panel's side of the composition root: the `ui.Backend` over a started `App`, and `serve_panel`.
 
 Reads run on the store's asyncio thread and are awaited from NiceGUI's loop (`asyncio.wrap_future`), never
-blocking it. Commands are carried out the way the CLI carries them out (watchlist, copy rules, breaker resets
-and the global trading mode are database writes the running bot hears through LISTEN/NOTIFY, and the App
-turns into messages to the root) or as messages to the actor that decides them (position commands: the root
-hands over the position's ref, the position answers with a `CommandReply`), each within `ASK_TIMEOUT_S`.
+blocking it. Commands are the actors' own messages (`actors.messages`), carried out the way the CLI carries them out:
+copy rules (`WalletSettingsChanged`), breaker resets (`BreakerReset`), the global trading mode
+(`TradingModeChanged`) and the watchlist's edits are database writes the running bot hears through
+LISTEN/NOTIFY and turns into those same messages; a position's `ClosePosition`, `ClosePartial` and `SetStop`
+go to the position's own actor, which answers with a `CommandReply`. Each within the timeout the caller sets
+(`ask_timeout`, `ASK_TIMEOUT_S` by default).
 """
 
 from __future__ import annotations
@@ -125,14 +127,12 @@ class PanelBackend:
             ui.AddWallet: self._add_wallet,
             ui.SetWalletStatus: self._set_status,
             ui.RemoveWallet: self._remove_wallet,
-            ui.SetWalletRules: self._set_rules,
-            ui.ClosePosition: lambda c: self._position(c.position_id, m.ClosePosition(c.position_id), "close ordered"),
-            ui.ClosePartial: lambda c: self._position(c.position_id, m.ClosePartial(c.position_id, Decimal(c.fraction)),
-                                                      f"sale of {(Decimal(c.fraction) * 100).normalize():f}% ordered"),
-            ui.MoveStop: lambda c: self._position(c.position_id, m.SetStop(c.position_id, Decimal(c.stop_price)),
-                                                  f"stop moved to {c.stop_price}"),
-            ui.ResetBreaker: self._reset_breaker,
-            ui.SetTradingMode: self._set_mode,
+            m.WalletSettingsChanged: self._set_rules,
+            m.ClosePosition: self._position,
+            m.ClosePartial: self._position,
+            m.SetStop: self._position,
+            m.BreakerReset: self._reset_breaker,
+            m.TradingModeChanged: self._set_mode,
         }.get(type(cmd))
         if handler is None:
             raise ui.NotAvailable(f"{type(cmd).__name__} is not a panel command")
@@ -167,18 +167,18 @@ class PanelBackend:
             raise ui.CommandRefused(f"not on the watchlist: {c.address}")
         return f"removed {c.address}"
 
-    async def _set_rules(self, c: ui.SetWalletRules) -> str:
+    async def _set_rules(self, c: m.WalletSettingsChanged) -> str:
         overrides = self.validate_rules(c.overrides)
-        if not await self._write(lambda conn: repo.set_wallet_settings(conn, c.address, overrides)):
-            raise ui.CommandRefused(f"not on the watchlist: {c.address}")
-        return f"copy rules saved for {c.address}" + ("" if overrides else " (all defaults)")
+        if not await self._write(lambda conn: repo.set_wallet_settings(conn, c.wallet, overrides)):
+            raise ui.CommandRefused(f"not on the watchlist: {c.wallet}")
+        return f"copy rules saved for {c.wallet}" + ("" if overrides else " (all defaults)")
 
-    async def _reset_breaker(self, c: ui.ResetBreaker) -> str:
+    async def _reset_breaker(self, c: m.BreakerReset) -> str:
         if not await self._write(lambda conn: repo.reset_breaker(conn, c.name)):
             raise ui.CommandRefused(f"breaker {c.name} is not tripped")
         return f"breaker {c.name} reset"
 
-    async def _set_mode(self, c: ui.SetTradingMode) -> str:
+    async def _set_mode(self, c: m.TradingModeChanged) -> str:
         refusal = mode_refusal(c.mode, live_available=self.settings.has_wallet_key)
         if refusal is not None:
             log.warning("trading_mode_refused", mode=c.mode, by="panel", reason=refusal)
@@ -188,44 +188,55 @@ class PanelBackend:
                  by="panel")
         return MODE_DONE[c.mode]
 
-    async def _position(self, position_id: int, message: Any, done: str) -> str:
+    async def _position(self, cmd: m.ClosePosition | m.ClosePartial | m.SetStop) -> str:
+        """Ask the position's own actor (or, distributed, the node owning it); its `CommandReply` decides."""
+        pid = cmd.position_id
         if getattr(self._app, "cluster", None) is not None:
-            return await self._cluster_position(position_id, message, done)
-        root = self._app.root
+            reply = await self._cluster_ask(cmd)
+        else:
+            reply = await self._local_ask(cmd)
+        if not reply.ok:
+            raise ui.CommandRefused(f"position #{pid}: {reply.error or 'refused'}")
+        return f"position #{pid}: {position_done(cmd)}"
+
+    async def _local_ask(self, cmd: m.ClosePosition | m.ClosePartial | m.SetStop) -> m.CommandReply:
+        pid = cmd.position_id
         try:
-            ref = await asyncio_ask(root, m.GetChild(("position", str(position_id))), timeout=self._timeout)
+            ref = await asyncio_ask(self._app.root, m.GetChild(("position", str(pid))), timeout=self._timeout)
         except TimeoutError:
             raise ui.CommandTimeout(f"the supervisor did not answer within {self._timeout:g} s; nothing was sent") from None
         if ref is None:
-            raise ui.CommandRefused(f"position #{position_id} is not running (closed, or restarting): nothing was sent")
+            raise ui.CommandRefused(f"position #{pid} is not running (closed, or restarting): nothing was sent")
         try:
-            reply = await asyncio_ask(ref, message, timeout=self._timeout)
+            reply = await asyncio_ask(ref, cmd, timeout=self._timeout)
         except TimeoutError:
-            raise ui.CommandTimeout(f"position #{position_id} did not answer within {self._timeout:g} s; "
+            raise ui.CommandTimeout(f"position #{pid} did not answer within {self._timeout:g} s; "
                                     "it may still act — watch its journal") from None
         except Exception as exc:  # noqa: BLE001 - the actor died meanwhile
-            raise ui.CommandRefused(f"position #{position_id} could not take the command: {exc}") from None
+            raise ui.CommandRefused(f"position #{pid} could not take the command: {exc}") from None
         if reply is None:
-            raise ui.NotAvailable(f"position #{position_id} does not take {type(message).__name__}")
-        if not getattr(reply, "ok", False):
-            raise ui.CommandRefused(f"position #{position_id}: {getattr(reply, 'error', None) or 'refused'}")
-        return f"position #{position_id}: {done}"
+            raise ui.NotAvailable(f"position #{pid} does not take {type(cmd).__name__}")
+        return reply
 
-    async def _cluster_position(self, position_id: int, message: Any, done: str) -> str:
+    async def _cluster_ask(self, cmd: m.ClosePosition | m.ClosePartial | m.SetStop) -> m.CommandReply:
         """Distributed mode: the command goes to the node owning the position's partition (walltrack.cluster.commands)."""
         from walltrack.cluster.commands import NotOwned
 
         try:
-            reply = await asyncio.wrap_future(self._app.cluster.command(position_id, message))
-        except LookupError as exc:
-            raise ui.CommandRefused(str(exc)) from None
-        except NotOwned as exc:
+            return await asyncio.wrap_future(self._app.cluster.command(cmd.position_id, cmd))
+        except (LookupError, NotOwned) as exc:
             raise ui.CommandRefused(str(exc)) from None
         except TimeoutError as exc:
             raise ui.CommandTimeout(f"{exc}; it may still act — watch its journal") from None
-        if not reply.ok:
-            raise ui.CommandRefused(f"position #{position_id}: {reply.error or 'refused'}")
-        return f"position #{position_id}: {done}"
+
+
+def position_done(cmd: m.ClosePosition | m.ClosePartial | m.SetStop) -> str:
+    """What the operator reads once the position accepted the command."""
+    if isinstance(cmd, m.ClosePartial):
+        return f"sale of {(Decimal(cmd.fraction) * 100).normalize():f}% ordered"
+    if isinstance(cmd, m.SetStop):
+        return f"stop moved to {cmd.stop_price}"
+    return "close ordered"
 
 
 def serve_panel(app: Any, should_stop: Callable[[], str | None] | None = None) -> None:
