@@ -49,7 +49,7 @@ def _page_row(r: asyncpg.Record, labels: dict[str, str | None]) -> dict[str, Any
 
 
 def safety_checks(safety: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The checks of a stored verdict (`walltrack.safety.SafetyReport.as_json`) as rows: name, result, reason."""
+    """The checks of a stored verdict (`intelligence.safety.SafetyReport.as_json`) as rows: name, result, reason."""
     if not safety:
         return []
     out = []
