@@ -144,7 +144,9 @@ class RiskState:
 # -- effects and internal events --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reply:
-    reply: Callable[[EntryDecision], None]
+    """Tell `decision` to the asker (`ReserveEntry.reply_to`, an actor ref)."""
+
+    reply_to: Any
     decision: EntryDecision
 
 
@@ -305,16 +307,16 @@ def apply_close(state: RiskState, cfg: RiskConfig, now: float, wallet: str, mint
 # -- the table ----------------------------------------------------------------------------------------------
 def on_reserve(state: RiskState, m: ReserveEntry, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
     if m.reservation_id in state.reserved:  # asked again (a retried observation): the same answer
-        return state, [Reply(m.reply, EntryDecision(m.reservation_id, True))]
+        return state, [Reply(m.reply_to, EntryDecision(m.reservation_id, True))]
     refusal = check_entry(state, cfg, m)
     if refusal is not None:
-        return state, [Reply(m.reply, EntryDecision(m.reservation_id, False, refusal))]
+        return state, [Reply(m.reply_to, EntryDecision(m.reservation_id, False, refusal))]
     live = m.mode == "live"
     exposure = Exposure(m.wallet, m.token_mint, to_lamports(m.quote_mint, m.quote_amount, state.sol_usd, cfg), live)
     state = replace(state, reserved={**state.reserved, m.reservation_id: (exposure, now + cfg.reservation_ttl_s)},
                     trades_today=state.trades_today + 1,
                     live_today=state.live_today + (exposure.lamports if live else 0))
-    return state, [Reply(m.reply, EntryDecision(m.reservation_id, True))]
+    return state, [Reply(m.reply_to, EntryDecision(m.reservation_id, True))]
 
 
 def on_bound(state: RiskState, m: ReservationBound, cfg: RiskConfig, now: float) -> tuple[RiskState, list[Effect]]:
@@ -480,10 +482,7 @@ class RiskActor(Shell):
         records: list[dict[str, Any]] = []
         for effect in effects:
             if isinstance(effect, Reply):
-                try:
-                    effect.reply(effect.decision)
-                except concurrent.futures.InvalidStateError:
-                    pass  # the wallet stopped waiting (it released the reservation, or will)
+                _answer(effect)
             elif isinstance(effect, Record):
                 records.extend(effect.events)
             elif isinstance(effect, FetchOutcome):
@@ -544,6 +543,15 @@ class RiskActor(Shell):
     def _publish(self) -> None:
         if self._published is not None:
             self._published.breakers = tuple(b.as_json() for b in sorted(self.state.breakers.values(), key=lambda b: b.name))
+
+
+def _answer(effect: Reply) -> None:
+    if effect.reply_to is None:
+        return
+    try:
+        effect.reply_to.tell(effect.decision)
+    except pykka.ActorDeadError:
+        pass  # the wallet stopped meanwhile: its successor asks again (reservation ids make it the same answer)
 
 
 class _Wake:

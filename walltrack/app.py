@@ -24,6 +24,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from actors.messages import BreakerReset, Deliver, GetStats, TradingModeChanged, WalletSettingsChanged, WatchlistChanged
+from actors.edge import Edge
 from actors.ports import Ports
 from actors.risk import SUPERVISOR_BREAKER
 from actors.runtime import Runtime
@@ -58,6 +59,7 @@ class App:
         self.loop: AsyncioThread | None = None
         self.store: repo.Store | None = None
         self.root: pykka.ActorRef | None = None
+        self.actors: Edge | None = None  # how the world tells the actors (deliveries, commands, prices); not the root
         self.runtime: Runtime | None = None  # the worker pool every actor of this app runs on
         self.trio: TrioThread | None = None
         self.services: Services | None = None
@@ -108,7 +110,7 @@ class App:
                       executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
                       rules_follow_mode=s.copy_mode is None, live_available=live is not None, live=live,
                       live_policy=live_policy(s), sol_usd=lambda: self._fresh_sol_usd(),
-                      max_skew_s=s.trade_max_skew_s)
+                      max_skew_s=s.trade_max_skew_s, reservation_timeout_s=s.risk_reply_timeout_s)
         if live is not None and self.services.confirmer is not None:  # before any position resumes a swap in flight
             self.confirmer = self.trio.start_service(self.services.confirmer.run)
             log.info("live_execution_available", wallet=live.address, mode=s.trading_mode)
@@ -120,6 +122,7 @@ class App:
         with self.runtime.current():
             self.root = (self.cluster.start_root(ports, self.published, intensity, backoff) if self.cluster
                          else RootSupervisor.start(ports, self.published, intensity, backoff))
+        self.actors = self.cluster.edge if self.cluster else Edge(self.root, ports, self.published)
         self._apply_trading_mode(self.store.run(repo.trading_mode))  # before any wallet starts
         wallets = self.store.run(repo.active_wallets)
         self.watched = frozenset(wallets)
@@ -131,7 +134,7 @@ class App:
             self._hand_out(pending)
             log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=len(pending))
         else:  # a node adopts the wallets, positions and stored deliveries of each partition whose lease it takes
-            self.root.tell(WatchlistChanged(self.watched))
+            self.actors.tell(WatchlistChanged(self.watched))
             self.cluster.start(self._hand_out, lambda: self.watched)
             log.info("cluster_joined", node=s.cluster_node_id, watched=len(wallets))
         if live is not None and (self.trading_mode == "live" or self.store.run(lambda c: c.fetchval(
@@ -141,7 +144,7 @@ class App:
         self.loop.run(self._start_watchlist_listener(url), timeout=30)
         if self.cluster is None:  # in a cluster the node holding the `prices` lease polls for every node
             self.monitor = self.trio.start_service(self.services.price_monitor(
-                self.root, self.published, sol_always=lambda: live is not None and self.trading_mode == "live"))
+                self.actors.prices, self.published, sol_always=lambda: live is not None and self.trading_mode == "live"))
         self.ops = Operations(self)
         self.ops.start()
         try:
@@ -249,7 +252,7 @@ class App:
         await self._listener.add_listener(
             repo.WALLET_SETTINGS_CHANNEL, lambda _c, _p, _ch, address: asyncio.ensure_future(self._reload_wallet_settings(address)))
         await self._listener.add_listener(
-            repo.BREAKERS_CHANNEL, lambda _c, _p, _ch, name: self.root.tell(BreakerReset(name)) if self.root else None)
+            repo.BREAKERS_CHANNEL, lambda _c, _p, _ch, name: self.actors.tell(BreakerReset(name)) if self.actors else None)
         await self._listener.add_listener(  # the global trading mode (panel, `walltrack mode set`)
             repo.TRADING_MODE_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_trading_mode()))
 
@@ -263,7 +266,7 @@ class App:
         mode = stored["mode"] if stored else self.settings.trading_mode
         if mode != self.trading_mode and self.root is not None:
             self.trading_mode = mode
-            self.root.tell(TradingModeChanged(mode))
+            self.actors.tell(TradingModeChanged(mode))
             log.info("trading_mode_in_force", mode=mode, source="operator" if stored else "TRADING_MODE",
                      by=stored["updated_by"] if stored else None)
 
@@ -272,7 +275,7 @@ class App:
         async with self.store.pool.acquire() as conn:
             settings = await repo.wallet_settings(conn, address)
         if settings is not None:
-            self.root.tell(WalletSettingsChanged(address, settings))
+            self.actors.tell(WalletSettingsChanged(address, settings))
 
     async def _stop_watchlist_listener(self) -> None:
         if self._reconcile is not None:
@@ -312,7 +315,7 @@ class App:
         assert self.root is not None and self.services is not None
         now = self.clock()
         for signature, payload, todo, age_s in pending:
-            self.root.tell(Deliver(signature, payload, todo, received_at=now - age_s))
+            self.actors.tell(Deliver(signature, payload, todo, received_at=now - age_s))
             self.services.prefetch_safety(payload, todo)  # screen the backlog concurrently, decide in order
 
     async def _sweep_inbox(self) -> None:
@@ -334,7 +337,7 @@ class App:
             wallets = frozenset(await repo.active_wallets(conn))
         if wallets != self.watched:
             self.watched = wallets
-            self.root.tell(WatchlistChanged(wallets))
+            self.actors.tell(WatchlistChanged(wallets))
             if self.ops is not None:
                 self.ops.watchlist_changed()  # the Helius webhook follows (debounced)
 
@@ -343,7 +346,7 @@ class App:
         assert self.store is not None and self.root is not None
         store = self.store
 
-        root, services = self.root, self.services
+        actors, services = self.actors, self.services
         assert services is not None
 
         async def store_body(body: str, items: Items) -> set[str]:
@@ -358,7 +361,7 @@ class App:
 
         def dispatch(signature: str, wallets: tuple[str, ...], trades: Trades) -> None:
             # classified once, by the gateway (its timestamp judged there against the same clock)
-            root.tell(Deliver(signature, "", wallets, received_at=self.clock(), trades=trades))
+            actors.tell(Deliver(signature, "", wallets, received_at=self.clock(), trades=trades))
 
         cluster = self.cluster
 

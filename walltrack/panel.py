@@ -190,11 +190,7 @@ class PanelBackend:
     async def _position(self, position_id: int, message: Any, done: str) -> str:
         if getattr(self._app, "cluster", None) is not None:
             return await self._cluster_position(position_id, message, done)
-        root = self._app.root
-        try:
-            ref = await asyncio_ask(root, m.GetChild(("position", str(position_id))), timeout=self._timeout)
-        except TimeoutError:
-            raise ui.CommandTimeout(f"the supervisor did not answer within {self._timeout:g} s; nothing was sent") from None
+        ref = self._app.actors.lookup(("position", str(position_id)))  # a read-only view: no ask to the root
         if ref is None:
             raise ui.CommandRefused(f"position #{position_id} is not running (closed, or restarting): nothing was sent")
         try:
