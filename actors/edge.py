@@ -67,6 +67,10 @@ class Edge:
         """The running actor `child` (("position", "<id>"), ("wallet", address), ("risk", "global")), or None."""
         return self._dir.lookup(child)
 
+    def ticked(self, mint: str) -> float | None:
+        """When `mint`'s last price tick fanned out to its open positions (wall time), or None."""
+        return self._dir.ticked(mint)
+
     def _deliver(self, m: Deliver) -> None:
         trades = dict(m.trades) if m.trades is not None else None
         d = self._dir

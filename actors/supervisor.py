@@ -28,6 +28,7 @@ themselves. Tripped breakers are published in `Published.breakers` for /health.
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -83,9 +84,12 @@ class Published:
         self.open_mints: frozenset[str] = frozenset()
         self.breakers: tuple[dict[str, Any], ...] = ()  # tripped breakers, from the risk actor
         self.sol_usd: Any = None  # (the last fresh SOL price, when it came) from the price monitor: sizes live entries
+        self.root_mail: Counter[str] = Counter()  # what the root's mailbox received, by message type (supervision only)
 
 
 class RootSupervisor(PooledActor):
+    risk_actor: type[RiskActor] = RiskActor  # the risk child's class (a test's may answer late)
+
     def __init__(self, ports: Ports, published: Published | None = None, intensity: Intensity = Intensity(),
                  backoff: Backoff = Backoff()) -> None:
         super().__init__()
@@ -117,6 +121,10 @@ class RootSupervisor(PooledActor):
         for pid, journal in positions:
             self.adopt_position(pid, journal)
         return len(self._dir.running())
+
+    def _handle_receive(self, message: Any) -> Any:
+        self.published.root_mail[type(message).__name__] += 1  # (proxy calls too: adoption)
+        return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         handler = self._handlers().get(type(message))
@@ -283,7 +291,7 @@ class RootSupervisor(PooledActor):
             if kind == "wallet":
                 ref = self._start_wallet(key, snapshot)
             elif kind == "risk":
-                ref = RiskActor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports,
+                ref = self.risk_actor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports,
                                       self.actor_ref, self.published)
             else:
                 ref = self._start_position(int(key), tuple(snapshot))
