@@ -88,9 +88,9 @@ class Shell(PooledActor):
                 pass
 
     def _unprocessed(self) -> tuple[Any, ...]:
-        """What this (failed, stopped) actor received but did not handle, in order: its stash, then the tells left in
-        its mailbox (an ask left there fails at once, as pykka fails it)."""
-        left = list(self._stash)
+        """What this (failed, stopped) actor received but did not handle, in order: what its state held back
+        (`deferred`), its stash, then the tells left in its mailbox (an ask left there fails at once, as pykka does)."""
+        left = [*self.deferred(), *self._stash]
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
             if envelope.reply_to is not None:
@@ -103,6 +103,10 @@ class Shell(PooledActor):
     # for subclasses ----------------------------------------------------------------------------
     def handle(self, message: Any) -> Any:
         raise NotImplementedError
+
+    def deferred(self) -> tuple[Any, ...]:
+        """Messages the actor's own state queued to decide later (the wallet's, while a reservation is awaited)."""
+        return ()
 
     def bypass_stash(self, message: Any) -> bool:
         """Messages that are answered even while a write is in flight (read-only queries)."""

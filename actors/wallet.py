@@ -120,6 +120,10 @@ class WalletActor(Shell):
         """The global mode is a pure state change: known at once, so an entry under way sees the kill switch."""
         return isinstance(message, TradingModeChanged)
 
+    def deferred(self) -> tuple[Any, ...]:
+        """A failed wallet's queued deliveries go to its successor (which also replays them from the inbox)."""
+        return self.state.queued
+
     def _check_rules(self) -> None:
         _, error = effective_rules(self.state, self._ports.rules, self._ports.rules_follow_mode)
         if error is not None:
