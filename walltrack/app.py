@@ -23,8 +23,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from actors.messages import BreakerReset, Deliver, GetStats, TradingModeChanged, WalletSettingsChanged, WatchlistChanged
 from actors.edge import Edge
+from actors.messages import BreakerReset, Deliver, GetStats, TradingModeChanged, WalletSettingsChanged, WatchlistChanged
 from actors.ports import Ports
 from actors.risk import SUPERVISOR_BREAKER
 from actors.runtime import Runtime

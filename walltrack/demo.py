@@ -231,7 +231,7 @@ def summary(app: App, sb: Sandbox, risk_realized: int | None = None) -> dict[str
 def paper_equity(app: App, realized: int | None = None) -> dict[str, Any]:
     """The risk actor's equity (starting capital + the realized PnL it tallied from the closes it was told of)
     beside the same figure rebuilt from the fills table: the quote the routes gave, less fees and slippage.
-    `realized`: the risk actor's tally when it runs elsewhere (a cluster's risk owner); else asked of this root."""
+    `realized`: the risk actor's tally when it runs elsewhere (a cluster's risk owner); else looked up in this process."""
     assert app.store is not None and app.settings is not None
     cfg = risk_config(app.settings)
     if realized is None and app.actors is not None:

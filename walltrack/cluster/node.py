@@ -24,9 +24,9 @@ from typing import Any, Callable
 
 import structlog
 
+from actors.edge import Edge
 from actors.messages import WatchlistChanged
 from walltrack import store as repo
-from actors.edge import Edge
 from walltrack.bridge import asyncio_ask, asyncio_await
 from walltrack.cluster import sql, wire
 from walltrack.cluster.commands import Commands
@@ -232,7 +232,8 @@ class Cluster:
             self.root.tell(EnsurePositions(tuple(pids)))
 
     async def _refresh_watchlist(self) -> None:
-        """A delivery names a wallet this node has not heard of yet: read the watchlist now, tell the root first."""
+        """A delivery names a wallet this node has not heard of yet: read the watchlist now, tell the edge first (the
+        directory holds the wallet's deliveries until the root has started it)."""
         self.edge.tell(WatchlistChanged(frozenset(await self._db(repo.active_wallets))))
 
     async def _db(self, fn: Callable[[Any], Any]) -> Any:
