@@ -375,12 +375,12 @@ def get_block_time(chain: Chain, params: list[Json]) -> Json:
         raise invalid("Invalid params: expected a slot number")
     market = chain.market
     with market.lock:
-        now = market.now
-    current = chain.slot()  # the market's slot and the blocks produced since (sandbox/chain.py)
-    if slot > current:
+        now, stepped = market.now, market.slot
+    if slot > chain.slot():  # the market's slot and the blocks produced since (sandbox/chain.py)
         raise RpcError(-32004, f"Block not available for slot {slot}")
     per_slot = market.step_seconds / max(1, int(market.step_seconds / 0.4))
-    return int(now - (current - slot) * per_slot)
+    # blocks produced since the market's last step carry its time: the market's clock is the sandbox's time
+    return int(now - max(0, stepped - slot) * per_slot)
 
 
 METHODS["getSignaturesForAddress"] = get_signatures_for_address

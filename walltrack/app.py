@@ -69,6 +69,7 @@ class App:
         self.live_reconcile: dict[str, Any] | None = None  # the start-up reconcile of the book against the chain
         self.cluster: Any = None  # walltrack.cluster.node.Cluster, when CLUSTER_NATS_URL is set
         self.watched: frozenset[str] = frozenset()
+        self.watched_at: dict[str, float] = {}  # a wallet added while running -> when (the bot's clock) it was watched
         self.trading_mode: str | None = None  # the global mode told to the root (runtime_settings, else TRADING_MODE)
         self._listener: asyncpg.Connection | None = None
         self._reconcile: asyncio.Task | None = None
@@ -336,6 +337,8 @@ class App:
         async with self.store.pool.acquire() as conn:
             wallets = frozenset(await repo.active_wallets(conn))
         if wallets != self.watched:
+            now = self.clock()
+            self.watched_at.update({w: now for w in wallets - self.watched})  # deliveries for it are kept from now on
             self.watched = wallets
             self.actors.tell(WatchlistChanged(wallets))
             if self.ops is not None:

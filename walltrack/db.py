@@ -159,10 +159,10 @@ async def migrate(conn: asyncpg.Connection, schema_dir: Path = SCHEMA_DIR) -> li
     """Apply pending migrations in order, each in its own transaction; returns the versions applied.
 
     An advisory lock keeps two processes from migrating at once."""
-    await conn.execute(_LEDGER)
     done = []
     await conn.execute("SELECT pg_advisory_lock(7431001)")
     try:
+        await conn.execute(_LEDGER)  # under the lock: two nodes starting at once on a fresh database
         applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for m in migrations(schema_dir):
             if m.version in applied:

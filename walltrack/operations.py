@@ -55,6 +55,7 @@ class Operations:
             # its own small budget: reading the wallets' history never starves token safety's RPC calls
             self._watch_rpc = ResilientClient(Provider("rpc_watch", Policy(rate_per_s=2, **limits)), s.solana_rpc_url)
             self.stall = StallWatch(SolanaRpc(self._watch_rpc), self.helius, watched=lambda: app.watched,
+                                    watched_at=app.watched_at.get,
                                     last_delivery=lambda: app.last_delivery_at, clock=app.clock,
                                     in_inbox=self.in_inbox, ingest=self.ingest,
                                     stall_after_s=s.webhook_stall_minutes * 60, poll_s=s.webhook_stall_poll_s,

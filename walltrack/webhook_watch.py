@@ -94,7 +94,8 @@ class HeliusSync:
 @dataclass
 class _Wallet:
     # Which transactions are ours to backfill: at start, those with a block time since `since` (the lookback); for a
-    # wallet watched later, those after the newest one its first read found (`since` None) — no clock compared.
+    # wallet watched later, those since the bot started keeping its deliveries (the App's `watched_at`: a first read
+    # a round later must not skip what it traded meanwhile); unknown, those after the newest one its first read found.
     since: float | None
     cursor: str | None = None  # the newest signature seen
     open: dict[str, float] = field(default_factory=dict)  # seen, not yet in the inbox: signature -> block time
@@ -102,12 +103,13 @@ class _Wallet:
 
 class StallWatch:
     def __init__(self, rpc: Any, helius: HeliusApi | None, *, watched: Callable[[], frozenset[str]],
+                 watched_at: Callable[[str], float | None] = lambda wallet: None,
                  last_delivery: Callable[[], float], clock: Callable[[], float],
                  in_inbox: Callable[[list[str]], Awaitable[set[str]]],
                  ingest: Callable[[list[dict[str, Any]]], Awaitable[int]],
                  stall_after_s: float, poll_s: float, lookback_s: float) -> None:
         self.rpc, self.helius = rpc, helius
-        self.watched, self.last_delivery, self.clock = watched, last_delivery, clock
+        self.watched, self.watched_at, self.last_delivery, self.clock = watched, watched_at, last_delivery, clock
         self.in_inbox, self.ingest = in_inbox, ingest
         self.stall_after_s, self.poll_s, self.lookback_s = stall_after_s, poll_s, lookback_s
         self.grace_s = min(stall_after_s / 2, 120.0)
@@ -132,7 +134,9 @@ class StallWatch:
         for gone in set(self._wallets) - watched:
             del self._wallets[gone]
         for wallet in sorted(watched):
-            state = self._wallets.setdefault(wallet, _Wallet(now - self.lookback_s if self._first else None))
+            if wallet not in self._wallets:  # watched since start: the lookback; added later: since it was watched
+                self._wallets[wallet] = _Wallet(now - self.lookback_s if self._first else self.watched_at(wallet))
+            state = self._wallets[wallet]
             await self._read(wallet, state)
         self._first = False
         pending = {sig: (w, t) for w, s in self._wallets.items() for sig, t in s.open.items()}
