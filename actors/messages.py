@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from actors.trades import NotATrade, Trade
+
+if TYPE_CHECKING:
+    from pykka import ActorRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,8 @@ class StartPosition:
 
 @dataclass(frozen=True, slots=True)
 class ToPosition:
+    """A wallet's effect: `message` for the position `position_id` (told through the directory, not the root)."""
+
     position_id: int
     message: Any
     kind: Literal["to_position"] = "to_position"
@@ -251,8 +256,8 @@ class CommandReply:
 # -- risk: entry reservations, breakers, per-wallet rules (actors/risk.py, actors/wallet.py) --------------
 @dataclass(frozen=True, slots=True)
 class ReserveEntry:
-    """A wallet asks the risk actor for room to open one entry. The answer is an `EntryDecision` passed to
-    `reply`, which completes the wallet's pending request: it arrives as a message in the wallet's mailbox.
+    """A wallet asks the risk actor for room to open one entry. The answer is an `EntryDecision` told to
+    `reply_to` (the asking wallet's ref): a message in its mailbox, never a callback or a future.
     `reservation_id` is "<signature>:<wallet>": asking twice for the same observation is answered once."""
 
     reservation_id: str
@@ -260,7 +265,7 @@ class ReserveEntry:
     token_mint: str
     quote_mint: str
     quote_amount: int
-    reply: Any = field(compare=False, hash=False)  # Callable[[EntryDecision], None]
+    reply_to: ActorRef | None = field(default=None, compare=False, hash=False)  # None: nobody to answer
     kind: Literal["reserve_entry"] = "reserve_entry"
     mode: str = "paper"  # "live": the live caps apply too
 
@@ -329,15 +334,6 @@ class SolPrice:
 
     usd: Decimal
     kind: Literal["sol_price"] = "sol_price"
-
-
-@dataclass(frozen=True, slots=True)
-class GetChild:
-    """Edge (panel, CLI): the root answers with the running child's ActorRef, or None. The asker then asks the
-    child itself (an operator command's reply comes from the actor that decides it); the root never blocks."""
-
-    child: tuple[str, str]  # ("position", "<id>") or ("wallet", address)
-    kind: Literal["get_child"] = "get_child"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,12 @@ the outcome into a message (`Persisted`) in the actor's own mailbox.
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import time
 from decimal import Decimal
 from typing import Any, Callable, Protocol
 
+from actors.directory import Directory
 from actors.messages import JournalEvent, Observation, RecordResult
 
 
@@ -207,3 +208,5 @@ class Ports:
     live_policy: LivePolicy = LivePolicy()
     sol_usd: Callable[[], Decimal | None] = lambda: None  # the last fresh SOL price: live entries of USD leaders
     max_skew_s: float | None = None  # a trade's timestamp this far from its receipt is implausible (None: unchecked)
+    directory: Directory = field(default_factory=Directory)  # where every child is reached (the root writes it)
+    reservation_timeout_s: float = 10.0  # a wallet waits this long for the risk actor's answer, then refuses (fail closed)

@@ -1,4 +1,4 @@
-"""The live rows of the position table (actors/position.py holds the table, the state, its fold and the actor).
+"""The live rows of the position table (actors/position_table.py; the state and its fold: actors/position_state.py).
 
 A live position trades real swaps through the two-step `LiveExecutor` port, journaling before each step:
 
@@ -25,6 +25,9 @@ from typing import Any
 
 from actors.messages import ClosePartial, ClosePosition, CommandReply, Fill, LeaderSold, PriceTick
 from actors.ports import SignedSwap
+from actors.position_state import Buy, Sell, Step, apply
+
+from actors import position_exits as X  # (its helpers; it imports this module's state through position_state)
 
 
 # -- the swap in flight, part of the state ---------------------------------------------------------------------
@@ -112,7 +115,7 @@ LIVE_EVENTS = ("buy_intent", "buy_signature", "buy_failed", "sell_intent", "sell
 def buy_intent(s: Any, ctx: Any) -> Any:
     bps = s.slippage_bps if s.slippage_bps is not None else ctx.live.slippage_bps
     data = {"attempt": s.attempts + 1, "quote_amount": str(s.entry_quote_amount), "slippage_bps": bps}
-    return P._step(s, [("buy_intent", data)], (Prepare("buy", s.entry_quote_amount, bps),))
+    return X._step(s, [("buy_intent", data)], (Prepare("buy", s.entry_quote_amount, bps),))
 
 
 def sell_intent(s: Any, ctx: Any) -> Any:
@@ -123,7 +126,7 @@ def sell_intent(s: Any, ctx: Any) -> Any:
     bps = ctx.live.exit_slippage(base, o.attempts)
     data = {"attempt": s.attempts + 1, "token_amount": str(o.token_amount), "slippage_bps": bps, "reason": o.reason,
             "exit_round": o.attempts}
-    return P._step(s, [("sell_intent", data)], (Prepare("sell", o.token_amount, bps),))
+    return X._step(s, [("sell_intent", data)], (Prepare("sell", o.token_amount, bps),))
 
 
 def as_live(handler: Any) -> Any:
@@ -131,13 +134,13 @@ def as_live(handler: Any) -> Any:
 
     def run(s: Any, m: Any, ctx: Any) -> Any:
         step = handler(s, m, ctx)
-        if s.mode != "live" or not any(isinstance(e, P.Sell) for e in step.effects):
+        if s.mode != "live" or not any(isinstance(e, Sell) for e in step.effects):
             return step
         after = s
         for ev in step.events:
-            after = P.apply(after, ev, s.id)
+            after = apply(after, ev, s.id)
         more = sell_intent(after, ctx)
-        return P.Step(step.events + more.events, more.effects, step.reply)
+        return Step(step.events + more.events, more.effects, step.reply)
 
     run.__name__ = f"live_{handler.__name__}"
     return run
@@ -146,7 +149,7 @@ def as_live(handler: Any) -> Any:
 def on_resume_pending(s: Any, m: Resume, ctx: Any) -> Any:
     if s.mode == "live":
         return buy_intent(s, ctx)
-    return P.Step(effects=(P.Buy(s.entry_quote_amount),))  # paper: asking for the entry again is safe
+    return Step(effects=(Buy(s.entry_quote_amount),))  # paper: asking for the entry again is safe
 
 
 def on_resume_swapping(s: Any, m: Resume, ctx: Any) -> Any:
@@ -154,32 +157,32 @@ def on_resume_swapping(s: Any, m: Resume, ctx: Any) -> Any:
     if sw is None:  # a retry was waiting when the process stopped
         return on_retry(s, Retry(), ctx)
     if sw.signed is None:  # the intent only: nothing was signed, so nothing sent — build it again
-        return P.Step(effects=(Prepare(sw.side, sw.amount, sw.slippage_bps),))
-    return P.Step(effects=(Land(sw.signed, fresh=False),))  # reconcile: the chain first, then rebroadcast if valid
+        return Step(effects=(Prepare(sw.side, sw.amount, sw.slippage_bps),))
+    return Step(effects=(Land(sw.signed, fresh=False),))  # reconcile: the chain first, then rebroadcast if valid
 
 
 def on_retry(s: Any, m: Retry, ctx: Any) -> Any:
     sw = s.swap
     if sw is not None:
-        return P.Step(effects=(Land(sw.signed, fresh=False),)) if m.land and sw.signed is not None else P.Step()
+        return Step(effects=(Land(sw.signed, fresh=False),)) if m.land and sw.signed is not None else Step()
     if m.land:
-        return P.Step()  # a stale timer: the swap it watched has an outcome
+        return Step()  # a stale timer: the swap it watched has an outcome
     return buy_intent(s, ctx) if s.status == "buying" else sell_intent(s, ctx)
 
 
 def on_signed(s: Any, m: Signed, ctx: Any) -> Any:
     sw = s.swap
     if sw is None or sw.signed is not None or sw.side != m.side:
-        return P.Step()  # not the intent in flight: never sent
-    return P._step(s, [(f"{sw.side}_signature", {"attempt": sw.attempt, **m.swap.as_json()})], (Land(m.swap, fresh=True),))
+        return Step()  # not the intent in flight: never sent
+    return X._step(s, [(f"{sw.side}_signature", {"attempt": sw.attempt, **m.swap.as_json()})], (Land(m.swap, fresh=True),))
 
 
 def on_swap_failed(s: Any, m: SwapFailed, ctx: Any) -> Any:
     sw = s.swap
     if sw is None or sw.side != m.side:
-        return P.Step()
+        return Step()
     if m.unknown and sw.signed is not None:  # nothing learnt: the same signature is watched again, never re-bought
-        return P.Step(effects=(Later(ctx.live.delay(sw.attempt), Retry(land=True)),))
+        return Step(effects=(Later(ctx.live.delay(sw.attempt), Retry(land=True)),))
     retry = (m.retryable or m.unknown) and sw.attempt < ctx.live.max_attempts
     data: dict[str, Any] = {"attempt": sw.attempt, "reason": m.reason, "stage": "land" if sw.signed else "prepare",
                             "retry": retry, "error": m.detail[:300]}
@@ -189,13 +192,13 @@ def on_swap_failed(s: Any, m: SwapFailed, ctx: Any) -> Any:
         data["fill"] = m.cost.as_json()
     events: list[tuple[str, dict[str, Any]]] = [(f"{sw.side}_failed", data)]
     if retry:
-        return P._step(s, events, (Later(ctx.live.delay(sw.attempt), Retry()),))
+        return X._step(s, events, (Later(ctx.live.delay(sw.attempt), Retry()),))
     tried = f"{m.reason} after {sw.attempt} attempt(s)"
     if sw.side == "buy":
         events.append(("entry_failed", {"reason": "entry_failed", "error": tried}))
-        return P._step(s, events)
-    events.append(("exit_failed", P.exit_failed_data(s, ctx, tried)))
-    return P._step(s, events)
+        return X._step(s, events)
+    events.append(("exit_failed", X.exit_failed_data(s, ctx, tried)))
+    return X._step(s, events)
 
 
 def on_filled_buying(s: Any, m: Any, ctx: Any) -> Any:
@@ -204,37 +207,34 @@ def on_filled_buying(s: Any, m: Any, ctx: Any) -> Any:
     if f.side != "buy" or sw is None:
         raise LookupError(f"position {s.id}: a {f.side} fill while buying without a swap")
     if f.token_amount <= 0:  # the chain says it spent and bought nothing: booked as a cost, the entry failed
-        return P._step(s, [("buy_failed", {"attempt": sw.attempt, "reason": "bought_nothing", "stage": "land",
+        return X._step(s, [("buy_failed", {"attempt": sw.attempt, "reason": "bought_nothing", "stage": "land",
                                            "retry": False, "fill": f.as_json(), "signature": f.signature}),
                            ("entry_failed", {"reason": "entry_failed", "error": "the transaction bought nothing"})])
-    return P._step(s, [("entry_filled", {"fill": f.as_json(), "plan": ctx.plan.as_json(), "at": ctx.now,
+    return X._step(s, [("entry_filled", {"fill": f.as_json(), "plan": ctx.plan.as_json(), "at": ctx.now,
                                          "attempt": sw.attempt})])
 
 
 def on_leader_sold_buying(s: Any, m: LeaderSold, ctx: Any) -> Any:
     if s.swap is None:  # waiting to retry: nothing is in flight, so the entry stops here
-        return P._step(s, [("entry_failed", {"reason": "leader_sold_before_entry", "signature": m.signature})])
-    return P.Step(defer=True)  # a transaction may be landing: decided once it has an outcome
+        return X._step(s, [("entry_failed", {"reason": "leader_sold_before_entry", "signature": m.signature})])
+    return Step(defer=True)  # a transaction may be landing: decided once it has an outcome
 
 
 def on_tick_selling(s: Any, t: PriceTick, ctx: Any) -> Any:
     """Bookkeeping only (stale flag, high-water mark): exit rules wait for the sale in flight to have an outcome."""
-    step = P.on_tick_live(s, t, ctx)
-    return P._step(s, [(e.kind, e.data) for e in step.events if e.kind in ("stale_flagged", "stale_cleared", "high_water")])
+    step = X.on_tick_live(s, t, ctx)
+    return X._step(s, [(e.kind, e.data) for e in step.events if e.kind in ("stale_flagged", "stale_cleared", "high_water")])
 
 
 def defer(s: Any, m: Any, ctx: Any) -> Any:
-    return P.Step(defer=True)
+    return Step(defer=True)
 
 
 def defer_command(s: Any, m: Any, ctx: Any) -> Any:
     """An operator close while a sale is in flight: validated now, ordered once the sale has an outcome."""
     if isinstance(m, ClosePartial):
-        check = P.on_close_partial_live(s, m, ctx)
+        check = X.on_close_partial_live(s, m, ctx)
         if check.reply is not None and not check.reply.ok:
             return check
     assert isinstance(m, (ClosePosition, ClosePartial))
-    return P.Step(reply=CommandReply(s.id, True), defer=True)
-
-
-from actors import position as P  # noqa: E402 - at the bottom: the handlers use the table's helpers (mutual import)
+    return Step(reply=CommandReply(s.id, True), defer=True)

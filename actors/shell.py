@@ -1,14 +1,17 @@
 """The shell every WallTrack actor runs in: persist first, then act; stash while a write is in flight.
 
 A subclass implements `handle(message)` and calls `self.persist(op, then)` for a write whose result
-matters: `op()` returns a Future; until it completes, new messages are stashed (as Akka's persist does),
+matters: `op()` returns a Future (from a port: the I/O runs in its own runtime); until it completes, new
+messages are stashed (as Akka's persist does; the stash lasts one I/O step, bounded by `give_up_s`),
 so the actor never decides on state that is not yet stored. A failed write is retried with capped
 backoff — the operations are idempotent — and `then(result)` runs once it is stored. A write still failing
 after `give_up_s` crashes the actor (`PersistFailed`) to its supervisor, which rebuilds it from the database
 once it answers again: never an endless retry behind an ever-growing stash. A failed actor hands the messages
 it had received but not handled (its stash, its mailbox) to its supervisor in `ChildFailed.unprocessed`.
 `self.request(op, then)` is the same for a read whose answer the next decision needs (a safety verdict):
-not retried; `then` receives the result or the exception, and decides what a failure means.
+not retried; `then` receives the result or the exception, and decides what a failure means. A request to
+another actor is not I/O: it is a `tell` carrying `reply_to`, the answer a message like any other, awaited in
+the actor's own state with a timer (`tell_later`) — see actors/wallet.py's `awaiting_reservation`.
 
 A BaseException (trio.Cancelled, a solders PanicException, KeyboardInterrupt) raised in a handler is
 contained as an ordinary `ActorCrash`: it fails this actor only, never every actor in the process.
@@ -85,9 +88,9 @@ class Shell(PooledActor):
                 pass
 
     def _unprocessed(self) -> tuple[Any, ...]:
-        """What this (failed, stopped) actor received but did not handle, in order: its stash, then the tells left in
-        its mailbox (an ask left there fails at once, as pykka fails it)."""
-        left = list(self._stash)
+        """What this (failed, stopped) actor received but did not handle, in order: what its state held back
+        (`deferred`), its stash, then the tells left in its mailbox (an ask left there fails at once, as pykka does)."""
+        left = [*self.deferred(), *self._stash]
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
             if envelope.reply_to is not None:
@@ -101,9 +104,23 @@ class Shell(PooledActor):
     def handle(self, message: Any) -> Any:
         raise NotImplementedError
 
+    def deferred(self) -> tuple[Any, ...]:
+        """Messages the actor's own state queued to decide later (the wallet's, while a reservation is awaited)."""
+        return ()
+
     def bypass_stash(self, message: Any) -> bool:
         """Messages that are answered even while a write is in flight (read-only queries)."""
         return False
+
+    @property
+    def io_in_flight(self) -> bool:
+        """A write or a read is under way: new messages are stashed until its outcome is handled."""
+        return self._inflight is not None
+
+    def tell_later(self, delay: float, message: Any) -> None:
+        """Tell myself `message` after `delay` seconds (a timer through the scheduler port, never a sleep)."""
+        ref = self.actor_ref
+        self._scheduler.call_later(delay, lambda: _tell(ref, message))
 
     def persist(self, op: Callable[[], Future], then: Callable[[Any], None]) -> None:
         self._start_io(op, then, self.retry_initial)
@@ -144,8 +161,7 @@ class Shell(PooledActor):
                 raise PersistFailed(f"a write failed for {now - self._failing_since:.0f} s: {msg.result!r}")
             log.warning("write_retry", actor=self.child_id[0], id=self.child_id[1], delay_s=delay, error=repr(msg.result))
             self._inflight = (token, op, then, min(delay * 2, self.retry_max))
-            ref = self.actor_ref
-            self._scheduler.call_later(delay, lambda: self._resubmit(ref, token))
+            self.tell_later(delay, _Resubmit(token))
             return None
         self._inflight, self._failing_since = None, None
         then(msg.result)
@@ -153,12 +169,14 @@ class Shell(PooledActor):
             self.on_receive(self._stash.popleft())
         return None
 
-    def _resubmit(self, ref: pykka.ActorRef, token: int) -> None:
-        # Runs on the scheduler's thread: hop back into the mailbox.
-        try:
-            ref.tell(_Resubmit(token))
-        except pykka.ActorDeadError:
-            pass
+
+
+def _tell(ref: pykka.ActorRef, message: Any) -> None:
+    """From a timer's thread: into the actor's mailbox, unless it is gone."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass
 
 
 class _Resubmit:

@@ -1,9 +1,13 @@
-"""The root supervisor: owns the wallet and position actors, routes messages to them, restarts them.
+"""The root supervisor: starts, restarts, escalates and stops the wallet, position and risk actors. It routes nothing.
 
-Children are indexed by ("wallet", address) and ("position", id) in our own dict (pykka's registry is a
-linear list). A child that is starting or restarting gets its messages buffered, in order, until it
-runs. A restart builds a fresh actor from persisted state: a wallet from its open positions, a position
-from its journal.
+Children are indexed by ("wallet", address) and ("position", id) in the directory (`Ports.directory`,
+actors/directory.py), which the root alone writes: a child that is starting or restarting gets its messages
+held there, in order, until it runs. Actors and edges tell each other through the directory, never through
+this mailbox; deliveries, operator commands and price ticks enter through the edge (actors/edge.py). What
+reaches the root is supervision: the watchlist (which wallets to run), `StartPosition` (spawn), a position's
+close (a normal exit: stop it), `ChildFailed`, restarts and recoveries, adoption, an operator's reset of the
+escalation breaker, and `GetStats`. A restart builds a fresh actor from persisted state: a wallet from its open
+positions, a position from its journal.
 
 Supervision is OTP's (actors/supervision.py), one_for_one, with one `RestartPolicy` per child: a failed
 child is restarted after a backoff with jitter (a timer, never a sleep in this mailbox), as its restart
@@ -18,13 +22,13 @@ held for it meanwhile (only the newest price tick). A failed child's unhandled m
 root hearing of it is held too: nothing addressed to a restarting child is dropped.
 
 With `Ports.risk` set, the root also owns the one RiskActor, ("risk", "global"), rebuilt from the database
-(`Store.risk_snapshot`): entry reservations, their binding and release, operator breaker resets and every
-`PositionClosed` are routed to it; the SOL price from price ticks too. Tripped breakers are published in
-`Published.breakers` for /health.
+(`Store.risk_snapshot`); wallets, positions and the edge tell it their reservations, closes and resets
+themselves. Tripped breakers are published in `Published.breakers` for /health.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -32,23 +36,20 @@ from typing import Any, Callable
 import pykka
 import structlog
 
+from actors.directory import RISK, ChildId, Directory
 from actors.messages import (
+    BreakerReset,
     ChildFailed,
     ChildRecovered,
-    Deliver,
     GetStats,
     JournalEvent,
-    Observation,
     PositionClosed,
-    PriceTick,
-    PriceTicks,
+    ReservationBound,
     StartPosition,
     SwapObserved,
-    ToPosition,
+    TripBreaker,
     WatchlistChanged,
 )
-from actors.messages import BreakerReset, ReservationBound, ReservationReleased, ReserveEntry, SolPrice, WalletSettingsChanged
-from actors.messages import GetChild, TradingModeChanged, TripBreaker
 from actors.ports import Ports
 from actors.position import TERMINAL, PositionActor, fold
 from actors.risk import SUPERVISOR_BREAKER, RiskActor, rebuild, trip_event
@@ -58,8 +59,7 @@ from actors.wallet import WalletActor, WalletState
 
 log = structlog.get_logger("supervisor")
 
-ChildId = tuple[str, str]
-RISK: ChildId = ("risk", "global")
+__all__ = ["RISK", "ChildId", "Published", "RootSupervisor"]
 
 # Child specs: the restart type of each kind of child (a failure is always abnormal; a normal stop — a closed
 # position, an unwatched wallet — is the root's own doing and restarts nothing).
@@ -84,27 +84,30 @@ class Published:
         self.open_mints: frozenset[str] = frozenset()
         self.breakers: tuple[dict[str, Any], ...] = ()  # tripped breakers, from the risk actor
         self.sol_usd: Any = None  # (the last fresh SOL price, when it came) from the price monitor: sizes live entries
+        self.root_mail: Counter[str] = Counter()  # what the root's mailbox received, by message type (supervision only)
 
 
 class RootSupervisor(PooledActor):
+    risk_actor: type[RiskActor] = RiskActor  # the risk child's class (a test's may answer late)
+
     def __init__(self, ports: Ports, published: Published | None = None, intensity: Intensity = Intensity(),
                  backoff: Backoff = Backoff()) -> None:
         super().__init__()
         self._ports = ports
+        self._dir: Directory = ports.directory
         self.published = published or Published()
         self._intensity, self._backoff = intensity, backoff
-        self._children: dict[ChildId, pykka.ActorRef] = {}
-        self._pending: dict[ChildId, list[Any]] = {}
         self._policies: dict[ChildId, RestartPolicy] = {}  # restart counts per child
         self._escalated: dict[ChildId, str] = {}  # children given up on (until an operator reset), and why
         self._failed: set[ChildId] = set()  # wallets to restart with their inbox backlog
-        self._watchlist: frozenset[str] = frozenset()
-        self._by_mint: dict[str, set[int]] = {}  # open positions per token, for price ticks
-        self._trading_mode: str | None = None  # the global mode, handed to every wallet (None: not told yet)
+        self._watchlist: frozenset[str] = frozenset()  # the wallets whose actors run (or are being started)
+        self._seen = -1  # the directory's watchlist version acted on
         self.restarts = 0
 
     # -- start-up from persisted state (called by the composition root before traffic) --------------
     def adopt_wallet(self, wallet: str, books: dict[str, dict[str, frozenset[int]]]) -> None:
+        self._dir.watch(self._dir.everyone | {wallet})
+        self._seen = self._dir.version
         self._watchlist |= {wallet}
         self._spawn(("wallet", wallet), books)
 
@@ -117,7 +120,11 @@ class RootSupervisor(PooledActor):
             self.adopt_wallet(wallet, books)
         for pid, journal in positions:
             self.adopt_position(pid, journal)
-        return len(self._children)
+        return len(self._dir.running())
+
+    def _handle_receive(self, message: Any) -> Any:
+        self.published.root_mail[type(message).__name__] += 1  # (proxy calls too: adoption)
+        return super()._handle_receive(message)
 
     def on_receive(self, message: Any) -> Any:
         handler = self._handlers().get(type(message))
@@ -126,25 +133,16 @@ class RootSupervisor(PooledActor):
         return handler(message)
 
     def _handlers(self) -> dict[type, Callable[[Any], Any]]:
+        """Supervision only: which children run, their starts, exits, failures and restarts."""
         return {
-            Deliver: self._deliver,
             WatchlistChanged: self._watchlist_changed,
             StartPosition: lambda m: self._spawn(("position", str(m.position_id)), m.journal),
-            ToPosition: lambda m: self._send(("position", str(m.position_id)), m.message),
             PositionClosed: self._position_closed,
-            PriceTicks: self._price_ticks,
             ChildFailed: self._child_failed,
             _Restart: self._restart,
             ChildRecovered: lambda m: self._spawn(m.child, m.snapshot),
             GetStats: lambda m: self.stats(),
-            GetChild: lambda m: self._children.get(tuple(m.child)),  # the panel asks the child itself
-            # risk: entry reservations and breaker commands go to the one RiskActor; rules to their wallet
-            ReserveEntry: lambda m: self._send(RISK, m),
-            ReservationBound: lambda m: self._send(RISK, m),
-            ReservationReleased: lambda m: self._send(RISK, m),
             BreakerReset: self._breaker_reset,
-            WalletSettingsChanged: lambda m: self._send(("wallet", m.wallet), m),
-            TradingModeChanged: self._trading_mode_changed,
         }
 
     def on_start(self) -> None:
@@ -152,44 +150,24 @@ class RootSupervisor(PooledActor):
             self._recover(RISK)
 
     def stats(self) -> dict[str, int]:
-        kinds = [k for k, _ in self._children]
+        kinds = [k for k, _ in self._dir.running()]
         return {"wallets": kinds.count("wallet"), "positions": kinds.count("position"), "restarts": self.restarts}
 
-    # -- routing -----------------------------------------------------------------------------------
-    def _deliver(self, m: Deliver) -> None:
-        trades = dict(m.trades) if m.trades is not None else None
-        for wallet in m.wallets:
-            if wallet in self._watchlist:
-                known = trades is not None and wallet in trades
-                self._send(("wallet", wallet), SwapObserved(m.signature, wallet, m.payload, classified=known,
-                                                            trade=trades.get(wallet) if known else None,
-                                                            received_at=m.received_at))
-            else:  # removed since the delivery was stored: close its books on this transaction
-                self._ports.store.record_observation(Observation(m.signature, wallet, "unwatched", reason="unwatched"))
-
     def _send(self, child: ChildId, message: Any) -> None:
-        ref = self._children.get(child)
-        if ref is not None:
-            try:
-                ref.tell(message)
-                return
-            except pykka.ActorDeadError:  # it failed; its ChildFailed is on the way: hold this for its successor
-                self._children.pop(child, None)
-                self._pending.setdefault(child, [])
-        if child in self._pending:
-            held = self._pending[child]
-            if isinstance(message, PriceTick):  # only the newest price matters
-                held[:] = [m for m in held if not isinstance(m, PriceTick)]
-            held.append(message)
-        elif child not in self._escalated:  # an escalated child was reported once, by `supervisor_escalated`
-            log.warning("undeliverable", child=f"{child[0]}:{child[1]}", message=type(message).__name__)
+        self._dir.tell(child, message)
 
+    # -- which children run ------------------------------------------------------------------------
     def _watchlist_changed(self, m: WatchlistChanged) -> None:
-        added, removed = m.wallets - self._watchlist, self._watchlist - m.wallets
-        self._watchlist = m.wallets
+        """The edge updated the directory's watchlist before telling me (deliveries after it are held for the wallets
+        it added); told directly, I update it myself. Either way: run what it names, stop what it no longer does."""
+        if self._dir.version == self._seen:
+            self._dir.watch(m.wallets)
+        self._seen = self._dir.version
+        target = self._dir.watched
+        added, removed = target - self._watchlist, self._watchlist - target
+        self._watchlist = target
         for wallet in sorted(removed):
-            self._pending.pop(("wallet", wallet), None)
-            ref = self._children.pop(("wallet", wallet), None)
+            ref = self._dir.drop(("wallet", wallet))
             if ref is not None:
                 ref.stop(block=False)
             log.info("wallet_unwatched", wallet=wallet)
@@ -197,57 +175,26 @@ class RootSupervisor(PooledActor):
             log.info("wallet_watched", wallet=wallet)
             self._recover(("wallet", wallet))
 
-    def _trading_mode_changed(self, m: TradingModeChanged) -> None:
-        """To every running wallet; a wallet (re)started later gets the mode in its initial state."""
-        self._trading_mode = m.mode
-        wallets = [child for child in self._children if child[0] == "wallet"]
-        for child in wallets:
-            self._send(child, m)
-        log.info("trading_mode_applied", mode=m.mode, wallets=len(wallets))
-
     def _position_closed(self, m: PositionClosed) -> None:
-        ref = self._children.pop(("position", str(m.position_id)), None)
+        """A position's normal exit (it told its wallet and the risk actor itself): stop it, no restart."""
+        ref = self._dir.drop(("position", str(m.position_id)))
         if ref is not None:
             ref.stop(block=False)
         self._track_mint(m.token_mint, m.position_id, open_=False)
-        self._send(("wallet", m.wallet), m)
-        if self._ports.risk is not None:
-            self._send(RISK, m)
-
-    def _price_ticks(self, m: PriceTicks) -> None:
-        sol = m.sol_usd if m.sol_usd is not None else next((t.sol_usd for t in m.ticks if t.sol_usd is not None), None)
-        if sol is not None:
-            self.published.sol_usd = (sol, self._ports.clock())
-        if sol is not None and self._ports.risk is not None:
-            self._send(RISK, SolPrice(sol))
-        for tick in m.ticks:  # one run-queue entry per token group, not a wake-up per position
-            refs = []
-            for pid in self._by_mint.get(tick.mint, ()):
-                child = ("position", str(pid))
-                if (ref := self._children.get(child)) is not None:
-                    refs.append(ref)
-                else:
-                    self._send(child, tick)  # (re)starting: buffered until it runs
-            self._runtime.tell_all(refs, tick)
 
     def _track_mint(self, mint: str, position_id: int, open_: bool) -> None:
-        ids = self._by_mint.setdefault(mint, set())
-        (ids.add if open_ else ids.discard)(position_id)
-        if not ids:
-            del self._by_mint[mint]
-        self.published.open_mints = frozenset(self._by_mint)
-
+        self._dir.track_mint(mint, position_id, open_)
+        self.published.open_mints = self._dir.open_mints()
     # -- supervision -------------------------------------------------------------------------------
     def _child_failed(self, m: ChildFailed) -> None:
-        self._children.pop(m.child, None)
         if m.child[0] == "wallet" and m.child[1] not in self._watchlist:
-            self._pending.pop(m.child, None)
+            self._dir.drop(m.child)
             return
         name = f"{m.child[0]}:{m.child[1]}"
         if m.child[0] == "wallet":
             self._failed.add(m.child)
         # its messages wait out the backoff: those it had not handled first, then those sent since
-        self._pending[m.child] = [*m.unprocessed, *self._pending.get(m.child, [])]
+        self._dir.hold(m.child, m.unprocessed)
         policy = self._policies.setdefault(m.child, RestartPolicy(intensity=self._intensity, backoff=self._backoff))
         decision = policy.on_exit(name, RESTART[m.child[0]], abnormal=True, order=(name,), reason=m.error)
         if isinstance(decision, RestartChildren):
@@ -267,14 +214,16 @@ class RootSupervisor(PooledActor):
     def _restart(self, m: _Restart) -> None:
         kind, key = m.child
         wanted = kind != "wallet" or key in self._watchlist
-        if wanted and m.child not in self._children and (m.child not in self._escalated or kind == "position"):
+        running = self._dir.lookup(m.child) is not None
+        if wanted and not running and (m.child not in self._escalated or kind == "position"):
             self._recover(m.child)
 
     def _escalate(self, child: ChildId, reason: str, restarts: int, error: str) -> None:
         """Stop restarting `child` (a position: restart it slowly), trip the global breaker, say so once."""
         if child[0] != "position":
-            self._pending.pop(child, None)
+            self._dir.drop(child)
         self._escalated[child] = reason
+        self._dir.escalated.add(child)
         log.error("supervisor_escalated", child=f"{child[0]}:{child[1]}", restarts=restarts,
                   window_s=self._intensity.period_s, error=error, breaker=SUPERVISOR_BREAKER,
                   action=f"no new entries until `walltrack breakers reset {SUPERVISOR_BREAKER}`")
@@ -290,14 +239,15 @@ class RootSupervisor(PooledActor):
         self.published.breakers = (*others, breaker.as_json())
 
     def _breaker_reset(self, m: BreakerReset) -> None:
-        if m.name == SUPERVISOR_BREAKER and self._escalated:  # the operator clears it: those children start afresh
+        """The operator cleared the escalation breaker (the edge told the risk actor itself): start afresh the
+        children given up on."""
+        if m.name == SUPERVISOR_BREAKER and self._escalated:
             children, self._escalated = sorted(self._escalated), {}
+            self._dir.escalated.clear()
             log.info("escalation_reset", children=[f"{k}:{v}" for k, v in children], by=m.by)
             for child in children:
                 self._policies.pop(child, None)
                 self._restart(_Restart(child))
-        if self._ports.risk is not None:
-            self._send(RISK, m)
 
     def _later(self, delay: float, message: Any) -> None:
         """Tell myself `message` after `delay` seconds, from the scheduler's thread."""
@@ -312,8 +262,9 @@ class RootSupervisor(PooledActor):
         self._ports.scheduler.call_later(delay, fire)
 
     def _recover(self, child: ChildId) -> None:
-        """Rebuild a child from persisted state; buffer its messages until it runs."""
-        self._pending.setdefault(child, [])
+        """Rebuild a child from persisted state; its messages are held until it runs."""
+        if self._dir.lookup(child) is None:
+            self._dir.hold(child)
         kind, key = child
         store = self._ports.store
         future: Future = (store.wallet_open_positions(key) if kind == "wallet" else store.risk_snapshot() if kind == "risk"
@@ -334,41 +285,48 @@ class RootSupervisor(PooledActor):
 
     def _spawn(self, child: ChildId, snapshot: Any) -> None:
         kind, key = child
-        if child in self._children or (kind == "wallet" and key not in self._watchlist):
+        if self._dir.lookup(child) is not None or (kind == "wallet" and key not in self._watchlist):
             return
-        me = self.actor_ref
-        if kind == "wallet":
-            state = WalletState(key, open_by_token=dict(snapshot["open"]), shadow_by_token=dict(snapshot["shadow"]),
-                                screen=self._ports.safety is not None, overrides=dict(snapshot.get("settings") or {}),
-                                buys=dict(snapshot.get("buys") or {}), leader_holdings=dict(snapshot.get("holdings") or {}),
-                                trading_mode=self._trading_mode)
-            ref = WalletActor.start(state, self._ports, me)
-            if child in self._failed:  # a restart: what the failed actor's mailbox held is replayed from the inbox
-                self._failed.discard(child)
-                now = self._ports.clock()
-                backlog = [SwapObserved(sig, key, payload, received_at=now - age_s)
-                           for sig, payload, age_s in snapshot.get("backlog") or ()]
-                replayed = {m.signature for m in backlog}
-                self._pending[child] = [*backlog, *(m for m in self._pending.get(child, [])
-                                                     if not (isinstance(m, SwapObserved) and m.signature in replayed))]
-                if backlog:
-                    log.info("wallet_backlog_replayed", wallet=key, deliveries=len(backlog))
-                for pid in sorted(set().union(*snapshot["open"].values(), *snapshot["shadow"].values())):
-                    orphan = ("position", str(pid))  # stored, but its wallet died before starting it
-                    if orphan not in self._children and orphan not in self._pending:
-                        self._recover(orphan)
-        elif kind == "risk":
-            ref = RiskActor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports, me, self.published)
-        else:
-            journal = tuple(snapshot)
-            ref = PositionActor.start(int(key), journal, self._ports, me, trading_mode=self._trading_mode)
-            state = fold(int(key), journal)  # pure: no ask to the child
-            if state.status not in TERMINAL:  # pending, open or partially closed: it wants price ticks
-                self._track_mint(state.token_mint, int(key), open_=True)
-                self._bind_exposure(int(key), journal)
-        self._children[child] = ref
-        for message in self._pending.pop(child, []):
-            ref.tell(message)
+        with self._dir.lock:  # started and bound at once: a broadcast (the trading mode) meets it either way
+            if kind == "wallet":
+                ref = self._start_wallet(key, snapshot)
+            elif kind == "risk":
+                ref = self.risk_actor.start(rebuild(self._ports.risk, self._ports.clock(), snapshot), self._ports,
+                                      self.actor_ref, self.published)
+            else:
+                ref = self._start_position(int(key), tuple(snapshot))
+            self._dir.bind(child, ref)
+
+    def _start_wallet(self, wallet: str, snapshot: Any) -> pykka.ActorRef:
+        child = ("wallet", wallet)
+        state = WalletState(wallet, open_by_token=dict(snapshot["open"]), shadow_by_token=dict(snapshot["shadow"]),
+                            screen=self._ports.safety is not None, overrides=dict(snapshot.get("settings") or {}),
+                            buys=dict(snapshot.get("buys") or {}), leader_holdings=dict(snapshot.get("holdings") or {}),
+                            trading_mode=self._dir.trading_mode)
+        ref = WalletActor.start(state, self._ports, self.actor_ref)
+        if child in self._failed:  # a restart: what the failed actor's mailbox held is replayed from the inbox
+            self._failed.discard(child)
+            now = self._ports.clock()
+            backlog = [SwapObserved(sig, wallet, payload, received_at=now - age_s)
+                       for sig, payload, age_s in snapshot.get("backlog") or ()]
+            replayed = {m.signature for m in backlog}
+            self._dir.replace_held(child, [*backlog, *(m for m in self._dir.held(child)
+                                                       if not (isinstance(m, SwapObserved) and m.signature in replayed))])
+            if backlog:
+                log.info("wallet_backlog_replayed", wallet=wallet, deliveries=len(backlog))
+            for pid in sorted(set().union(*snapshot["open"].values(), *snapshot["shadow"].values())):
+                orphan = ("position", str(pid))  # stored, but its wallet died before starting it
+                if self._dir.lookup(orphan) is None and not self._dir.waiting(orphan):
+                    self._recover(orphan)
+        return ref
+
+    def _start_position(self, position_id: int, journal: tuple[JournalEvent, ...]) -> pykka.ActorRef:
+        ref = PositionActor.start(position_id, journal, self._ports, self.actor_ref, trading_mode=self._dir.trading_mode)
+        state = fold(position_id, journal)  # pure: no ask to the child
+        if state.status not in TERMINAL:  # pending, open or partially closed: it wants price ticks
+            self._track_mint(state.token_mint, position_id, open_=True)
+            self._bind_exposure(position_id, journal)
+        return ref
 
     def _bind_exposure(self, position_id: int, journal: tuple[JournalEvent, ...]) -> None:
         """A position that runs counts against the caps: bound to the risk actor under its reservation id (idempotent
@@ -380,9 +338,10 @@ class RootSupervisor(PooledActor):
                                           d["quote_mint"], int(d["entry_quote_amount"])))
 
     def on_stop(self) -> None:
-        for ref in self._children.values():  # never wait in a handler: the runtime's stop_all waits for them
+        for child in self._dir.running():  # never wait in a handler: the runtime's stop_all waits for them
+            ref = self._dir.drop(child)
             try:
-                ref.stop(block=False)
+                if ref is not None:
+                    ref.stop(block=False)
             except pykka.ActorDeadError:
                 pass
-        self._children.clear()

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from actors.messages import GetChild, GetStats, PriceTick, PriceTicks  # noqa: E402
+from actors.messages import GetStats, PriceTick, PriceTicks  # noqa: E402
 from bench.fleet import entry_usd  # noqa: E402
 from walltrack.app import App  # noqa: E402
 from walltrack.logs import Redactor, configure_logging  # noqa: E402
@@ -33,11 +33,11 @@ SOL_USD = Decimal(150)
 
 
 def sweep(app: App, mints: list[str], usd: Decimal) -> tuple[float, float]:
-    """Tell the root one PriceTicks for every mint; returns (seconds until the runtime is idle, tick time)."""
+    """Tell the price feed one PriceTicks for every mint; returns (seconds until the runtime is idle, tick time)."""
     assert app.root is not None and app.runtime is not None
     at = time.time()
     t0 = time.perf_counter()
-    app.root.tell(PriceTicks(tuple(PriceTick(m, usd, SOL_USD, "jupiter", at) for m in mints)))
+    app.actors.tell(PriceTicks(tuple(PriceTick(m, usd, SOL_USD, "jupiter", at) for m in mints)))
     while not app.runtime.idle():
         time.sleep(0.0005)
     return time.perf_counter() - t0, at
@@ -61,7 +61,7 @@ def main() -> None:
         while not app.runtime.idle():  # the start-up's own messages (first ticks of the monitor, if any)
             time.sleep(0.01)
         evaluated, at = sweep(app, mints, Decimal(repr(entry_usd(float(SOL_USD)))))
-        refs = [app.root.ask(GetChild(("position", str(r["id"]))), timeout=10) for r in rows]
+        refs = [app.actors.lookup(("position", str(r["id"]))) for r in rows]
         futures = [ref.ask(_mark_query(), block=False) for ref in refs]
         ticked = sum(1 for f in futures if (m := f.get(timeout=30)) is not None and m.at == at)
         count = "SELECT count(*) FROM position_events WHERE kind = 'high_water'"

@@ -79,9 +79,11 @@ def test_messages_cross_nodes_exactly() -> None:
     ]
     for msg in samples:
         assert wire.decode(wire.encode(msg)) == msg
-    asked = m.ReserveEntry("sig:w", "w", "mint", "q", 5, reply=print)
-    back = wire.decode(wire.encode(asked), reply=len)
-    assert (back.reservation_id, back.quote_amount, back.reply) == ("sig:w", 5, len)  # the callable never travels
+    here, there = object(), object()  # stand for the asking wallet's ref and the owner's reply channel
+    asked = m.ReserveEntry("sig:w", "w", "mint", "q", 5, reply_to=here)
+    assert b"reply_to" not in wire.encode(asked)  # an actor ref never travels: the owner answers to its own channel
+    back = wire.decode(wire.encode(asked), reply_to=there)
+    assert (back.reservation_id, back.quote_amount, back.reply_to) == ("sig:w", 5, there)
     with pytest.raises(TypeError):
         wire.encode(m.GetStats())
     with pytest.raises(ValueError):

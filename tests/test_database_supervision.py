@@ -173,7 +173,7 @@ def test_a_write_failing_past_its_bound_crashes_the_actor_and_a_long_outage_esca
     import pykka
     from structlog.testing import capture_logs
 
-    from actors.messages import Deliver, GetChild, GetStats
+    from actors.messages import Deliver, GetStats
     from actors.shell import Shell
     from storage import repo
     from walltrack.app import App
@@ -188,13 +188,13 @@ def test_a_write_failing_past_its_bound_crashes_the_actor_and_a_long_outage_esca
         app.start()
         assert app.store is not None and app.root is not None
         app.store.run(lambda c: repo.add_wallet(c, W, None))
-        wait_until(lambda: (ref := app.root.ask(GetChild(("wallet", W)), timeout=5)) is not None and ref.is_alive())  # type: ignore[union-attr]
+        wait_until(lambda: (ref := app.actors.lookup(("wallet", W))) is not None and ref.is_alive())  # type: ignore[union-attr]
         body = json.loads(buy("outage"))[0]
         # stored before the outage (acknowledged to Helius), handed to the wallet during it
         assert app.store.store_deliveries([(body["signature"], json.dumps(body), [W])]).result(10)
         with capture_logs() as logs:
             pg.stop_server()
-            app.root.tell(Deliver(body["signature"], json.dumps(body), (W,)))
+            app.actors.tell(Deliver(body["signature"], json.dumps(body), (W,)))
             wait_until(lambda: any(e["event"] == "actor_failed" and "PersistFailed" in e["error"] for e in logs), timeout=20)
             down = time.monotonic()
             wait_until(lambda: time.monotonic() - down > 5 and any(e["event"] == "recover_retry" for e in logs),

@@ -117,7 +117,7 @@ class Wallet:
     state: Wt.WalletState
     mailbox: deque = field(default_factory=deque)
     stash: deque = field(default_factory=deque)
-    waiting: Any = None  # ("reserve", Reserve) | ("record", Record): the one I/O step in flight
+    waiting: Any = None  # ("record", Record): the one I/O step in flight (a reservation is awaited in the state)
 
 
 @dataclass
@@ -170,7 +170,7 @@ class World:
         and has the root start any open position of its that has no actor."""
         old = self.wallets[w]
         self.store_ops = deque(op for op in self.store_ops if op[0] != w)
-        self.risk_mail = deque(m for m in self.risk_mail if not (isinstance(m, ReserveEntry) and m.reply == w))
+        self.risk_mail = deque(m for m in self.risk_mail if not (isinstance(m, ReserveEntry) and m.reply_to is old))
         books = self.books(w)
         new = Wallet(Wt.WalletState(w, open_by_token=books[0], shadow_by_token=books[1], buys=books[2],
                                     trading_mode=self.mode))
@@ -238,14 +238,18 @@ class World:
                 obs = replace(eff.observation, decision_id=f"{self.store.next_id}-{len(self.store_ops)}-{id(eff)}")
                 wal.waiting = ("record", eff)
                 self.store_ops.append((w, obs, eff.reservation_id))
-            elif isinstance(eff, Wt.Reserve):
-                assert wal.waiting is None
-                wal.waiting = ("reserve", eff)
+            elif isinstance(eff, Wt.Reserve):  # a tell carrying the wallet's address; its state awaits the answer
+                assert wal.waiting is None and wal.state.status == "awaiting_reservation"
                 o = eff.observation
                 self.risk_mail.append(ReserveEntry(eff.reservation_id, w, o.trade.token_mint, o.trade.quote_mint,
-                                                   o.entry.quote_amount, reply=w))
+                                                   o.entry.quote_amount, reply_to=wal))
             else:
                 self.route(eff, w)
+        while wal.waiting is None:  # WalletActor._step: watching again, what was queued in the state, in order
+            wal.state, queued = Wt.next_queued(wal.state)
+            if queued is None:
+                break
+            self.wallet_step(w, queued)
 
     def run_wallet(self, w: str) -> None:
         wal = self.wallets[w]
@@ -277,10 +281,10 @@ class World:
         check_caps(self.risk)
         self.peak = max(self.peak, len(self.risk.exposures()))
         for eff in effects:
-            if isinstance(eff, R.Reply):
-                w = eff.reply
-                if self.wallets[w].waiting and self.wallets[w].waiting[0] == "reserve":
-                    self.wallet_io_done(w, Wt.Reserved(self.wallets[w].waiting[1].observation, eff.decision))
+            if isinstance(eff, R.Reply):  # told to the asker's mailbox, unless it died meanwhile
+                asker = eff.reply_to
+                if self.wallets.get(asker.state.wallet) is asker:
+                    asker.mailbox.append(eff.decision)
 
     # -- a position actor ----------------------------------------------------------------------------------------
     def position_step(self, pid: int, command: Any) -> None:

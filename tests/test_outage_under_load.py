@@ -31,7 +31,7 @@ import httpx
 import pykka
 import pytest
 
-from actors.messages import GetChild, GetStats
+from actors.messages import GetStats
 from sandbox.helius import HeliusPoster
 from sandbox.market import Market, SimClock
 from tests.conftest import SECRET, wait_until
@@ -235,7 +235,7 @@ def test_database_outage_under_webhook_load(world: tuple[EmbeddedPostgres, Sandb
     for address in leaders:
         app.store.run(lambda c, a=address: repo.add_wallet(c, a, None))
     wait_until(lambda: app.root.ask(GetStats(), timeout=5)["wallets"] == len(leaders), timeout=20)  # type: ignore[union-attr]
-    children_before = {a: app.root.ask(GetChild(("wallet", a)), timeout=5) for a in leaders}
+    children_before = {a: app.actors.lookup(("wallet", a)) for a in leaders}
     base = f"http://127.0.0.1:{app.gateway_port}"
 
     load = Load(f"{base}/webhooks/helius", sb.market, sb.clock, sb.chain)
@@ -325,7 +325,7 @@ def test_database_outage_under_webhook_load(world: tuple[EmbeddedPostgres, Sandb
     stats_after = app.root.ask(GetStats(), timeout=5)
     assert stats_after["wallets"] == len(leaders) and stats_after["restarts"] == stats_before["restarts"] == 0
     for address, ref in children_before.items():
-        assert ref.is_alive() and app.root.ask(GetChild(("wallet", address)), timeout=5) is ref, address
+        assert ref.is_alive() and app.actors.lookup(("wallet", address)) is ref, address
     assert app.gateway is not None and app.gateway.running and app.monitor is not None and app.monitor.running
     assert health.status_code == 200, health.text
     body = health.json()

@@ -13,6 +13,7 @@ from typing import Iterator
 import pykka
 import pytest
 
+from actors.directory import Directory
 from actors.messages import (
     ClosePartial,
     ClosePosition,
@@ -66,6 +67,7 @@ class Engine:
     root: pykka.ActorRef
     loop: AsyncioThread
     refs: dict[int, pykka.ActorRef]
+    directory: Directory | None = None  # the root's: where its running children are looked up
 
     def open(self, symbol: str, plan: ExitPlan = BASE, mint: str | None = None, quote_mint: str = WSOL_MINT,
              leader_tokens: int = 5_000_000_000) -> int:
@@ -168,8 +170,9 @@ def engine(db_url: str) -> Iterator[Engine]:
     jup = JupiterClient(f"http://127.0.0.1:{port}/jupiter", tier="pro")
     clock = Clock(market.start)
     executor = PaperExecutor(runtime, jup, clock, slippage_bps=100, priority_fee_lamports=10_000)
-    root = RootSupervisor.start(Ports(store, loop, clock=clock, executor=executor))
-    eng = Engine(market, faults, store, executor, clock, root, loop, {})
+    ports = Ports(store, loop, clock=clock, executor=executor)
+    root = RootSupervisor.start(ports)
+    eng = Engine(market, faults, store, executor, clock, root, loop, {}, ports.directory)
     try:
         yield eng
         eng.assert_pnl_is_the_sum_of_fills()

@@ -21,7 +21,8 @@ import asyncpg
 import pykka
 from structlog.testing import capture_logs
 
-from actors.messages import GetChild, GetStats, PriceTick, PriceTicks
+from actors.edge import Edge
+from actors.messages import GetStats, PriceTick, PriceTicks
 from actors.ports import Ports
 from actors.supervision import Backoff, Intensity
 from actors.supervisor import RootSupervisor
@@ -67,14 +68,14 @@ def test_an_observation_committed_as_its_connection_died_still_starts_its_positi
 
 # -- (b) ------------------------------------------------------------------------------------------------------------
 def test_a_position_past_its_restart_intensity_is_still_monitored(engine: Engine) -> None:  # noqa: F811
-    root = RootSupervisor.start(Ports(engine.store, engine.loop, clock=engine.clock, executor=engine.executor,
-                                      exit_plan=BASE), intensity=Intensity(2, 60), backoff=Backoff(0.01, 0.3))
-    eng = replace(engine, root=root)
+    ports = Ports(engine.store, engine.loop, clock=engine.clock, executor=engine.executor, exit_plan=BASE)
+    root = RootSupervisor.start(ports, intensity=Intensity(2, 60), backoff=Backoff(0.01, 0.3))
+    eng = replace(engine, root=root, directory=ports.directory)
     pid = eng.open("STDY")
     eng.settle(pid, "open")
 
     def child() -> pykka.ActorRef | None:
-        ref = root.ask(GetChild(("position", str(pid))), timeout=5)
+        ref = ports.directory.lookup(("position", str(pid)))
         return ref if ref is not None and ref.is_alive() else None
 
     with capture_logs() as logs:
@@ -91,7 +92,7 @@ def test_a_position_past_its_restart_intensity_is_still_monitored(engine: Engine
         s = eng.state(pid)
         with eng.market.lock:
             usd = Decimal(repr(eng.market.price_usd(s.token_mint)))
-        root.tell(PriceTicks((PriceTick(s.token_mint, usd, Decimal(repr(eng.market.sol_usd)), "jupiter", eng.clock()),)))
+        Edge(root, ports, None).tell(PriceTicks((PriceTick(s.token_mint, usd, Decimal(repr(eng.market.sol_usd)), "jupiter", eng.clock()),)))
         wait_until(lambda: eng.kinds(pid)[-1] == "exit_filled", timeout=15)
     assert [e["child"] for e in logs if e["event"] == "supervisor_escalated"] == [f"position:{pid}"]
     assert root.ask(GetStats(), timeout=5)["restarts"] == 3
@@ -157,7 +158,7 @@ def kill_switch_after_the_grant(app: App, sb: Sandbox) -> None:
                      and r[0], timeout=20)
     assert (row["status"], row["exit_reason"]) == ("entry_failed", "mode:off")  # ... but never bought
     assert db(app, "SELECT 1 FROM fills") == []
-    risk = app.root.ask(GetChild(("risk", "global")), timeout=5)  # type: ignore[union-attr]
+    risk = app.actors.lookup(("risk", "global"))  # type: ignore[union-attr]
     assert wait_until(lambda: not risk.ask("state", timeout=5).open) == True  # noqa: E712 - its room is free again
 
 
@@ -175,7 +176,7 @@ def kill_switch_during_the_verdict(app: App, sb: Sandbox) -> None:
     assert post(app, [tx]).status_code == 200
     wait_until(lambda: rpc.requests > seen)  # the safety check is under way
     set_mode(app, "off")
-    wallet = app.root.ask(GetChild(("wallet", LEADER)), timeout=5)  # type: ignore[union-attr]
+    wallet = app.actors.lookup(("wallet", LEADER))  # type: ignore[union-attr]
     assert wallet.ask("state", timeout=5).trading_mode == "off"  # heard at once, not after the verdict
     (sig,) = wait_until(lambda: db(app, "SELECT decision, reason FROM signals WHERE signature = $1", tx["signature"]),
                         timeout=30)

@@ -35,6 +35,7 @@ from tests.copykit import pubkey
 
 SOL = 10**9
 W1, W2 = pubkey("w1"), pubkey("w2")
+ASKER = object()  # stands for the asking wallet's ActorRef (the pure table only hands it back)
 T1, T2 = pubkey("t1"), pubkey("t2")
 T0 = 100 * DAY + 3600.0  # 01:00 UTC on some day
 OFF = dict(max_drawdown_pct=Decimal(0), daily_loss_sol=Decimal(0), loss_streak=0, stoploss_cooldown_s=0, wallet_loss_streak=0)
@@ -66,9 +67,10 @@ class Driver:
     def reserve(self, wallet: str = W1, mint: str = T1, lamports: int = SOL // 10, quote: str = WSOL_MINT) -> EntryDecision:
         self.n += 1
         answers: list[EntryDecision] = []
-        effects = self.send(ReserveEntry(f"r{self.n}", wallet, mint, quote, lamports, answers.append))
+        effects = self.send(ReserveEntry(f"r{self.n}", wallet, mint, quote, lamports, reply_to=ASKER))
         (reply,) = [e for e in effects if isinstance(e, Reply)]
-        reply.reply(reply.decision)
+        assert reply.reply_to is ASKER  # the answer is told back to the asker's ref
+        answers.append(reply.decision)
         return answers[0]
 
     def open(self, wallet: str = W1, mint: str = T1, lamports: int = SOL // 10) -> int:
@@ -147,8 +149,9 @@ def test_the_same_reservation_asked_twice_is_granted_once() -> None:
     d = Driver(cfg(max_open_positions=1))
     answers: list[EntryDecision] = []
     for _ in range(2):
-        (reply,) = d.send(ReserveEntry("same", W1, T1, WSOL_MINT, SOL // 10, answers.append))
-        reply.reply(reply.decision)
+        (reply,) = d.send(ReserveEntry("same", W1, T1, WSOL_MINT, SOL // 10, reply_to=ASKER))
+        assert reply.reply_to is ASKER  # the answer is told back to the asker's ref
+        answers.append(reply.decision)
     assert [a.granted for a in answers] == [True, True] and len(d.state.reserved) == 1 and d.state.trades_today == 1
 
 
@@ -339,9 +342,10 @@ def tripped_now(d: Driver, name: str) -> bool:
 def live_reserve(d: Driver, lamports: int, wallet: str = W1, mint: str = T1) -> EntryDecision:
     d.n += 1
     answers: list[EntryDecision] = []
-    effects = d.send(ReserveEntry(f"live{d.n}", wallet, mint, WSOL_MINT, lamports, answers.append, mode="live"))
+    effects = d.send(ReserveEntry(f"live{d.n}", wallet, mint, WSOL_MINT, lamports, reply_to=ASKER, mode="live"))
     (reply,) = [e for e in effects if isinstance(e, Reply)]
-    reply.reply(reply.decision)
+    assert reply.reply_to is ASKER  # the answer is told back to the asker's ref
+    answers.append(reply.decision)
     return answers[0]
 
 

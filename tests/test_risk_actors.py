@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.edge import Edge
 from actors.messages import Deliver, PositionClosed
 from actors.ports import Ports
 from actors.risk import RiskConfig
@@ -98,6 +99,7 @@ def test_concurrent_buys_never_exceed_a_cap(engine: tuple[repo.Store, PaperExecu
                       max_buys_per_token=100, skip_add_ons=False)
     ports = Ports(store, loop, rules, clock=lambda: DAY_NOON, risk=cfg, executor=executor)
     root = RootSupervisor.start(ports)
+    edge = Edge(root, ports, None)
     try:
         proxy = root.proxy()
         for w in WALLETS:
@@ -108,7 +110,7 @@ def test_concurrent_buys_never_exceed_a_cap(engine: tuple[repo.Store, PaperExecu
             deliveries.append(Deliver(s, swap_payload(s, WALLETS[w], TOKENS[t], side, n * SOL // 10, 10**6 * n), (WALLETS[w],)))
         deliveries += [deliveries[i] for i in repeat if i < len(deliveries)]  # the same transaction again
         batches = [deliveries[k::threads] for k in range(threads)]
-        workers = [threading.Thread(target=lambda b=b: [root.tell(d) for d in b]) for b in batches]
+        workers = [threading.Thread(target=lambda b=b: [edge.tell(d) for d in b]) for b in batches]
         for t in workers:
             t.start()
         for t in workers:
@@ -169,7 +171,7 @@ def buy(app: App, name: str, wallet: str = LEADER) -> str:
     """The leader buys token(name) for 1 SOL (a fresh token per buy: no add-ons, no per-token limits)."""
     s = sig(name)
     assert app.root is not None
-    app.root.tell(Deliver(s, swap_payload(s, wallet, token(name), "buy", SOL, 10**6), (wallet,)))
+    app.actors.tell(Deliver(s, swap_payload(s, wallet, token(name), "buy", SOL, 10**6), (wallet,)))
     return s
 
 
@@ -222,7 +224,7 @@ def breaker_app(make_settings: Any) -> Iterator[tuple[App, Clock]]:
 def lose(app: App, name: str, position_id: int) -> None:
     """The position closes at a loss (what the position actor tells the root when its exit is stored)."""
     assert app.root is not None
-    app.root.tell(PositionClosed(position_id, LEADER, token(name), mode="paper", quote_mint=WSOL_MINT,
+    app.actors.tell(PositionClosed(position_id, LEADER, token(name), mode="paper", quote_mint=WSOL_MINT,
                                  realized_pnl_quote=-SOL // 20, exit_reason="mirror_sell"))
 
 

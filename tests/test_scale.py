@@ -13,7 +13,7 @@ from typing import Any, Callable
 import asyncpg
 from pykka.messages import ProxyGetAttr
 
-from actors.messages import GetChild, GetStats, PriceTick, PriceTicks
+from actors.messages import GetStats, PriceTick, PriceTicks
 from bench import fleet
 from tests.conftest import wait_until
 from walltrack.app import App
@@ -42,10 +42,10 @@ def test_ten_thousand_positions_and_a_thousand_wallets_run_in_one_process(make_s
         assert app.root.ask(GetStats(), timeout=30) == {"wallets": 1000, "positions": 10_000, "restarts": 0}
         assert app.runtime.threads == 4 and len(app.runtime.registry) == 11_002  # + the root and the risk actor
         assert threading.active_count() <= 32  # the whole test process, 11,002 actors included
-        refs = [app.root.ask(GetChild(("position", str(pid))), timeout=10) for pid in ids]
+        refs = [app.actors.lookup(("position", str(pid))) for pid in ids]
         at = time.time()
         usd = Decimal(repr(fleet.entry_usd(150.0)))
-        app.root.tell(PriceTicks(tuple(PriceTick(m, usd, Decimal(150), "jupiter", at) for m in mints)))
+        app.actors.tell(PriceTicks(tuple(PriceTick(m, usd, Decimal(150), "jupiter", at) for m in mints)))
         waiting = set(range(len(refs)))
 
         def every_position_ticked() -> bool:

@@ -18,7 +18,7 @@ import pykka
 import pytest
 from structlog.testing import capture_logs
 
-from actors.messages import BreakerReset, Deliver, GetChild, GetStats, ReserveEntry, TripBreaker
+from actors.messages import BreakerReset, Deliver, GetStats, ReserveEntry, TripBreaker
 from actors.position import fold
 from actors.risk import SUPERVISOR_BREAKER, RiskConfig, RiskState, scope, transition
 from actors.trades import WSOL_MINT
@@ -51,7 +51,7 @@ def start_app(make_settings: Callable[..., Any]) -> Iterator[Callable[..., App]]
 
 def running(app: App, wallet: str) -> pykka.ActorRef | None:
     assert app.root is not None
-    ref = app.root.ask(GetChild(("wallet", wallet)), timeout=5)
+    ref = app.actors.lookup(("wallet", wallet))
     return ref if ref is not None and ref.is_alive() else None
 
 
@@ -59,7 +59,7 @@ def crash(app: App, wallet: str, n: int) -> pykka.ActorRef:
     """Crash the wallet's running actor (a payload that is not JSON) and wait until it is dead."""
     assert app.root is not None
     ref = wait_until(lambda: running(app, wallet))
-    app.root.tell(Deliver(signature(f"poison-{wallet}-{n}"), "{not json", (wallet,)))
+    app.actors.tell(Deliver(signature(f"poison-{wallet}-{n}"), "{not json", (wallet,)))
     wait_until(lambda: not ref.is_alive())
     return ref
 
@@ -75,7 +75,7 @@ def test_the_risk_table_refuses_entries_while_the_supervisor_breaker_is_tripped(
                                              "reason": "wallet:X failed 3 times", "trip_at": now, "at": now, "until": None},)]
     again, effects = transition(state, TripBreaker(SUPERVISOR_BREAKER, "another"), cfg, now + 1)
     assert effects == [] and again == state  # the first reason stands until a reset
-    state, (reply,) = transition(state, ReserveEntry("r", "W", "M", WSOL_MINT, 10**8, reply=None), cfg, later)
+    state, (reply,) = transition(state, ReserveEntry("r", "W", "M", WSOL_MINT, 10**8), cfg, later)
     assert (reply.decision.granted, reply.decision.reason) == (False, f"breaker:{SUPERVISOR_BREAKER}")  # no time limit
     assert scope(SUPERVISOR_BREAKER) == "global"
     cleared, _ = transition(state, BreakerReset(SUPERVISOR_BREAKER), cfg, later)
@@ -159,7 +159,7 @@ def test_a_position_killed_mid_tick_restarts_with_the_same_state(engine: Engine)
     engine.tick(pid)  # the same price again: being decided when ...
     old.tell("no such command")  # ... an event its table does not know crashes it
     wait_until(lambda: not old.is_alive())
-    engine.refs[pid] = wait_until(lambda: (r := engine.root.ask(GetChild(("position", str(pid))))) and r.is_alive() and r)
+    engine.refs[pid] = wait_until(lambda: (r := engine.directory.lookup(("position", str(pid)))) and r.is_alive() and r)
     again = engine.state(pid)
     assert engine.journal(pid) == journal
     for f in fields(type(before)):

@@ -168,7 +168,7 @@ def _sell(app: App, name: str) -> str:
     """The leader sells token(name) (a sale of what it bought in `buy`)."""
     s = sig(f"sell:{name}")
     assert app.root is not None
-    app.root.tell(Deliver(s, swap_payload(s, LEADER, token(name), "sell", SOL, 10**6), (LEADER,)))
+    app.actors.tell(Deliver(s, swap_payload(s, LEADER, token(name), "sell", SOL, 10**6), (LEADER,)))
     return s
 
 

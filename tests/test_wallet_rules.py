@@ -17,6 +17,7 @@ from actors.messages import (
     StartPosition,
     SwapObserved,
     ToPosition,
+    TradingModeChanged,
     WalletSettingsChanged,
 )
 from actors.rules import CopyRules, RulesError, apply_assignments, effective
@@ -28,7 +29,8 @@ from actors.wallet import (
     Record,
     Recorded,
     Reserve,
-    Reserved,
+    ReservationTimedOut,
+    next_queued,
     SafetyAssessed,
     WalletState,
     decide,
@@ -53,9 +55,41 @@ def report(passed: bool = True, **facts: object) -> SafetyReport:
 
 
 # -- the table ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("event", [SwapObserved, SafetyAssessed, Reserved, Recorded, PositionClosed, WalletSettingsChanged])
+@pytest.mark.parametrize("event", [SwapObserved, SafetyAssessed, EntryDecision, ReservationTimedOut, Recorded, PositionClosed,
+                                   WalletSettingsChanged, TradingModeChanged])
 def test_table_covers_every_event(event: type) -> None:
     assert ("watching", event) in TABLE
+
+
+@pytest.mark.parametrize("event", [EntryDecision, ReservationTimedOut, TradingModeChanged, SwapObserved, PositionClosed,
+                                   WalletSettingsChanged])
+def test_awaiting_a_reservation_is_a_state_of_its_own(event: type) -> None:
+    assert ("awaiting_reservation", event) in TABLE
+
+
+def awaiting(r: "Reserve") -> WalletState:
+    """The wallet after asking the risk actor for `r`'s room (what `transition` returns with the Reserve)."""
+    state, (effect,) = transition(WalletState(W), SwapObserved(r.observation.signature, W, swap_payload(
+        r.observation.signature, W, MINT, "buy", 10**9, 10**6)), CopyRules(), RISK)
+    assert effect == r and state.status == "awaiting_reservation" and state.awaiting == r.observation
+    return state
+
+
+def test_deliveries_wait_in_the_state_while_a_reservation_is_awaited_and_run_in_order_after() -> None:
+    r = taken()
+    state = awaiting(r)
+    later = SwapObserved(sig("later"), W, swap_payload(sig("later"), W, MINT, "sell", 10**9, 10**6))
+    state, effects = transition(state, later, CopyRules(), RISK)
+    state, more = transition(state, WalletSettingsChanged(W, {"mode": "off"}), CopyRules(), RISK)
+    assert effects == more == [] and state.queued == (later, WalletSettingsChanged(W, {"mode": "off"}))
+    state, effects = transition(state, EntryDecision("another:request", True), CopyRules(), RISK)  # not ours: ignored
+    assert effects == [] and state.status == "awaiting_reservation"
+    state, (effect,) = transition(state, EntryDecision(r.reservation_id, True), CopyRules(), RISK)
+    assert state.status == "watching" and effect.reservation_id == r.reservation_id
+    state, first = next_queued(state)
+    assert first == later and len(state.queued) == 1  # the oldest first; the settings change after it
+    state, effects = transition(state, EntryDecision(r.reservation_id, True), CopyRules(), RISK)  # a late duplicate
+    assert effects == [] and state.status == "watching"
 
 
 def test_unknown_event_is_a_bug() -> None:
@@ -189,7 +223,7 @@ def test_without_a_risk_actor_a_taken_buy_is_recorded_at_once() -> None:
 
 def test_granted_entry_is_recorded_with_its_reservation() -> None:
     r = taken()
-    _, (effect,) = transition(WalletState(W), Reserved(r.observation, EntryDecision(r.reservation_id, True)), CopyRules(), RISK)
+    _, (effect,) = transition(awaiting(r), EntryDecision(r.reservation_id, True), CopyRules(), RISK)
     assert isinstance(effect, Record) and effect.reservation_id == r.reservation_id
     assert effect.observation.decision == "taken" and effect.observation.entry.mode == "paper"
 
@@ -197,14 +231,15 @@ def test_granted_entry_is_recorded_with_its_reservation() -> None:
 def test_refused_entry_is_skipped_with_the_cap_and_shadowed() -> None:
     r = taken()
     refusal = EntryDecision(r.reservation_id, False, "cap:max_open_positions")
-    _, (effect,) = transition(WalletState(W), Reserved(r.observation, refusal), CopyRules(), RISK)
+    _, (effect,) = transition(awaiting(r), refusal, CopyRules(), RISK)
     obs = effect.observation
     assert (obs.decision, obs.reason, obs.entry.mode, effect.reservation_id) == ("skipped", "cap:max_open_positions", "shadow", None)
 
 
 def test_no_answer_from_risk_fails_closed_and_releases() -> None:
     r = taken()
-    _, effects = transition(WalletState(W), Reserved(r.observation, TimeoutError()), CopyRules(), RISK)
+    state, effects = transition(awaiting(r), ReservationTimedOut(r.reservation_id), CopyRules(), RISK)
+    assert state.status == "watching"
     assert effects[0] == ReservationReleased(r.reservation_id)
     assert effects[1].observation.reason == "risk:unavailable"
 

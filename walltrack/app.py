@@ -19,6 +19,7 @@ from typing import Any
 import pykka
 import structlog
 
+from actors.edge import Edge
 from actors.messages import WatchlistChanged
 from actors.ports import Ports
 from actors.runtime import Runtime
@@ -53,6 +54,7 @@ class App:
         self.loop: AsyncioThread | None = None
         self.store: repo.Store | None = None
         self.root: pykka.ActorRef | None = None
+        self.actors: Edge | None = None  # how the world tells the actors (deliveries, commands, prices); not the root
         self.runtime: Runtime | None = None  # the worker pool every actor of this app runs on
         self.trio: TrioThread | None = None
         self.services: Services | None = None
@@ -109,7 +111,7 @@ class App:
                       executor=self.services.executor, exit_plan=exit_plan(s), risk=risk_config(s),
                       rules_follow_mode=s.copy_mode is None, live_available=live is not None, live=live,
                       live_policy=live_policy(s), sol_usd=lambda: self._fresh_sol_usd(),
-                      max_skew_s=s.trade_max_skew_s)
+                      max_skew_s=s.trade_max_skew_s, reservation_timeout_s=s.risk_reply_timeout_s)
         if live is not None and self.services.confirmer is not None:  # before any position resumes a swap in flight
             self._start_confirmer(live)
         intensity, backoff = supervision(s)
@@ -117,6 +119,7 @@ class App:
         with self.runtime.current():
             self.root = (self.cluster.start_root(ports, self.published, intensity, backoff) if self.cluster
                          else RootSupervisor.start(ports, self.published, intensity, backoff))
+        self.actors = self.cluster.edge if self.cluster else Edge(self.root, ports, self.published)
         self._start_actors()
         if live is not None and (self.trading_mode == "live" or self.store.run(lambda c: c.fetchval(
                 "SELECT count(*) FROM positions WHERE mode = 'live' AND closed_at IS NULL"))):
@@ -152,8 +155,8 @@ class App:
         """The wallets and open positions, adopted by the root, then the stored deliveries they have not observed;
         in a cluster, what each partition whose lease this node takes holds."""
         s = self.settings
-        self.deliveries = Deliveries(self.root, self.store, self.services.prefetch_safety, self.clock, s.inbox_sweep_s)
-        self.watchlist = Watchlist(self.store, self.root, s.trading_mode, self.deliveries, self.clock,
+        self.deliveries = Deliveries(self.actors, self.store, self.services.prefetch_safety, self.clock, s.inbox_sweep_s)
+        self.watchlist = Watchlist(self.store, self.actors, s.trading_mode, self.deliveries, self.clock,
                                    on_change=lambda: self.ops.watchlist_changed() if self.ops is not None else None)
         wallets = self.watchlist.load()  # the trading mode in force first: before any wallet starts
         if self.cluster is None:
@@ -163,7 +166,7 @@ class App:
             replayed = self.deliveries.replay()
             log.info("actors_started", wallets=len(wallets), positions=len(positions), inbox_replayed=replayed)
         else:  # a node adopts the wallets, positions and stored deliveries of each partition whose lease it takes
-            self.root.tell(WatchlistChanged(self.watched))
+            self.actors.tell(WatchlistChanged(self.watched))
             self.cluster.start(self.hand_out, lambda: self.watched)
             log.info("cluster_joined", node=s.cluster_node_id, watched=len(wallets))
 
@@ -174,7 +177,7 @@ class App:
         self.loop.run(self.watchlist.start(url), timeout=30)
         if self.cluster is None:  # in a cluster the node holding the `prices` lease polls for every node
             self.monitor = self.trio.start_service(self.services.price_monitor(
-                self.root, self.published, sol_always=lambda: live and self.trading_mode == "live"))
+                self.actors.prices, self.published, sol_always=lambda: live and self.trading_mode == "live"))
         self.ops = Operations(self)
         self.ops.start()
         try:

@@ -1,6 +1,6 @@
 """Stored deliveries to the actors: the start-up replay, the inbox sweep, and the backlog a database outage left.
 
-A delivery the gateway stored is handed to the root in order, with the wallets still to observe it and its
+A delivery the gateway stored is handed to the actors (through the edge) in order, with the wallets still to observe it and its
 age; its token's safety verdict is fetched meanwhile (screened concurrently, decided in order). The store
 records each (signature, wallet) once, so a delivery handed out twice is decided once all the same.
 """
@@ -20,16 +20,16 @@ Pending = list[tuple[str, str, tuple[str, ...], float]]  # (signature, payload, 
 
 
 class Deliveries:
-    def __init__(self, root: Any, store: repo.Store, prefetch_safety: Callable[[str, tuple[str, ...]], None],
+    def __init__(self, actors: Any, store: repo.Store, prefetch_safety: Callable[[str, tuple[str, ...]], None],
                  clock: Callable[[], float], sweep_after_s: float) -> None:
-        self._root, self._store, self._prefetch, self._clock = root, store, prefetch_safety, clock
+        self._actors, self._store, self._prefetch, self._clock = actors, store, prefetch_safety, clock
         self.sweep_after_s = sweep_after_s
 
     def hand_out(self, pending: Pending) -> None:
         """Stored deliveries to the actors, in order, with the wallets still to observe each and their age (s)."""
         now = self._clock()
         for signature, payload, todo, age_s in pending:
-            self._root.tell(Deliver(signature, payload, todo, received_at=now - age_s))
+            self._actors.tell(Deliver(signature, payload, todo, received_at=now - age_s))
             self._prefetch(payload, todo)  # screen the backlog concurrently, decide in order
 
     def replay(self) -> int:

@@ -24,7 +24,6 @@ import structlog
 import trio
 from pydantic import SecretStr
 
-from actors.messages import GetChild
 from actors.risk import to_lamports
 from actors.supervisor import RISK
 from sandbox import dexscreener, helius_api, jupiter, rpc, rugcheck, telegram
@@ -234,11 +233,11 @@ def summary(app: App, sb: Sandbox, risk_realized: int | None = None) -> dict[str
 def paper_equity(app: App, realized: int | None = None) -> dict[str, Any]:
     """The risk actor's equity (starting capital + the realized PnL it tallied from the closes it was told of)
     beside the same figure rebuilt from the fills table: the quote the routes gave, less fees and slippage.
-    `realized`: the risk actor's tally when it runs elsewhere (a cluster's risk owner); else asked of this root."""
+    `realized`: the risk actor's tally when it runs elsewhere (a cluster's risk owner); else looked up in this process."""
     assert app.store is not None and app.settings is not None
     cfg = risk_config(app.settings)
-    if realized is None and app.root is not None:
-        realized = app.root.ask(GetChild(RISK), timeout=10).ask("state", timeout=10).realized
+    if realized is None and app.actors is not None:
+        realized = app.actors.lookup(RISK).ask("state", timeout=10).realized
 
     async def q(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         return await conn.fetch(

@@ -25,7 +25,7 @@ from walltrack.bridge import ask, trio_await
 
 def gateway_service(app: Any, secret: str) -> Callable[..., Any]:
     """The gateway's main for `TrioThread.start_service`: started once it listens (`app.gateway_port` set)."""
-    s, store, root, services, cluster = app.settings, app.store, app.root, app.services, app.cluster
+    s, store, services, cluster = app.settings, app.store, app.services, app.cluster
 
     async def store_body(body: str, items: Items) -> set[str]:
         try:
@@ -39,7 +39,7 @@ def gateway_service(app: Any, secret: str) -> Callable[..., Any]:
 
     def dispatch(signature: str, wallets: tuple[str, ...], trades: Trades) -> None:
         # classified once, by the gateway (its timestamp judged there against the same clock)
-        root.tell(Deliver(signature, "", wallets, received_at=app.clock(), trades=trades))
+        app.actors.tell(Deliver(signature, "", wallets, received_at=app.clock(), trades=trades))
 
     async def publish(items: list[Delivery]) -> None:  # distributed mode: to the stream, by wallet partition
         await trio_await(cluster.publish(items))

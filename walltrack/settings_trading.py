@@ -61,6 +61,7 @@ class TradingSettings(BaseSettings):
     risk_max_total_exposure_sol: Decimal = Field(default=Decimal("3"), ge=0)
     risk_max_trades_per_day: int = Field(default=100, ge=0)
     risk_sol_usd_fallback: Decimal = Field(default=Decimal("150"), gt=0)
+    risk_reply_timeout_s: float = Field(default=10.0, gt=0)  # a wallet waits this long for a reservation, then skips
     breaker_max_drawdown_pct: Decimal = Field(default=Decimal("20"), ge=0, lt=100)
     breaker_drawdown_stop_hours: float = Field(default=12, ge=0)
     breaker_daily_loss_sol: Decimal = Field(default=Decimal("1"), ge=0)

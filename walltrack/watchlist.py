@@ -24,9 +24,9 @@ RECONCILE_S = 15.0  # the slow poll behind LISTEN/NOTIFY: watchlist, trading mod
 
 
 class Watchlist:
-    def __init__(self, store: repo.Store, root: Any, default_mode: str, deliveries: Deliveries,
+    def __init__(self, store: repo.Store, actors: Any, default_mode: str, deliveries: Deliveries,
                  clock: Callable[[], float], on_change: Callable[[], None]) -> None:
-        self._store, self._root, self._default_mode = store, root, default_mode
+        self._store, self._actors, self._default_mode = store, actors, default_mode
         self._deliveries, self._clock, self._on_change = deliveries, clock, on_change
         self.watched: frozenset[str] = frozenset()
         self.watched_at: dict[str, float] = {}  # a wallet added while running -> when (the bot's clock) it was watched
@@ -65,7 +65,7 @@ class Watchlist:
         # copy-rule overrides and operator breaker resets reach the running actors the same way
         await conn.add_listener(repo.WALLET_SETTINGS_CHANNEL,
                                 lambda _c, _p, _ch, address: asyncio.ensure_future(self._reload_wallet_settings(address)))
-        await conn.add_listener(repo.BREAKERS_CHANNEL, lambda _c, _p, _ch, name: self._root.tell(BreakerReset(name)))
+        await conn.add_listener(repo.BREAKERS_CHANNEL, lambda _c, _p, _ch, name: self._actors.tell(BreakerReset(name)))
         await conn.add_listener(  # the global trading mode (panel, `walltrack mode set`)
             repo.TRADING_MODE_CHANNEL, lambda *_: asyncio.ensure_future(self._reload_trading_mode()))
 
@@ -96,7 +96,7 @@ class Watchlist:
             now = self._clock()
             self.watched_at.update({w: now for w in wallets - self.watched})  # deliveries for it are kept from now on
             self.watched = wallets
-            self._root.tell(WatchlistChanged(wallets))
+            self._actors.tell(WatchlistChanged(wallets))
             self._on_change()
 
     async def _reload_trading_mode(self) -> None:
@@ -108,7 +108,7 @@ class Watchlist:
         mode = stored["mode"] if stored else self._default_mode
         if mode != self.trading_mode:
             self.trading_mode = mode
-            self._root.tell(TradingModeChanged(mode))
+            self._actors.tell(TradingModeChanged(mode))
             log.info("trading_mode_in_force", mode=mode, source="operator" if stored else "TRADING_MODE",
                      by=stored["updated_by"] if stored else None)
 
@@ -116,4 +116,4 @@ class Watchlist:
         async with self._store.pool.acquire() as conn:
             settings = await repo.wallet_settings(conn, address)
         if settings is not None:
-            self._root.tell(WalletSettingsChanged(address, settings))
+            self._actors.tell(WalletSettingsChanged(address, settings))

@@ -2,8 +2,8 @@
 
 Position commands (close, close a fraction, move the stop) have no database form: they go to the actor that
 decides them. The panel of any node looks up the position's wallet, and sends the command as a NATS request
-on `walltrack.commands.<partition>`; only the node owning that partition subscribes, asks its root for the
-position's actor, and answers with the actor's `CommandReply`. No responder means the partition is moving
+on `walltrack.commands.<partition>`; only the node owning that partition subscribes, looks up the
+position's actor in the directory, and answers with the actor's `CommandReply`. No responder means the partition is moving
 between nodes: nothing was sent. (Watchlist, copy rules, breaker resets and the trading mode are database writes
 with `NOTIFY`: every node hears them and acts only for what it owns — see `walltrack.cluster.root`.)
 
@@ -18,7 +18,7 @@ from typing import Any, Callable
 import nats.errors
 import structlog
 
-from actors.messages import CommandReply, GetChild
+from actors.messages import CommandReply
 from actors.shell import STATE_QUERY
 from actors.supervisor import RISK
 from walltrack.bridge import ask, asyncio_await
@@ -39,6 +39,7 @@ class Commands:
     def __init__(self, link: Any, store: Any, leases: Callable[[], dict[str, Any]]) -> None:
         self._link, self._store, self._leases = link, store, leases
         self.root: Any = None
+        self.directory: Any = None  # the running actors (actors/directory.py), once the root runs
         self._subs = Subscriptions(link)
 
     async def start(self) -> None:
@@ -59,7 +60,7 @@ class Commands:
             await msg.respond(json.dumps({"error": "not a position command"}).encode())
             return
         try:
-            ref = await ask(self.root, GetChild(("position", str(pid))), timeout=ASK_S)
+            ref = self.directory.lookup(("position", str(pid)))
             if ref is None:
                 reply = CommandReply(pid, False, "not running (closed, or restarting): nothing was sent")
             else:
@@ -76,7 +77,7 @@ class Commands:
         try:
             status = await ask(self.root, NodeStatus(), timeout=ASK_S)
             if status.get("risk"):  # the risk owner: its running tally of realized PnL (the demo's equity check)
-                ref = await ask(self.root, GetChild(RISK), timeout=ASK_S)
+                ref = self.directory.lookup(RISK)
                 state = await ask(ref, STATE_QUERY, timeout=ASK_S) if ref is not None else None
                 status["risk_realized"] = getattr(state, "realized", None)
         except TimeoutError:

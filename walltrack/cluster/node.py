@@ -24,8 +24,10 @@ from typing import Any, Callable
 
 import structlog
 
+from actors.edge import Edge
 from actors.messages import WatchlistChanged
 from storage import repo
+from walltrack.bridge import ask as asyncio_ask
 from walltrack.bridge import asyncio_await
 from walltrack.cluster import sql, wire
 from walltrack.cluster.commands import Commands
@@ -55,6 +57,7 @@ class Cluster:
         self.deliveries: Deliveries | None = None
         self.leases: Leases | None = None
         self.root: Any = None
+        self.edge: Any = None  # actors.edge.Edge, once the root runs
         self._hand_out: Callable[..., None] | None = None
         self._known: Callable[[], frozenset[str]] = frozenset
         self._queue: asyncio.Queue | None = None
@@ -66,7 +69,10 @@ class Cluster:
 
     def start_root(self, ports: Any, published: Any, intensity: Any, backoff: Any) -> Any:
         self.root = ClusterRoot.start(ports, published, intensity, backoff, partitions=self.count, risk_link=self.risk)
-        self.risk.root = self.prices.root = self.commands.root = self.root
+        self.edge = Edge(self.root, ports, published)  # deliveries, the watchlist, price ticks: not through the root
+        self.risk.root = self.commands.root = self.root
+        self.prices.root = self.edge.prices
+        self.risk.directory = self.commands.directory = ports.directory
         return self.root
 
     def start(self, hand_out: Callable[..., None], known: Callable[[], frozenset[str]]) -> None:
@@ -180,8 +186,7 @@ class Cluster:
         if not self.leases.owns(key):  # lost (or surrendered) while its books were read
             return None
         adopt = AdoptPartition(p, watched, dict(zip(wallets, books)), tuple(zip(pids, journals)))
-        self.root.tell(adopt)
-        await asyncio.wait_for(asyncio_await(adopt.done), 30)
+        await asyncio_ask(self.root, adopt, timeout=30)
         if not self.leases.owns(key):  # lost meanwhile: its ReleasePartition follows the adoption in the root
             return None
         if backlog:
@@ -200,9 +205,7 @@ class Cluster:
             await self.deliveries.unfollow(p)
             await self.prices.unfollow(p)
             await self.commands.unfollow(p)
-            release = ReleasePartition(p)
-            self.root.tell(release)
-            await asyncio.wait_for(asyncio_await(release.done), 10)
+            await asyncio_ask(self.root, ReleasePartition(p), timeout=10)
         elif key == wire.RISK_KEY:
             await self.risk.step_down()
         else:
@@ -230,8 +233,9 @@ class Cluster:
             self.root.tell(EnsurePositions(tuple(pids)))
 
     async def _refresh_watchlist(self) -> None:
-        """A delivery names a wallet this node has not heard of yet: read the watchlist now, tell the root first."""
-        self.root.tell(WatchlistChanged(frozenset(await self._db(repo.active_wallets))))
+        """A delivery names a wallet this node has not heard of yet: read the watchlist now, tell the edge first (the
+        directory holds the wallet's deliveries until the root has started it)."""
+        self.edge.tell(WatchlistChanged(frozenset(await self._db(repo.active_wallets))))
 
     async def _db(self, fn: Callable[[Any], Any]) -> Any:
         return await asyncio_await(self._store.submit(fn))

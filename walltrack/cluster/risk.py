@@ -3,9 +3,11 @@
 The node holding the `risk` lease runs the one `RiskActor` (rebuilt from the database when it takes the lease:
 the same `rebuild` as after a restart). Every other node's risk child is a `RemoteRisk` proxy:
 
-- `ReserveEntry` → NATS request `walltrack.risk.reserve`; the owner's actor answers `EntryDecision`. While the
-  lease moves there is no responder: the request is retried for up to 8 s; the wallet's own 10 s timer refuses
-  the entry after that (`risk:unavailable`, fail closed). A retry is answered once (reservation ids).
+- `ReserveEntry` → NATS request `walltrack.risk.reserve`; the owner's actor answers `EntryDecision`, told to a
+  one-shot reply channel (actors/reply.py) there, and the answer is told to the asking wallet (`reply_to`) here.
+  While the lease moves there is no responder: the request is retried for up to 8 s; the wallet's own timer
+  (`Ports.reservation_timeout_s`) refuses the entry after that (`risk:unavailable`, fail closed). A retry is
+  answered once (reservation ids).
 - `ReservationBound`, `ReservationReleased`, `PositionClosed`, `TripBreaker` → JetStream `walltrack.risk.events`
   (acknowledged by the stream, retried, deduplicated by `Nats-Msg-Id`). A new owner creates its consumer of
   these events (deliver-new) *before* it reads the snapshot: what was published earlier is in the database
@@ -20,7 +22,6 @@ the same `rebuild` as after a restart). Every other node's risk child is a `Remo
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import time
 from typing import Any
@@ -30,18 +31,22 @@ import nats.js.errors
 import structlog
 from nats.js import api
 
-from actors.messages import GetChild, PositionClosed, ReservationBound, ReservationReleased, ReserveEntry, TripBreaker
+import pykka
+
+from actors.directory import RISK
+from actors.messages import PositionClosed, ReservationBound, ReservationReleased, ReserveEntry
+from actors.reply import ReplyChannel
 from actors.shell import STATE_QUERY
-from actors.supervisor import RISK
 from walltrack.bridge import ask as asyncio_ask
 from walltrack.bridge import asyncio_await
 from walltrack.cluster import sql, wire
 from walltrack.cluster.link import Subscriptions, concurrently
-from walltrack.cluster.root import RiskOwner, ToRisk
+from walltrack.cluster.root import RiskOwner
 
 log = structlog.get_logger("cluster")
 
-RESERVE_BUDGET_S = 8.0  # the wallet gives up after 10 s
+RESERVE_BUDGET_S = 8.0  # the wallet gives up after Ports.reservation_timeout_s (10 s by default)
+ANSWER_S = 5.0  # the owner's wait for its risk actor's answer (the requester asks again, or gives up)
 RECONCILE_S = 10.0
 
 
@@ -58,7 +63,8 @@ def _msg_id(m: Any) -> str:
 class RiskLink:
     def __init__(self, link: Any, store: Any, published: Any) -> None:
         self._link, self._store, self._published = link, store, published
-        self.root: Any = None  # set once the root runs
+        self.root: Any = None  # set once the root runs: the risk child's supervisor (RiskOwner)
+        self.directory: Any = None  # set once the root runs: where the risk actor is reached (actors/directory.py)
         self.leading = False
         self._tasks: list[asyncio.Task] = []
         self._subs = Subscriptions(link)
@@ -81,10 +87,11 @@ class RiskLink:
                 continue
             except (nats.errors.TimeoutError, asyncio.TimeoutError, nats.errors.Error):
                 continue
-            try:
-                m.reply(wire.decode(answer.data))
-            except concurrent.futures.InvalidStateError:
-                pass
+            if m.reply_to is not None:
+                try:
+                    m.reply_to.tell(wire.decode(answer.data))
+                except pykka.ActorDeadError:
+                    pass  # the wallet stopped meanwhile: its successor asks again
             return
         log.warning("risk_owner_unreachable", reservation=m.reservation_id, after_s=RESERVE_BUDGET_S)
 
@@ -128,19 +135,14 @@ class RiskLink:
     async def _answer(self, msg: Any) -> None:
         if not self.leading:
             return
-        answer: concurrent.futures.Future = concurrent.futures.Future()
-
-        def reply(decision: Any) -> None:
-            try:
-                answer.set_result(decision)
-            except concurrent.futures.InvalidStateError:
-                pass
-
-        self.root.tell(wire.decode(msg.data, reply=reply))
+        channel = ReplyChannel(self.root.actor_inbox.runtime)
         try:
-            decision = await asyncio.wait_for(asyncio_await(answer), 5)
+            self.directory.tell(RISK, wire.decode(msg.data, reply_to=channel.ref))
+            decision = await asyncio.wait_for(asyncio_await(channel.future), ANSWER_S)
         except asyncio.TimeoutError:
             return  # the requester asks again, or gives up (fail closed)
+        finally:
+            channel.close()
         await msg.respond(wire.encode(decision))
 
     async def _events(self, sub: Any) -> None:
@@ -159,7 +161,7 @@ class RiskLink:
                 except (ValueError, TypeError):
                     await msg.term()
                     continue
-                self.root.tell(ToRisk(event))
+                self.directory.tell(RISK, event)
                 await msg.ack()
 
     async def _reconcile(self) -> None:
@@ -172,7 +174,7 @@ class RiskLink:
             await asyncio.sleep(RECONCILE_S)
 
     async def reconcile_once(self) -> int:
-        ref = await asyncio_ask(self.root, GetChild(RISK), timeout=3)
+        ref = self.directory.lookup(RISK)
         state = await asyncio_ask(ref, STATE_QUERY, timeout=3) if ref is not None else None
         if state is None or not hasattr(state, "open"):
             return 0
@@ -188,7 +190,7 @@ class RiskLink:
                 fixes.append(ReservationBound(f"reconcile:{r['id']}", r["id"], r["wallet"], r["token_mint"], r["quote_mint"],
                                               int(r["entry_quote_amount"])))
         for fix in fixes:
-            self.root.tell(ToRisk(fix))
+            self.directory.tell(RISK, fix)
         if fixes:
             log.warning("risk_reconciled", fixes=len(fixes), closes=sum(isinstance(f, PositionClosed) for f in fixes))
         return len(fixes)

@@ -69,7 +69,7 @@ _TYPES: dict[str, type] = {t.__name__: t for t in (
     m.ReserveEntry, m.EntryDecision, m.ReservationBound, m.ReservationReleased, m.PositionClosed, m.TripBreaker,
     m.PriceTick, m.ClosePosition, m.ClosePartial, m.SetStop, m.CommandReply,
 )}
-_SKIP = frozenset({"reply", "kind"})  # a reply callable never travels; the kind tag is the type's own
+_SKIP = frozenset({"reply_to", "kind"})  # a reply address never travels; the kind tag is the type's own
 
 
 def _plain(v: Any) -> Any:
@@ -95,7 +95,7 @@ def encode(msg: Any) -> bytes:
 
 
 def decode(data: bytes, **extra: Any) -> Any:
-    """A message back from `encode`; `extra` fills what does not travel (a ReserveEntry's `reply`)."""
+    """A message back from `encode`; `extra` fills what does not travel (a ReserveEntry's `reply_to`)."""
     body = json.loads(data)
     cls = _TYPES.get(body.pop("type", None))
     if cls is None:
