@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.market import pubkey, signature  # noqa: E402
 from walltrack.cluster.harness import ClusterHarness  # noqa: E402
-from storage.db import EmbeddedPostgres  # noqa: E402
+from storage.db import EmbeddedPostgres, fetch  # noqa: E402
 
 SECRET = "bench-cluster-secret-0123456789"
 MINT = pubkey("bench-unheld-token")
@@ -52,14 +52,8 @@ def sell(i: int, wallet: str, run: str) -> bytes:
 
 
 def sql(url: str, query: str, *args: Any) -> Any:
-    async def go() -> Any:
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetchval(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+    rows = fetch(url, query, *args)
+    return rows[0][0] if rows else None
 
 
 def fresh_db(pg: EmbeddedPostgres, name: str) -> str:

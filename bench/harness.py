@@ -38,7 +38,7 @@ from sandbox.faults import FaultBoard  # noqa: E402
 from sandbox.market import Hazards, Market  # noqa: E402
 from sandbox.server import create_app, server_main  # noqa: E402
 from walltrack.bridge import TrioThread  # noqa: E402
-from storage.db import EmbeddedPostgres, migrate  # noqa: E402
+from storage.db import EmbeddedPostgres, fetch, migrate  # noqa: E402
 
 SECRET = "bench-webhook-secret-0123456789"
 PY = sys.executable
@@ -123,14 +123,7 @@ class Ctx:
         return self.pg.url.replace("/postgres?", f"/{name}?", 1)
 
     def sql(self, url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-        async def go() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(url)
-            try:
-                return await conn.fetch(query, *args)
-            finally:
-                await conn.close()
-
-        return asyncio.run(go())
+        return fetch(url, query, *args)
 
 
 class Bot:

@@ -7,6 +7,7 @@ data directory: the last one to let go of it stops it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -178,3 +179,14 @@ async def migrate(conn: asyncpg.Connection, schema_dir: Path = SCHEMA_DIR) -> li
         await conn.execute("SELECT pg_advisory_unlock(7431001)")
     return done
 
+
+def fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """One query on a connection of its own, from plain (non-async) code: the CLI-free tools, benchmarks, tests."""
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

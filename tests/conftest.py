@@ -15,7 +15,7 @@ import pykka
 import pytest
 
 from walltrack.app import App
-from storage.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres, fetch
 from walltrack.settings import load_settings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # real payloads, copied from shared/fixtures
@@ -68,14 +68,7 @@ def db_url(pg_server: EmbeddedPostgres) -> str:
 
 
 def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetch(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+    return fetch(url, query, *args)
 
 
 @pytest.fixture
