@@ -120,9 +120,11 @@ class Operations:
             lambda c: c.fetch("SELECT signature FROM webhook_inbox WHERE signature = ANY($1::text[])", signatures)))
         return {r["signature"] for r in rows}
 
-    async def ingest(self, txs: list[dict[str, Any]]) -> int:
+    async def ingest(self, txs: list[dict[str, Any]], block_times: dict[str, float] | None = None) -> int:
         """Store enhanced transactions in the inbox and hand the new ones to the actors, exactly as the gateway
-        does (one row per signature: a transaction already there is a duplicate and is not decided again)."""
+        does (one row per signature: a transaction already there is a duplicate and is not decided again).
+        A backfilled transaction is late by design: its timestamp is judged against the chain's own block time for
+        it (`block_times`, from the RPC: a source independent of Helius), not against now."""
         checked = []
         for tx in txs:
             try:
@@ -133,5 +135,7 @@ class Operations:
         if not deliveries:
             return 0
         new = await trio_await(self.app.store.store_deliveries(deliveries))
-        self.app.hand_out([(sig, payload, tuple(w), 0.0) for sig, payload, w in deliveries if sig in new and w])
+        now, seen = self.app.clock(), block_times or {}
+        self.app.hand_out([(sig, payload, tuple(w), max(0.0, now - seen.get(sig, now)))
+                           for sig, payload, w in deliveries if sig in new and w])
         return len(new)

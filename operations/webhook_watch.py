@@ -106,7 +106,7 @@ class StallWatch:
                  watched_at: Callable[[str], float | None] = lambda wallet: None,
                  last_delivery: Callable[[], float], clock: Callable[[], float],
                  in_inbox: Callable[[list[str]], Awaitable[set[str]]],
-                 ingest: Callable[[list[dict[str, Any]]], Awaitable[int]],
+                 ingest: Callable[[list[dict[str, Any]], dict[str, float]], Awaitable[int]],
                  stall_after_s: float, poll_s: float, lookback_s: float) -> None:
         self.rpc, self.helius = rpc, helius
         self.watched, self.watched_at, self.last_delivery, self.clock = watched, watched_at, last_delivery, clock
@@ -187,7 +187,7 @@ class StallWatch:
         except ProviderError as exc:
             log.warning("webhook_backfill_failed", missing=len(missing), error=str(exc))
             return  # still open: the next round tries again
-        new = await self.ingest(txs)
+        new = await self.ingest(txs, {sig: pending[sig][1] for sig in missing})  # the RPC's block times
         found = {tx.get("signature") for tx in txs}
         for sig in missing:  # stored now, or unknown to Helius: either way not asked for again
             if (state := self._wallets.get(pending[sig][0])) is not None:

@@ -165,7 +165,8 @@ def test_stall_watch_pages_back_to_its_cursor_and_backfills_every_missed_trade(b
     async def in_inbox(sigs: list[str]) -> set[str]:
         return set(sigs) & set(stored)
 
-    async def ingest(txs: list[dict]) -> int:
+    async def ingest(txs: list[dict], block_times: dict[str, float]) -> int:
+        assert {tx["signature"] for tx in txs} <= set(block_times)  # each judged against the chain's block time
         new = [tx for tx in txs if tx["signature"] not in stored]
         stored.update((tx["signature"], tx) for tx in new)
         return len(new)
