@@ -34,8 +34,10 @@ async def connect_pool(url: str, max_size: int = 8) -> asyncpg.Pool:
                                      server_settings={"application_name": "walltrack"})
 
 
+# InternalClientError: a pooled connection left mid-operation when its server died ("another operation is in
+# progress") — the database is gone, not the query wrong
 _TEMPORARY = (OSError, asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.InterfaceError,
-              asyncpg.exceptions.CannotConnectNowError, TimeoutError)
+              asyncpg.exceptions.InternalClientError, asyncpg.exceptions.CannotConnectNowError, TimeoutError)
 
 
 class Store:
