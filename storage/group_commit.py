@@ -47,24 +47,52 @@ class GroupCommit(Generic[T, R]):
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                group, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
-                await self._commit([(i, f) for i, f in group if f.set_running_or_notify_cancel()])
+                await self._commit_next()
         finally:
             self._writers -= 1
 
-    async def _commit(self, group: list[tuple[T, concurrent.futures.Future[R]]]) -> None:
-        if not group:
+    def _take(self) -> list[tuple[T, concurrent.futures.Future[R]]]:
+        group, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
+        return [(i, f) for i, f in group if f.set_running_or_notify_cancel()]
+
+    async def _commit_next(self) -> None:
+        """One commit of what is waiting once a connection is in hand: a writer that waited for one takes everything
+        that arrived meanwhile (the group is taken then, not before)."""
+        taken: list[tuple[T, concurrent.futures.Future[R]]] = []
+
+        async def write(conn: asyncpg.Connection) -> list[R]:
+            taken.extend(self._take())
+            return await self._write(conn, [i for i, _ in taken]) if taken else []
+
+        try:
+            results = await self._run(write)
+        except Exception as exc:  # noqa: BLE001 - handed to each caller
+            if not taken:  # no connection at all (the database is gone): this group fails now, its callers retry
+                taken.extend(self._take())
+            await self._failed(taken, exc)
             return
+        if taken:
+            self.commits += 1
+            self._resolve(taken, results)
+
+    async def _commit(self, group: list[tuple[T, concurrent.futures.Future[R]]]) -> None:
         try:
             results = await self._run(lambda conn: self._write(conn, [i for i, _ in group]))
             self.commits += 1
         except Exception as exc:  # noqa: BLE001 - handed to each caller
-            if len(group) > 1 and not isinstance(exc, self._temporary):
-                for one in group:  # a bad item fails alone: the others are stored on their own
-                    await self._commit([one])
-                return
-            for _, f in group:
-                f.set_exception(exc)
+            await self._failed(group, exc)
             return
+        self._resolve(group, results)
+
+    async def _failed(self, group: list[tuple[T, concurrent.futures.Future[R]]], exc: Exception) -> None:
+        if len(group) > 1 and not isinstance(exc, self._temporary):
+            for one in group:  # a bad item fails alone: the others are stored on their own
+                await self._commit([one])
+            return
+        for _, f in group:
+            f.set_exception(exc)
+
+    @staticmethod
+    def _resolve(group: list[tuple[T, concurrent.futures.Future[R]]], results: list[R]) -> None:
         for (_, f), result in zip(group, results):
             f.set_result(result)
