@@ -131,7 +131,7 @@ class PositionActor(Shell):
         super().__init__(ports.scheduler, root)
         self._entries_off = trading_mode == "off"  # the global kill switch when the root started it
         self.child_id = ("position", str(position_id))
-        self.state = fold(position_id, journal)
+        self.state = fold(position_id, journal).prepared()
         self.mark: PriceTick | None = None  # the last fresh price (not journaled: a tick is not a decision)
         self._waiting: PriceTick | None = None
         self._deferred: list[Any] = []
@@ -259,7 +259,7 @@ class PositionActor(Shell):
             self.actor_ref.tell(tick)
 
     def _applied(self, events: tuple[JournalEvent, ...], after: PositionState, effects: tuple[Any, ...]) -> None:
-        before, self.state = self.state, after
+        before, self.state = self.state, after.prepared()
         for ev in events:
             log.info("position_event", position_id=after.id, wallet=after.wallet, token_mint=after.token_mint, mode=after.mode,
                      journal_event=ev.kind, seq=ev.seq,

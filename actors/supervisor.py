@@ -106,18 +106,22 @@ class RootSupervisor(PooledActor):
 
     # -- start-up from persisted state (called by the composition root before traffic) --------------
     def adopt_wallet(self, wallet: str, books: dict[str, dict[str, frozenset[int]]]) -> None:
-        self._dir.watch(self._dir.everyone | {wallet})
+        self.adopt_wallets({wallet: books})
+
+    def adopt_wallets(self, wallets: dict[str, dict[str, dict[str, frozenset[int]]]]) -> None:
+        """Watch them all at once (one pass over the watchlist, not one per wallet), then start each."""
+        self._dir.watch(self._dir.everyone | set(wallets))
         self._seen = self._dir.version
-        self._watchlist |= {wallet}
-        self._spawn(("wallet", wallet), books)
+        self._watchlist |= set(wallets)
+        for wallet, books in wallets.items():
+            self._spawn(("wallet", wallet), books)
 
     def adopt_position(self, position_id: int, journal: tuple[JournalEvent, ...]) -> None:
         self._spawn(("position", str(position_id)), journal)
 
     def adopt(self, wallets: dict[str, Any], positions: list[tuple[int, tuple[JournalEvent, ...]]]) -> int:
         """Every watched wallet (address -> books) and open position at once: one message, not a round trip each."""
-        for wallet, books in wallets.items():
-            self.adopt_wallet(wallet, books)
+        self.adopt_wallets(wallets)
         for pid, journal in positions:
             self.adopt_position(pid, journal)
         return len(self._dir.running())

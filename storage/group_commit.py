@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 import asyncpg
@@ -29,29 +30,41 @@ class GroupCommit(Generic[T, R]):
                  temporary: tuple[type[BaseException], ...], max_items: int = 1024, writers: int = 2) -> None:
         self._loop, self._run, self._write, self._temporary, self._max = loop, run, write, temporary, max_items
         self._waiting: list[tuple[T, concurrent.futures.Future[R]]] = []
+        self._arriving: list[tuple[T, concurrent.futures.Future[R]]] = []  # submitted, not yet seen by the loop
+        self._arriving_lock = threading.Lock()
         self._writers, self._most = 0, writers
         self.commits = 0  # batches committed (for tests and benchmarks)
 
     def submit(self, item: T) -> concurrent.futures.Future[R]:
         """`item`'s result once its batch is committed (from any thread)."""
         future: concurrent.futures.Future[R] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(self._add, item, future)
+        with self._arriving_lock:  # one wake-up of the loop for everything submitted before it runs, not one each
+            self._arriving.append((item, future))
+            wake = len(self._arriving) == 1
+        if wake:
+            self._loop.call_soon_threadsafe(self._arrived)
         return future
 
-    def _add(self, item: T, future: concurrent.futures.Future[R]) -> None:
-        self._waiting.append((item, future))
-        if self._writers < self._most:
+    def _collect(self) -> None:
+        with self._arriving_lock:
+            arrived, self._arriving = self._arriving, []
+        self._waiting.extend(arrived)
+
+    def _arrived(self) -> None:
+        self._collect()
+        if self._waiting and self._writers < self._most:
             self._writers += 1
             self._loop.create_task(self._drain())
 
     async def _drain(self) -> None:
         try:
-            while self._waiting:
+            while self._waiting or self._arriving:
                 await self._commit_next()
         finally:
             self._writers -= 1
 
     def _take(self) -> list[tuple[T, concurrent.futures.Future[R]]]:
+        self._collect()  # what other threads submitted up to this moment rides along
         group, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
         return [(i, f) for i, f in group if f.set_running_or_notify_cancel()]
 

@@ -126,8 +126,7 @@ class ClusterRoot(RootSupervisor):
         """Asked by the node (it waits for the answer before it follows the partition's stream)."""
         self._owned = self._owned | {m.partition}
         self._dir.watch(m.watched)  # the partition's wallets are in scope now: deliveries to them are held
-        for wallet, books in m.wallets.items():
-            self.adopt_wallet(wallet, books)
+        self.adopt_wallets(m.wallets)
         for pid, journal in m.positions:
             self.adopt_position(pid, journal)
         self._watchlist_changed(WatchlistChanged(m.watched))  # any wallet added since the books were read
