@@ -102,10 +102,7 @@ def latency(ctx: Ctx) -> None:
         _wait_signals(bot, light)
         proc = bot.ps
         cpu0, pg0, w0 = proc.cpu_times(), pg_cpu(ctx), time.perf_counter()
-        import os
-        spy = subprocess.Popen(["py-spy", "record", "--gil", "--format", "raw", "-r", "100", "-o", os.environ["BENCH_SPY"], "--pid", str(proc.pid), "--duration", str(int(ctx.seconds))]) if os.environ.get("BENCH_SPY") else None
         got = load("rate", bot.port, bodies, seconds=ctx.seconds, rate=100)
-        if spy: spy.wait()
         cpu1, pg1, wall = proc.cpu_times(), pg_cpu(ctx), time.perf_counter() - w0
         logged = _wait_signals(bot, light + items)
     finally:
