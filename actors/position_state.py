@@ -28,7 +28,7 @@ MANUAL = (ClosePosition, ClosePartial, SetStop)
 
 class memo:  # noqa: N801 - a decorator, named like functools.cached_property
     """A property computed once per (immutable) instance. Not functools.cached_property: on Python 3.11 that takes
-    one lock per class, so the workers ticking 10,000 positions at once queue on it (measured: 90% of a sweep)."""
+    one lock per class, so the workers ticking 10,000 positions at once queue on it (a first sweep: 1.5 s -> 1.1 s)."""
 
     def __init__(self, fn: Any) -> None:
         self.fn, self.name = fn, fn.__name__

@@ -42,7 +42,15 @@ class GroupCommit(Generic[T, R]):
             self._arriving.append((item, future))
             wake = len(self._arriving) == 1
         if wake:
-            self._loop.call_soon_threadsafe(self._arrived)
+            try:
+                self._loop.call_soon_threadsafe(self._arrived)
+            except RuntimeError as exc:  # the loop is closed: nothing waiting here will be written, fail it all now
+                with self._arriving_lock:
+                    dropped, self._arriving = self._arriving, []
+                for _, f in dropped:
+                    if f is not future:
+                        f.set_exception(exc)
+                raise
         return future
 
     def _collect(self) -> None:

@@ -5,12 +5,14 @@ the database refuses fails alone."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import asyncpg
 import pytest
 
 from storage import repo
+from storage.group_commit import GroupCommit
 from walltrack.bridge import AsyncioThread
 from storage.db import migrate
 
@@ -59,6 +61,24 @@ def test_concurrent_requests_share_one_commit_and_hear_back_after_it(store: repo
     assert all(r["wallets"] == ["w"] and r["pending"] for r in rows)
     again = store.store_body(body("s3"), (("s3", ("w",)),)).result(10)
     assert again == set()  # stored before: a duplicate
+
+
+def test_submissions_from_many_threads_at_once_each_hear_their_own_result(store: repo.Store) -> None:
+    held = hold(store)
+    with ThreadPoolExecutor(8) as pool:  # eight threads submitting at once: one wake-up of the loop may carry many
+        futures = list(pool.map(lambda i: store.store_body(body(f"t{i}"), ((f"t{i}", ("w",)),)), range(200)))
+    store._loop.run(store.pool.release(held))
+    assert [f.result(10) for f in futures] == [{f"t{i}"} for i in range(200)]
+    assert store.inbox.commits <= 3
+
+
+def test_a_submission_to_a_stopped_store_fails_at_once_every_time() -> None:
+    loop = AsyncioThread()
+    commit: GroupCommit[str, str] = GroupCommit(loop.loop, lambda fn: fn(None), lambda _c, items: items, ())
+    loop.stop()
+    for _ in range(2):  # not only the first: a second caller must not wait forever on a wake-up that never comes
+        with pytest.raises(RuntimeError):
+            commit.submit("x")
 
 
 def test_a_body_the_database_refuses_fails_alone(store: repo.Store) -> None:
