@@ -20,7 +20,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adapters.http import BadResponse, Policy, Provider, ResilientClient
+from adapters.http import BadResponse, Closes, Policy, Provider, ResilientClient, batched
 
 log = structlog.get_logger("dexscreener")
 
@@ -140,7 +140,7 @@ def best_pair(pairs: Iterable[DexPair], mint: str) -> DexPair | None:
     return max(mine, key=lambda p: p.liquidity_usd, default=None)
 
 
-class DexScreenerClient:
+class DexScreenerClient(Closes):
     """DexScreener's token endpoint through one provider. No key; 300 requests per minute."""
 
     name = "dexscreener"
@@ -171,21 +171,8 @@ class DexScreenerClient:
 
     async def best_pairs(self, mints: Iterable[str]) -> dict[str, DexPair]:
         """The best pair per mint for any number of mints, ≤ 30 per call. Any failing call raises."""
-        ids = list(dict.fromkeys(mints))
-        out: dict[str, DexPair] = {}
-        for i in range(0, len(ids), MAX_ADDRESSES):
-            out.update(await self.best_pair_batch(ids[i:i + MAX_ADDRESSES]))
-        return out
+        return await batched(mints, MAX_ADDRESSES, self.best_pair_batch)
 
     async def usd_prices(self, mints: Sequence[str]) -> dict[str, Decimal]:
         """The `PriceSource` port (intelligence.prices): one call, ≤ `max_batch` mints, USD prices."""
         return {m: p.price_usd for m, p in (await self.best_pair_batch(mints)).items() if p.price_usd is not None}
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> "DexScreenerClient":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from adapters.http import BadResponse, Policy, Provider, ResilientClient
+from adapters.http import BadResponse, Closes, Policy, Provider, ResilientClient
 
 MAX_PARSE = 100  # signatures per parse-transactions call
 
@@ -52,7 +52,7 @@ def differences(hook: dict[str, Any], want: dict[str, Any]) -> list[str]:
     return out
 
 
-class HeliusApi:
+class HeliusApi(Closes):
     def __init__(self, base_url: str, api_key: str, *, rate_per_s: float = 2.0, attempts: int = 3,
                  attempt_timeout_s: float = 10.0, cooldown_s: float = 30.0, max_wait_s: float = 5.0) -> None:
         self.provider = Provider("helius", Policy(rate_per_s=rate_per_s, attempts=attempts, cooldown_s=cooldown_s,
@@ -80,9 +80,6 @@ class HeliusApi:
             out += await self._http.request("POST", "/v0/transactions", params=self._key,
                                             json={"transactions": signatures[i:i + MAX_PARSE]}, parse=_transactions)
         return out
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 async def sync_webhook(api: HeliusApi, url: str, secret: str, addresses: frozenset[str]) -> SyncResult:

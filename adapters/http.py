@@ -30,7 +30,7 @@ import email.utils
 import functools
 import ssl
 import time
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Self, TypeVar
 
 import certifi
 import httpx
@@ -48,12 +48,13 @@ from adapters.errors import (
 from adapters.provider import ATTEMPT_HOOKS, Provider, ProviderState
 
 __all__ = [
-    "ATTEMPT_HOOKS", "BadResponse", "BreakerState", "CircuitBreaker", "Policy", "Provider", "ProviderError",
-    "ProviderState", "ProviderUnavailable", "RateLimited", "RequestRejected", "ResilientClient", "TemporaryError",
+    "ATTEMPT_HOOKS", "BadResponse", "BreakerState", "CircuitBreaker", "Closes", "Policy", "Provider", "ProviderError",
+    "ProviderState", "ProviderUnavailable", "RateLimited", "RequestRejected", "ResilientClient", "TemporaryError", "batched",
     "TokenBucket", "retry_after_seconds",
 ]
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 def _identity(x: Any) -> Any:
@@ -90,13 +91,39 @@ def _body(resp: httpx.Response) -> Any:
         return resp.text[:500]
 
 
+class Closes:
+    """`aclose()` and `async with` for a client whose connections are `self._http` (an httpx client, or a
+    `ResilientClient` an adapter wraps)."""
+
+    _http: Any
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def batched(keys: Iterable[str], size: int, call: Callable[[list[str]], Awaitable[dict[str, V]]]) -> dict[str, V]:
+    """`call` on at most `size` distinct keys at a time, one call after another, the answers merged. Any failing call
+    raises (a batch endpoint's limit, e.g. Jupiter's 50 ids or DexScreener's 30 addresses)."""
+    distinct = list(dict.fromkeys(keys))
+    out: dict[str, V] = {}
+    for i in range(0, len(distinct), size):
+        out.update(await call(distinct[i:i + size]))
+    return out
+
+
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """One TLS context (httpx's default: certifi's roots) for every client: loading the roots costs ~40 ms each."""
     return ssl.create_default_context(cafile=certifi.where())
 
 
-class ResilientClient:
+class ResilientClient(Closes):
     """JSON over HTTP through a `Provider`. Several clients may share one provider (one budget).
 
     `base_url` is the service root (e.g. `https://api.jup.ag` or `http://127.0.0.1:PORT/jupiter`);
@@ -158,12 +185,3 @@ class ResilientClient:
             raise
         except (ValidationError, ValueError, TypeError, KeyError) as exc:
             raise BadResponse(f"{name}: unexpected body shape: {str(exc)[:300]}", provider=name) from exc
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> "ResilientClient":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

@@ -25,7 +25,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adapters.http import BadResponse, Policy, Provider, RequestRejected, ResilientClient
+from adapters.http import BadResponse, Closes, Policy, Provider, RequestRejected, ResilientClient, batched
 
 log = structlog.get_logger("jupiter")
 
@@ -194,7 +194,7 @@ def parse_swap(body: Any) -> SwapBuild:
 
 
 # -- client -------------------------------------------------------------------------------------------
-class JupiterClient:
+class JupiterClient(Closes):
     """Price v3, Quote and Swap v1 through one provider (one rate budget, one breaker).
 
     `provider` may be passed to share it (or to inject a test clock); otherwise one is built from `tier`
@@ -227,11 +227,7 @@ class JupiterClient:
 
     async def prices(self, mints: Iterable[str]) -> dict[str, JupiterPrice]:
         """Prices for any number of mints, ≤ 50 per call, one call after another. Any failing call raises."""
-        ids = list(dict.fromkeys(mints))
-        out: dict[str, JupiterPrice] = {}
-        for i in range(0, len(ids), MAX_PRICE_IDS):
-            out.update(await self.price_batch(ids[i:i + MAX_PRICE_IDS]))
-        return out
+        return await batched(mints, MAX_PRICE_IDS, self.price_batch)
 
     async def usd_prices(self, mints: Sequence[str]) -> dict[str, Decimal]:
         """The `PriceSource` port (intelligence.prices): one call, ≤ `max_batch` mints, USD prices."""
@@ -267,15 +263,6 @@ class JupiterClient:
                                 "prioritizationFeeLamports": prioritization_fee_lamports}
         body.update(extra)
         return await self._http.post("/swap/v1/swap", json=body, parse=parse_swap)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> "JupiterClient":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 def prioritization_fee(priority_level: str, max_lamports: int, jito_tip_lamports: int = 0) -> dict[str, Any]:
