@@ -83,12 +83,12 @@ async def health(app: Any) -> tuple[dict[str, Any], int]:
     if app.database is not None:
         body["database_restarts"] = app.database.restarts
     body["circuit_breaker"] = breaker_state(app.published, app.clock())
+    degraded = body["circuit_breaker"]["state"] != "closed"  # a tripped breaker, a live book to look at, no actors
     if app.services is not None and app.services.live is not None and app.cluster is None:
         report = app.live_reconcile or {}
         body["live"] = {"wallet": app.services.live.address, "reconcile": app.live_reconcile,
                         "exit_failed": body.get("exit_failed")}
-        if body.get("exit_failed") or report.get("findings") or report.get("error"):
-            body["status"] = "degraded" if body["status"] == "ok" else body["status"]
+        degraded |= bool(body.get("exit_failed") or report.get("findings") or report.get("error"))
     if app.cluster is not None:
         body["cluster"] = app.cluster.status()
     if app.services is not None:
@@ -97,8 +97,8 @@ async def health(app: Any) -> tuple[dict[str, Any], int]:
         body["actors"] = await ask(app.root, GetStats(), timeout=2)
     except Exception:  # noqa: BLE001
         body["actors"] = None
-        body["status"] = "degraded" if body["status"] == "ok" else body["status"]
-    if body["circuit_breaker"]["state"] != "closed" and body["status"] == "ok":
+        degraded = True
+    if degraded and body["status"] == "ok":  # "unavailable" (no database) says more
         body["status"] = "degraded"
     return body, 200 if body["database"] == "connected" else 503
 
