@@ -73,9 +73,7 @@ class Watchlist:
         while True:
             await asyncio.sleep(min(RECONCILE_S, self._deliveries.sweep_after_s))
             try:
-                await self._listen()  # again, when it was lost with a database outage
-                await self.reload()
-                await self._reload_trading_mode()  # a NOTIFY lost with the connection
+                await self._catch_up()
                 await self._deliveries.sweep()
             except Exception as exc:  # noqa: BLE001 - the next round retries
                 log.warning("watchlist_reload_failed", error=repr(exc))
@@ -83,11 +81,15 @@ class Watchlist:
     async def recovered(self, down_s: float) -> None:
         """The database answers again: listen again, hear what a lost NOTIFY would have said, and hand out at once
         what the outage left in the inbox (received before it began and still unprocessed)."""
+        await self._catch_up()
+        stuck = await self._deliveries.hand_out_older_than(down_s)
+        log.info("database_resumed", down_s=round(down_s, 2), inbox_handed_out=len(stuck))
+
+    async def _catch_up(self) -> None:
+        """Listen again if the connection was lost (a database outage), and read what a lost NOTIFY would have said."""
         await self._listen()
         await self.reload()
         await self._reload_trading_mode()
-        stuck = await self._deliveries.hand_out_older_than(down_s)
-        log.info("database_resumed", down_s=round(down_s, 2), inbox_handed_out=len(stuck))
 
     async def reload(self) -> None:
         async with self._store.pool.acquire() as conn:
